@@ -1,0 +1,305 @@
+"""The predictive engine: one jit-compiled, batched function behind every prediction.
+
+For each posterior draw the model runs under ``seed``, ``substitute`` (the draw's latent
+values) and ``do`` (site interventions), vmapped over draws and applied to fixed-size row
+batches. The compiled function depends only on the model's cache key and the *names* of
+what is requested (sites returned, sites intervened on, shift functions), never on values
+or on the number of rows, so repeated calls reuse one compilation.
+
+This module knows nothing of scikit-learn or of output formats: it takes arrays and returns
+arrays (or hands each batch to a sink).
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from numpyro import handlers
+
+__all__ = ["Request", "PredictiveEngine"]
+
+_MAX_CACHED = 64
+_COMPILED = OrderedDict()
+DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of output per batch
+
+
+@dataclass(frozen=True)
+class Request:
+    """The static part of a prediction: what changes the compiled program.
+
+    Parameters
+    ----------
+    return_sites : tuple of str
+        Sites whose values are returned.
+    do_sites : tuple of str
+        Sample sites set to given values with ``handlers.do``.
+    fixed_sites : tuple of str
+        Deterministic sites set to given values with ``handlers.substitute``.
+    shifts : tuple of (str, callable)
+        Sites intervened on with a value computed from their factual value.
+    outcome_stat : {"sample", "mean", "probs"}
+        What is returned for the outcome site: sampled values, the conditional mean of its
+        distribution or its class probabilities.
+    local_from_posterior : bool
+        Whether local latent sites take their fitted posterior values (in-sample rows) or are
+        drawn from the model given the global parameters (new rows).
+    """
+
+    return_sites: tuple
+    do_sites: tuple = ()
+    fixed_sites: tuple = ()
+    shifts: tuple = ()
+    outcome_stat: str = "sample"
+    local_from_posterior: bool = False
+
+
+class PredictiveEngine:
+    """Batched, compiled predictions of a NumPyro model under posterior draws.
+
+    Parameters
+    ----------
+    model : callable
+        The NumPyro model (reparameterised as fitted).
+    cache_key : hashable
+        Equal for models that build the same program; compiled functions are shared
+        between engines (and estimator clones) with equal keys.
+    info : skimpact.model.ModelInfo
+        Sites of the model found when it was fitted.
+    """
+
+    def __init__(self, model, cache_key, info):
+        self.model = model
+        self.cache_key = cache_key
+        self.info = info
+
+    # ------------------------------------------------------------------ compiled core
+    def compiled(self, request):
+        """The jitted ``(keys, latent, X, inputs, values) -> outputs`` for ``request``."""
+        key = (self.cache_key, request)
+        fn = _COMPILED.get(key)
+        if fn is None:
+            fn = jax.jit(jax.vmap(self._one_draw(request), in_axes=(0, 0, None, None, None)))
+            _COMPILED[key] = fn
+            if len(_COMPILED) > _MAX_CACHED:
+                _COMPILED.popitem(last=False)
+        else:
+            _COMPILED.move_to_end(key)
+        return fn
+
+    def _one_draw(self, request):
+        model, outcome = self.model, self.info.outcome_site
+
+        def one(key, latent, X, inputs, values):
+            values = dict(values)
+            if request.shifts:
+                factual = _trace(handlers.substitute(model, data=latent), key, X, inputs)
+                for name, fn in request.shifts:
+                    values[name] = fn(factual[name]["value"])
+            do_vals = {k: values[k] for k in request.do_sites + _shift_names(request, "sample", self.info)}
+            fixed = {k: v for k, v in values.items() if k not in do_vals}
+            m = handlers.substitute(model, data=fixed) if fixed else model
+            m = handlers.do(m, data=do_vals) if do_vals else m
+            tr = _trace(handlers.substitute(m, data=latent), key, X, inputs)
+            out = {}
+            for name in request.return_sites:
+                if name in do_vals:
+                    out[name] = jnp.broadcast_to(do_vals[name], jnp.shape(tr[name]["value"]))
+                elif name == outcome and request.outcome_stat != "sample":
+                    out[name] = _outcome_stat(tr[name]["fn"], request.outcome_stat)
+                else:
+                    out[name] = tr[name]["value"]
+            return out
+
+        return one
+
+    # ------------------------------------------------------------------- public entry
+    def run(self, draws, X, inputs, values, request, key, *, batch_size=None, sink=None):
+        """Predict for every draw and row.
+
+        Parameters
+        ----------
+        draws : dict of str to ndarray
+            Latent sample sites, leading axis = draw (chains flattened).
+        X : ndarray of shape (n_rows, ...)
+            The model's first argument.
+        inputs : dict
+            Keyword inputs of the model; arrays whose leading axis has ``n_rows`` entries
+            are split into row batches, others are passed whole.
+        values : dict
+            Intervention values for ``request.do_sites`` and ``request.fixed_sites``; per-row
+            values are given with their row axis at the site's row-plate position.
+        request : Request
+        key : jax.random key
+            The same key gives the same random numbers per draw and row (common random
+            numbers between scenarios).
+        batch_size : int, optional
+            Rows per batch; chosen from :data:`DEFAULT_MEMORY_BUDGET` when omitted.
+        sink : object, optional
+            Receives ``sink.allocate(shapes, dtypes)``, ``sink.write(name, index, array)``
+            per batch and ``sink.close()``. Defaults to in-memory NumPy arrays.
+
+        Returns
+        -------
+        outputs : dict of str to ndarray or whatever ``sink.close()`` returns
+        row_axes : dict of str to int or None
+            Axis of each output holding rows (negative, counted from the end), ``None``
+            for outputs that do not vary by row.
+        """
+        n = X.shape[0]
+        n_draws = next(iter(draws.values())).shape[0] if draws else 1
+        local = self.info.local_sites
+        latent = {
+            k: v for k, v in draws.items() if request.local_from_posterior or k not in local
+        }
+        row_axes = self._row_axes(latent, X, inputs, values, request, key, n_draws)
+        if batch_size is None:
+            batch_size = _batch_size_for_budget(row_axes, self._shapes, n_draws, n)
+        batch_size = max(1, min(int(batch_size), n))
+        fn = self.compiled(request)
+        sink = sink if sink is not None else _MemorySink()
+        sink.allocate(
+            {k: _full_shape(s, row_axes[k], n) for k, s in self._shapes.items()},
+            self._dtypes,
+        )
+        per_row_values = _per_row(values, self._value_axes(values), n)
+        for b, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            rows = _padded_rows(start, stop, batch_size)
+            bX = jnp.asarray(X)[rows]
+            b_inputs = {
+                k: (jnp.asarray(v)[rows] if _is_per_row(v, n) else v) for k, v in inputs.items()
+            }
+            b_latent = {
+                k: (jnp.take(v, rows, axis=local[k]) if k in local else v)
+                for k, v in latent.items()
+            }
+            b_values = {
+                k: (jnp.take(v, rows, axis=per_row_values[k]) if per_row_values[k] is not None else v)
+                for k, v in values.items()
+            }
+            keys = jax.random.split(jax.random.fold_in(key, b), n_draws)
+            out = fn(keys, b_latent, bX, b_inputs, b_values)
+            keep = stop - start
+            for name, arr in out.items():
+                ax = row_axes[name]
+                if ax is None:
+                    if b == 0:
+                        sink.write(name, ..., arr)
+                    continue
+                arr = jax.lax.slice_in_dim(arr, 0, keep, axis=arr.ndim + ax)
+                index = [slice(None)] * arr.ndim
+                index[arr.ndim + ax] = slice(start, stop)
+                sink.write(name, tuple(index), arr)
+        return sink.close(), row_axes
+
+    def _row_axes(self, latent, X, inputs, values, request, key, n_draws):
+        """Trace one draw on one row and on that row twice: the axes that grow hold rows."""
+        fn = self._one_draw(request)
+        value_axes = self._value_axes(values)
+        shapes = []
+        for rows in (np.zeros(1, int), np.zeros(2, int)):
+            lat = {
+                k: (jnp.take(v[0], rows, axis=self.info.local_sites[k]) if k in self.info.local_sites else v[0])
+                for k, v in latent.items()
+            }
+            vals = {k: _slice_value(v, rows, value_axes[k]) for k, v in values.items()}
+            inp = {
+                k: (jnp.asarray(v)[rows] if _is_per_row(v, X.shape[0]) else v)
+                for k, v in inputs.items()
+            }
+            shapes.append(jax.eval_shape(fn, key, lat, jnp.asarray(X)[rows], inp, vals))
+        one, two = shapes
+        self._shapes = {k: (n_draws,) + tuple(s.shape) for k, s in one.items()}
+        self._dtypes = {k: s.dtype for k, s in one.items()}
+        axes = {}
+        for name, s1 in one.items():
+            diff = [i for i, (a, b) in enumerate(zip(s1.shape, two[name].shape)) if a != b]
+            axes[name] = (diff[0] - len(s1.shape)) if diff else None
+        return axes
+
+    def _value_axes(self, values):
+        """Row axis of each intervention value (counted from the end), or None."""
+        axes = {}
+        for k, v in values.items():
+            ax = self.info.site_row_axis.get(k)
+            axes[k] = ax if ax is not None and jnp.ndim(v) >= -ax else None
+        return axes
+
+
+def _shift_names(request, kind, info):
+    names = tuple(n for n, _ in request.shifts)
+    if kind == "sample":
+        return tuple(n for n in names if n not in info.deterministic_sites)
+    return tuple(n for n in names if n in info.deterministic_sites)
+
+
+def _trace(model, key, X, inputs):
+    return handlers.trace(handlers.seed(model, key)).get_trace(X, **inputs)
+
+
+def _outcome_stat(fn, stat):
+    if stat == "probs":
+        probs = fn.probs
+        return jnp.stack([1 - probs, probs], -1) if probs.shape == fn.batch_shape else probs
+    try:
+        return fn.mean
+    except NotImplementedError as exc:
+        raise ValueError(
+            f"The outcome distribution {type(fn).__name__} has no closed-form mean; use "
+            "kind='predictive' (a contrast of sampled outcomes) instead."
+        ) from exc
+
+
+def _is_per_row(v, n):
+    return jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n
+
+
+def _per_row(values, axes, n):
+    return {
+        k: (axes[k] if axes[k] is not None and jnp.shape(v)[axes[k]] == n else None)
+        for k, v in values.items()
+    }
+
+
+def _slice_value(v, rows, axis):
+    if axis is None or jnp.shape(v)[axis] == 1:
+        return v
+    return jnp.take(v, rows, axis=axis)
+
+
+def _padded_rows(start, stop, batch_size):
+    rows = np.arange(start, start + batch_size)
+    return np.minimum(rows, stop - 1)
+
+
+def _full_shape(shape, axis, n):
+    if axis is None:
+        return shape
+    shape = list(shape)
+    shape[len(shape) + axis] = n
+    return tuple(shape)
+
+
+def _batch_size_for_budget(row_axes, shapes, n_draws, n):
+    per_row = 0
+    for name, shape in shapes.items():
+        if row_axes[name] is not None:
+            per_row += int(np.prod(shape)) * 4  # shapes were traced on one row
+    if per_row == 0:
+        return n
+    return max(1, DEFAULT_MEMORY_BUDGET // per_row)
+
+
+class _MemorySink:
+    """Collects batches into preallocated NumPy arrays."""
+
+    def allocate(self, shapes, dtypes):
+        self.arrays = {k: np.empty(s, dtype=dtypes[k]) for k, s in shapes.items()}
+
+    def write(self, name, index, array):
+        self.arrays[name][index] = np.asarray(array)
+
+    def close(self):
+        return self.arrays
