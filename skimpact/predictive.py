@@ -18,11 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from ._sinks import MemorySink as _MemorySink
+
 __all__ = ["Request", "PredictiveEngine"]
 
 _MAX_CACHED = 64
 _COMPILED = OrderedDict()
-DEFAULT_MEMORY_BUDGET = 512 * 2**20  # bytes of output per batch
+DEFAULT_MEMORY_BUDGET = 128 * 2**20  # bytes of output per batch
 
 
 @dataclass(frozen=True)
@@ -151,48 +153,75 @@ class PredictiveEngine:
         n_draws = next(iter(draws.values())).shape[0] if draws else 1
         local = self.info.local_sites
         latent = {
-            k: v for k, v in draws.items() if request.local_from_posterior or k not in local
+            k: np.asarray(v)
+            for k, v in draws.items()
+            if request.local_from_posterior or k not in local
         }
         row_axes = self._row_axes(latent, X, inputs, values, request, key, n_draws)
         if batch_size is None:
             batch_size = _batch_size_for_budget(row_axes, self._shapes, n_draws, n)
-        batch_size = max(1, min(int(batch_size), n))
+        batch_size = max(1, min(int(batch_size), _bucket(n)))
         fn = self.compiled(request)
         sink = sink if sink is not None else _MemorySink()
         sink.allocate(
             {k: _full_shape(s, row_axes[k], n) for k, s in self._shapes.items()},
             self._dtypes,
+            row_axes=row_axes,
+            batch_size=batch_size,
         )
+        X = np.asarray(X)
+        row_inputs = {k: np.asarray(v) for k, v in inputs.items() if _is_per_row(v, n)}
         per_row_values = _per_row(values, self._value_axes(values), n)
-        for b, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
+        values = {k: (np.asarray(v) if per_row_values[k] is not None else v) for k, v in values.items()}
+        shard = _draw_sharding(n_draws)
+        glob = {k: _put(v, shard) for k, v in latent.items() if k not in local}
+
+        def dispatch(b, start, stop):
             rows = _padded_rows(start, stop, batch_size)
-            bX = jnp.asarray(X)[rows]
-            b_inputs = {
-                k: (jnp.asarray(v)[rows] if _is_per_row(v, n) else v) for k, v in inputs.items()
-            }
-            b_latent = {
-                k: (jnp.take(v, rows, axis=local[k]) if k in local else v)
-                for k, v in latent.items()
-            }
+            b_inputs = {k: (_take(row_inputs[k], rows, 0) if k in row_inputs else v)
+                        for k, v in inputs.items()}
+            b_latent = dict(glob)
+            for k, v in latent.items():
+                if k in local:
+                    b_latent[k] = _put(_take(v, rows, local[k]), shard)
             b_values = {
-                k: (jnp.take(v, rows, axis=per_row_values[k]) if per_row_values[k] is not None else v)
+                k: (_take(v, rows, per_row_values[k]) if per_row_values[k] is not None else v)
                 for k, v in values.items()
             }
-            keys = jax.random.split(jax.random.fold_in(key, b), n_draws)
-            out = fn(keys, b_latent, bX, b_inputs, b_values)
+            keys = _put(jax.random.split(jax.random.fold_in(key, b), n_draws), shard)
+            return fn(keys, b_latent, _take(X, rows, 0), b_inputs, b_values)
+
+        try:
+            self._stream(dispatch, sink, row_axes, n, batch_size)
+        except BaseException:
+            getattr(sink, "abort", lambda: None)()
+            raise
+        return sink.close(), row_axes
+
+    @staticmethod
+    def _stream(dispatch, sink, row_axes, n, batch_size):
+        """Compute batch after batch, handing each to ``sink``."""
+        bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+        pending = dispatch(0, *bounds[0]) if bounds else None
+        for b, (start, stop) in enumerate(bounds):
+            out = pending
+            # Dispatch the next batch before copying this one out: XLA computes it meanwhile.
+            pending = dispatch(b + 1, *bounds[b + 1]) if b + 1 < len(bounds) else None
             keep = stop - start
             for name, arr in out.items():
                 ax = row_axes[name]
                 if ax is None:
                     if b == 0:
-                        sink.write(name, ..., arr)
+                        sink.write(name, ..., np.asarray(arr))
                     continue
-                arr = jax.lax.slice_in_dim(arr, 0, keep, axis=arr.ndim + ax)
+                arr = np.asarray(arr)
                 index = [slice(None)] * arr.ndim
+                if keep < batch_size:
+                    index[arr.ndim + ax] = slice(0, keep)
+                    arr = arr[tuple(index)]
                 index[arr.ndim + ax] = slice(start, stop)
                 sink.write(name, tuple(index), arr)
-        return sink.close(), row_axes
+            del out
 
     def _row_axes(self, latent, X, inputs, values, request, key, n_draws):
         """Trace one draw on one row and on that row twice: the axes that grow hold rows."""
@@ -201,15 +230,15 @@ class PredictiveEngine:
         shapes = []
         for rows in (np.zeros(1, int), np.zeros(2, int)):
             lat = {
-                k: (jnp.take(v[0], rows, axis=self.info.local_sites[k]) if k in self.info.local_sites else v[0])
+                k: (np.take(v[0], rows, axis=self.info.local_sites[k]) if k in self.info.local_sites else v[0])
                 for k, v in latent.items()
             }
             vals = {k: _slice_value(v, rows, value_axes[k]) for k, v in values.items()}
             inp = {
-                k: (jnp.asarray(v)[rows] if _is_per_row(v, X.shape[0]) else v)
+                k: (np.asarray(v)[rows] if _is_per_row(v, X.shape[0]) else v)
                 for k, v in inputs.items()
             }
-            shapes.append(jax.eval_shape(fn, key, lat, jnp.asarray(X)[rows], inp, vals))
+            shapes.append(jax.eval_shape(fn, key, lat, np.asarray(X)[rows], inp, vals))
         one, two = shapes
         self._shapes = {k: (n_draws,) + tuple(s.shape) for k, s in one.items()}
         self._dtypes = {k: s.dtype for k, s in one.items()}
@@ -266,12 +295,44 @@ def _per_row(values, axes, n):
 def _slice_value(v, rows, axis):
     if axis is None or jnp.shape(v)[axis] == 1:
         return v
-    return jnp.take(v, rows, axis=axis)
+    return np.take(np.asarray(v), rows, axis=axis)
 
 
 def _padded_rows(start, stop, batch_size):
+    """Rows ``start:stop`` as a slice, or as indices padded by repeating the last row."""
+    if stop - start == batch_size:
+        return slice(start, stop)
     rows = np.arange(start, start + batch_size)
     return np.minimum(rows, stop - 1)
+
+
+def _take(v, rows, axis):
+    """Rows of a host array along ``axis`` (negative axes count from the end)."""
+    if isinstance(rows, slice):
+        index = [slice(None)] * np.ndim(v)
+        index[axis] = rows
+        return v[tuple(index)]
+    return np.take(v, rows, axis=axis)
+
+
+def _bucket(n):
+    """The smallest power of two >= ``n``: inputs smaller than one batch are padded to it,
+    so row counts below the batch size share a bounded number of compilations."""
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _draw_sharding(n_draws):
+    """A sharding of the leading (draw) axis across all devices, or None with one device or
+    a draw count that the devices do not divide."""
+    devices = jax.devices()
+    if len(devices) < 2 or n_draws % len(devices):
+        return None
+    mesh = jax.sharding.Mesh(np.array(devices), ("draw",))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("draw"))
+
+
+def _put(v, sharding):
+    return v if sharding is None else jax.device_put(v, sharding)
 
 
 def _full_shape(shape, axis, n):
@@ -290,16 +351,3 @@ def _batch_size_for_budget(row_axes, shapes, n_draws, n):
     if per_row == 0:
         return n
     return max(1, DEFAULT_MEMORY_BUDGET // per_row)
-
-
-class _MemorySink:
-    """Collects batches into preallocated NumPy arrays."""
-
-    def allocate(self, shapes, dtypes):
-        self.arrays = {k: np.empty(s, dtype=dtypes[k]) for k, s in shapes.items()}
-
-    def write(self, name, index, array):
-        self.arrays[name][index] = np.asarray(array)
-
-    def close(self):
-        return self.arrays
