@@ -103,19 +103,20 @@ def effect(
         stat = "sample"
         sites = None if return_sites is None else tuple(return_sites)
     key = est._key("predict")
-    results = []
-    for scenario in (intervention, baseline):
-        e, Xt, rest = _through_pipeline(estimator, X, scenario)
-        Xp, inp, resolved, rows = e._prepare(Xt, inputs, rest)
-        out, row_axes = e._run(
-            Xp, inp, resolved, return_sites=e._return_sites(sites), outcome_stat=stat,
-            in_sample=in_sample, key=key,
+    results = [
+        _predict_scenario(
+            estimator, X, scenario, inputs, in_sample=in_sample, sites=sites, stat=stat, key=key
         )
-        results.append(out)
-    diff = {k: results[0][k] - results[1][k] for k in results[0]}
+        for scenario in (intervention, baseline)
+    ]
+    (out_i, _, _), (out_b, row_axes, rows) = results
+    diff = {k: out_i[k] - out_b[k] for k in out_i}
     return est._tree(
         diff, row_axes, rows, in_sample, intervention,
-        extra_attrs={"baseline": describe(baseline), "kind": kind, "quantity": "effect"},
+        extra_attrs={
+            "baseline": describe(baseline), "kind": kind, "quantity": "effect",
+            **_effect_attrs(est),
+        },
     )
 
 
@@ -136,13 +137,26 @@ def estimate_effect(
         Results of :func:`counterfactual_predict` (eager scenarios).
     args_baseline, args_intervention : dict, optional
         Keyword arguments of :func:`counterfactual_predict` (``X``, ``intervention``,
-        ``in_sample``, model inputs) computed here (lazy scenarios).
+        ``in_sample``, ``return_sites``, model inputs) computed here (lazy scenarios). Lazy
+        scenarios share one random key, so they use common random numbers even with
+        ``random_state=None``; with an integer ``random_state`` an eager scenario from
+        :func:`counterfactual_predict` has the same key too.
+
+    Raises
+    ------
+    ValueError
+        If a scenario has both or neither of its sources, or the scenarios differ in group
+        (``in_sample``), variables, dims, shapes or row labels; the message names both sides.
 
     Returns
     -------
     xarray.DataTree
-        The scenarios' common group holding intervention minus baseline.
+        The scenarios' common group (``predictions`` or ``posterior_predictive``) holding
+        intervention minus baseline for every variable, with dims ``chain``, ``draw`` and
+        the row dim kept, and the intervention scenario's ``posterior`` group.
     """
+    est = _final(estimator)
+    key = None
     trees = {}
     for side, output, args in (
         ("baseline", output_baseline, args_baseline),
@@ -158,35 +172,59 @@ def estimate_effect(
             if not isinstance(args, dict) or "X" not in args:
                 raise ValueError(f"args_{side} must be a dict with at least 'X'; got {args!r}.")
             args = dict(args)
-            output = counterfactual_predict(
-                estimator, args.pop("X"), args.pop("intervention", None), **args
+            X, intervention = args.pop("X"), args.pop("intervention", None)
+            in_sample = args.pop("in_sample", False)
+            return_sites = args.pop("return_sites", None)
+            sites = None if return_sites is None else tuple(return_sites)
+            # One key for both lazy scenarios: common random numbers even when
+            # random_state is None (an int random_state gives counterfactual_predict's key).
+            key = est._key("predict") if key is None else key
+            out, row_axes, rows = _predict_scenario(
+                estimator, X, intervention, args, in_sample=in_sample, sites=sites,
+                stat="sample", key=key,
+            )
+            output = est._tree(out, row_axes, rows, in_sample, intervention)
+        elif not isinstance(output, xr.DataTree):
+            raise TypeError(
+                f"output_{side} must be an xarray.DataTree from counterfactual_predict; got "
+                f"{type(output).__name__}."
             )
         trees[side] = output
     group = _common_group(trees)
     base, inter = trees["baseline"][group].to_dataset(), trees["intervention"][group].to_dataset()
     if set(base.data_vars) != set(inter.data_vars):
         raise ValueError(
-            f"The scenarios hold different variables: baseline {sorted(base.data_vars)}, "
-            f"intervention {sorted(inter.data_vars)}."
+            f"The scenarios hold different variables in group {group!r}: baseline "
+            f"{sorted(base.data_vars)}, intervention {sorted(inter.data_vars)}; predict both "
+            "with the same return_sites."
         )
-    for name in base.data_vars:
-        if base[name].shape != inter[name].shape:
+    for name in inter.data_vars:
+        b, i = base[name], inter[name]
+        if b.dims != i.dims or b.shape != i.shape:
             raise ValueError(
-                f"Variable {name!r} has shape {base[name].shape} in the baseline and "
-                f"{inter[name].shape} in the intervention; predict both scenarios for the "
-                "same rows and draws."
+                f"Variable {name!r} has dims {dict(zip(b.dims, b.shape))} in the baseline and "
+                f"{dict(zip(i.dims, i.shape))} in the intervention; predict both scenarios for "
+                "the same rows and draws."
             )
-    diff = xr.Dataset(
-        {k: inter[k].copy(data=inter[k].values - base[k].values) for k in inter.data_vars},
-        attrs=inter.attrs,
-    )
+        for dim in i.dims:
+            if dim in i.coords and dim in b.coords and not np.array_equal(
+                b[dim].values, i[dim].values
+            ):
+                raise ValueError(
+                    f"Variable {name!r} has different {dim!r} labels in the baseline "
+                    f"({_preview(b[dim].values)}) and the intervention "
+                    f"({_preview(i[dim].values)}); predict both scenarios for the same rows."
+                )
+    diff = inter.copy(data={k: inter[k].values - base[k].values for k in inter.data_vars})
     groups = {group: diff}
-    if "posterior" in trees["intervention"]:
+    if "posterior" in trees["intervention"].children:
         groups = {"posterior": trees["intervention"]["posterior"].to_dataset(), **groups}
     attrs = {
         "quantity": "effect",
+        "kind": "predictive",
         "intervention": trees["intervention"].attrs.get("intervention", ""),
         "baseline": trees["baseline"].attrs.get("intervention", ""),
+        **_effect_attrs(est),
     }
     return make_tree(groups, attrs=attrs)
 
@@ -199,7 +237,8 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     tree : xarray.DataTree
         Output of :func:`effect` or :func:`estimate_effect`.
     var : str, optional
-        Variable to summarise; default the only one, or the first.
+        Variable to summarise; default the outcome (named in the tree's attrs, else the only
+        variable that is not a latent site of the ``posterior`` group), else the first.
     prob : float, default=0.94
         Probability mass of the highest-density interval.
     by : array-like or pandas.Series, optional
@@ -211,27 +250,68 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     -------
     pandas.DataFrame
         Columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``, ``prob_positive``; indexed
-        by ``"ATE"``, the ``by`` labels, or the row labels.
+        by ``"ATE"``, the ``by`` labels, or the row labels (with a level per further dim of
+        the variable, such as a class).
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from skimpact import summarize_effect
+    >>> draws = np.random.default_rng(0).normal(2.0, 0.1, size=(1, 400, 3))
+    >>> tree = xr.DataTree.from_dict(
+    ...     {"/predictions": xr.Dataset({"y": (("chain", "draw", "obs"), draws)})})
+    >>> summarize_effect(tree)["mean"].round(1).tolist()
+    [2.0]
     """
     group = _group_of(tree)
     ds = tree[group].to_dataset()
-    var = var or next(iter(ds.data_vars))
+    if var is None:
+        var = _default_var(tree, ds)
+    elif var not in ds.data_vars:
+        raise KeyError(f"No variable {var!r} in group {group!r}; it has {list(ds.data_vars)}.")
     da = ds[var]
-    row_dim = next((d for d in da.dims if d not in ("chain", "draw")), None)
+    row_dim = tree.attrs.get("row_dim")
+    if row_dim not in da.dims:
+        row_dim = next((d for d in da.dims if d not in ("chain", "draw")), None)
     draws = da.stack(sample=("chain", "draw")).transpose("sample", ...)
-    values = draws.values.reshape(draws.shape[0], -1) if row_dim else draws.values[:, None]
+    if per_row or by is not None:
+        if row_dim is None:
+            raise ValueError(
+                f"Variable {var!r} has no row dim (dims {da.dims}); per_row and by need "
+                "one effect per row."
+            )
     if per_row:
-        index = pd.Index(da[row_dim].values, name=row_dim)
-        return _stats(values, prob, index)
+        return _frame(draws, prob, None)
     if by is None:
-        return _stats(values.mean(1, keepdims=True), prob, pd.Index(["ATE"], name="effect"))
+        if row_dim is not None:
+            draws = draws.mean(row_dim)
+        return _frame(draws, prob, ("effect", "ATE"))
     labels = np.asarray(by)
-    if labels.shape != (values.shape[1],):
-        raise ValueError(f"`by` needs one label per row ({values.shape[1]}); got {labels.shape}.")
+    n_rows = da.sizes[row_dim]
+    if labels.shape != (n_rows,):
+        raise ValueError(f"`by` needs one label per row ({n_rows}); got shape {labels.shape}.")
+    name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
     groups = pd.unique(labels)
-    means = np.stack([values[:, labels == g].mean(1) for g in groups], 1)
-    name = by.name if isinstance(by, pd.Series) else "group"
-    return _stats(means, prob, pd.Index(groups, name=name))
+    means = xr.concat(
+        [draws.isel({row_dim: labels == g}).mean(row_dim) for g in groups],
+        dim=pd.Index(groups, name=name),
+    ).transpose("sample", ...)
+    return _frame(means, prob, None)
+
+
+def _frame(draws, prob, label):
+    """Statistics of a ``(sample, ...)`` DataArray, one table row per remaining cell."""
+    dims = [d for d in draws.dims if d != "sample"]
+    values = np.asarray(draws.values, dtype=float).reshape(draws.sizes["sample"], -1)
+    levels = [(d, draws[d].values if d in draws.coords else np.arange(draws.sizes[d]))
+              for d in dims]
+    if label is not None:
+        levels = [(label[0], np.array([label[1]]))] + levels
+    if len(levels) == 1:
+        index = pd.Index(levels[0][1], name=levels[0][0])
+    else:
+        index = pd.MultiIndex.from_product([v for _, v in levels], names=[n for n, _ in levels])
+    return _stats(values, prob, index)
 
 
 def _stats(draws, prob, index):
@@ -246,6 +326,38 @@ def _stats(draws, prob, index):
         },
         index=index,
     )
+
+
+def _default_var(tree, ds):
+    """The outcome: named in the attrs, else the only variable that is not a latent site."""
+    names = list(ds.data_vars)
+    outcome = tree.attrs.get("outcome")
+    if outcome in names:
+        return outcome
+    latent = set(tree["posterior"].data_vars) if "posterior" in tree.children else set()
+    observed = [n for n in names if n not in latent]
+    return observed[0] if len(observed) == 1 else names[0]
+
+
+def _effect_attrs(est):
+    info = est.model_info_
+    return {"outcome": info.outcome_site, "row_dim": info.row_dim}
+
+
+def _preview(values, k=3):
+    values = list(np.asarray(values)[: k + 1])
+    return ", ".join(map(str, values[:k])) + (", ..." if len(values) > k else "")
+
+
+def _predict_scenario(estimator, X, intervention, inputs, *, in_sample, sites, stat, key):
+    """Predict one scenario with ``key``: ``(arrays, row axes, row labels)``."""
+    est, Xt, rest = _through_pipeline(estimator, X, intervention)
+    Xp, inp, resolved, rows = est._prepare(Xt, inputs, rest)
+    out, row_axes = est._run(
+        Xp, inp, resolved, return_sites=est._return_sites(sites), outcome_stat=stat,
+        in_sample=in_sample, key=key,
+    )
+    return out, row_axes, rows
 
 
 def _group_of(tree):
