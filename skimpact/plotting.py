@@ -1,0 +1,340 @@
+"""Plots of effects, predictive checks and inference diagnostics (matplotlib).
+
+Every function draws on the axes given as ``ax=`` (or ``axes=``), creating a figure when
+none is given, and returns what it drew on, so plots compose into larger figures. The
+functions need the ``plot`` extra (``pip install skimpact[plot]``).
+
+:func:`render_model` draws the model's graph and needs the ``graph`` extra.
+"""
+
+import numpy as np
+from arviz_stats.base import array_stats
+
+__all__ = [
+    "plot_effect",
+    "plot_effect_by_feature",
+    "plot_loss",
+    "plot_ppc",
+    "plot_trace",
+    "render_model",
+]
+
+_EFFECT_GROUPS = ("predictions", "posterior_predictive")
+
+
+def plot_effect(effects, *, var=None, kind="forest", prob=0.94, ax=None):
+    """Average effect across scenarios: a forest of HDIs or overlaid distributions.
+
+    Parameters
+    ----------
+    effects : xarray.DataTree or dict of str to xarray.DataTree
+        Output of :func:`skimpact.effect` / :func:`skimpact.estimate_effect`; a dict
+        labels several scenarios.
+    var : str, optional
+        Variable to plot; default the first of each tree's effect group.
+    kind : {"forest", "dist"}, default="forest"
+        ``"forest"``: posterior mean and ``prob`` HDI of the average effect per scenario;
+        ``"dist"``: its density per scenario.
+    prob : float, default=0.94
+        Probability mass of the HDI.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    if kind not in ("forest", "dist"):
+        raise ValueError(f"`kind` must be 'forest' or 'dist'; got {kind!r}.")
+    if not isinstance(effects, dict):
+        effects = {"effect": effects}
+    ax = _axes(ax)
+    names = list(effects)
+    for i, name in enumerate(names):
+        draws = _effect_draws(effects[name], var).mean(axis=1)
+        if kind == "forest":
+            lo, hi = array_stats.hdi(draws, prob)
+            y = len(names) - 1 - i
+            ax.hlines(y, lo, hi, color=f"C{i}", linewidth=2.5)
+            ax.plot(draws.mean(), y, "o", color=f"C{i}")
+        else:
+            grid, density = _density(draws)
+            ax.plot(grid, density, color=f"C{i}", label=name)
+            ax.fill_between(grid, density, color=f"C{i}", alpha=0.2)
+    if kind == "forest":
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names[::-1])
+        ax.set_xlabel(f"average effect (mean and {prob:.0%} HDI)")
+    else:
+        ax.set_xlabel("average effect")
+        ax.set_ylabel("density")
+        ax.legend()
+    ax.axvline(0.0, color="0.5", linestyle=":", linewidth=1)
+    return ax
+
+
+def plot_effect_by_feature(effect, x, *, var=None, prob=0.94, label=None, ax=None):
+    """Each row's effect (posterior mean and HDI band) against a feature.
+
+    Parameters
+    ----------
+    effect : xarray.DataTree
+        Output of :func:`skimpact.effect` with a row dim.
+    x : array-like of shape (n_rows,)
+        The feature's value per row, in the tree's row order (e.g. ``X["age"]``).
+    var : str, optional
+        Variable to plot; default the first of the effect group.
+    prob : float, default=0.94
+        Probability mass of the HDI band.
+    label : str, optional
+        Axis label of the feature; default the name of a pandas Series ``x``.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    draws = _effect_draws(effect, var)
+    x_arr = np.asarray(x, dtype=float)
+    if x_arr.shape != (draws.shape[1],):
+        raise ValueError(
+            f"`x` needs one value per row of the effect ({draws.shape[1]}); got shape "
+            f"{x_arr.shape}."
+        )
+    order = np.argsort(x_arr, kind="stable")
+    hdi = array_stats.hdi(draws, prob, axis=0)
+    ax = _axes(ax)
+    ax.fill_between(
+        x_arr[order], hdi[order, 0], hdi[order, 1], alpha=0.3, color="C0",
+        label=f"{prob:.0%} HDI",
+    )
+    ax.plot(x_arr[order], draws.mean(0)[order], color="C0", label="posterior mean")
+    ax.axhline(0.0, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlabel(label or getattr(x, "name", None) or "feature")
+    ax.set_ylabel("effect")
+    ax.legend()
+    return ax
+
+
+def plot_ppc(predictive, observed, *, var=None, num_draws=50, seed=0, ax=None):
+    """Posterior (or prior) predictive check: simulated outcome distributions over the
+    observed one.
+
+    Parameters
+    ----------
+    predictive : xarray.DataTree
+        Output of ``sample_posterior_predictive`` (any of the groups
+        ``posterior_predictive``, ``predictions``, ``prior_predictive``).
+    observed : array-like of shape (n_rows,)
+        The observed outcome for the same rows.
+    var : str, optional
+        Outcome variable; default the first of the predictive group.
+    num_draws : int, default=50
+        Simulated data sets drawn (chosen at random with ``seed``).
+    seed : int, default=0
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    group = next(
+        (g for g in ("posterior_predictive", "predictions", "prior_predictive")
+         if g in predictive.children),
+        None,
+    )
+    if group is None:
+        raise ValueError(
+            f"The tree has no predictive group; it has {list(predictive.children)}."
+        )
+    ds = predictive[group].to_dataset()
+    da = ds[var or next(iter(ds.data_vars))]
+    sims = np.asarray(da.values, dtype=float).reshape(da.sizes["chain"] * da.sizes["draw"], -1)
+    obs = np.asarray(observed, dtype=float).ravel()
+    if obs.shape[0] != sims.shape[1]:
+        raise ValueError(
+            f"`observed` has {obs.shape[0]} values; the predictions have {sims.shape[1]} rows."
+        )
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(sims.shape[0], size=min(num_draws, sims.shape[0]), replace=False)
+    ax = _axes(ax)
+    discrete = np.all(np.mod(sims[picks], 1) == 0) and np.all(np.mod(obs, 1) == 0)
+    if discrete:
+        values = np.unique(np.concatenate([obs, sims[picks].ravel()]))
+        freq = np.stack([(sims[picks] == v).mean(1) for v in values], 1)
+        for row in freq:
+            ax.plot(values, row, "o", color="C0", alpha=0.15)
+        ax.plot(values, [(obs == v).mean() for v in values], "s", color="k", label="observed")
+        ax.set_ylabel("relative frequency")
+    else:
+        for i, p in enumerate(picks):
+            grid, density = _density(sims[p])
+            ax.plot(grid, density, color="C0", alpha=0.15,
+                    label=f"{group} ({len(picks)} draws)" if i == 0 else None)
+        grid, density = _density(obs)
+        ax.plot(grid, density, color="k", linewidth=2, label="observed")
+        ax.set_ylabel("density")
+    ax.set_xlabel(da.name)
+    ax.legend()
+    return ax
+
+
+def plot_loss(estimator, *, smooth=None, log=False, ax=None):
+    """The SVI / MAP loss (negative ELBO) per step with its moving average.
+
+    Parameters
+    ----------
+    estimator : fitted ImpactRegressor or ImpactClassifier, or dict
+        A fitted estimator with ``inference="svi"`` or ``"map"``, or its ``diagnostics_``.
+    smooth : int, optional
+        Moving-average window; default the window of the convergence check.
+    log : bool, default=False
+        Log-scale the step axis.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    diag = estimator if isinstance(estimator, dict) else getattr(estimator, "diagnostics_", {})
+    if "loss" not in diag:
+        raise ValueError("No loss trace: the loss is recorded by SVI and MAP fits, not NUTS.")
+    loss = np.asarray(diag["loss"], dtype=float)
+    window = int(smooth or diag.get("elbo_window") or max(len(loss) // 10, 1))
+    window = max(1, min(window, len(loss)))
+    steps = np.arange(1, len(loss) + 1)
+    ax = _axes(ax)
+    ax.plot(steps, loss, color="C0", alpha=0.4, linewidth=0.8, label="loss")
+    smoothed = np.convolve(loss, np.ones(window) / window, mode="valid")
+    ax.plot(steps[window - 1 :], smoothed, color="C1", label=f"moving average ({window})")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (negative ELBO)")
+    ax.legend()
+    return ax
+
+
+def plot_trace(estimator, var_names=None, *, axes=None):
+    """Trace plot of NUTS draws: per-chain densities (left) and draws by iteration (right).
+
+    Parameters
+    ----------
+    estimator : fitted estimator or xarray.DataTree
+        A fitted estimator (its ``posterior_``) or a tree with a ``posterior`` group.
+    var_names : list of str, optional
+        Parameters to plot; default those without a row dim. A vector parameter draws one
+        line per element and chain.
+    axes : ndarray of matplotlib.axes.Axes of shape (len(var_names), 2), optional
+
+    Returns
+    -------
+    ndarray of matplotlib.axes.Axes
+        Shape ``(len(var_names), 2)``.
+    """
+    from .diagnostics import _chain_draw_flat, _row_dims
+
+    tree = getattr(estimator, "posterior_", estimator)
+    post = tree["posterior"].to_dataset()
+    if var_names is None:
+        row_dims = _row_dims(post)
+        var_names = [k for k, da in post.data_vars.items() if not set(da.dims) & row_dims]
+    if not var_names:
+        raise ValueError("No parameters to plot.")
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        _, axes = plt.subplots(len(var_names), 2, figsize=(9, 2.2 * len(var_names)),
+                               layout="constrained",
+                               squeeze=False)
+    axes = np.asarray(axes).reshape(len(var_names), 2)
+    for row, name in zip(axes, var_names):
+        values = _chain_draw_flat(post[name])
+        for c in range(values.shape[0]):
+            for k in range(values.shape[2]):
+                grid, density = _density(values[c, :, k])
+                row[0].plot(grid, density, color=f"C{c}", alpha=0.8)
+                row[1].plot(values[c, :, k], color=f"C{c}", alpha=0.6, linewidth=0.7)
+        row[0].set_title(name)
+        row[1].set_title(name)
+        row[1].set_xlabel("draw")
+    return axes
+
+
+def render_model(estimator, X, y=None, *, filename=None, render_distributions=False,
+                 render_params=False, **inputs):
+    """Draw the fitted model's graph with :func:`numpyro.render_model`.
+
+    Parameters
+    ----------
+    estimator : fitted ImpactRegressor or ImpactClassifier
+    X : array-like or DataFrame
+        Rows to run the model on (a few are enough).
+    y : array-like, optional
+        Outcome; when given, the outcome site is drawn as observed.
+    filename : str, optional
+        Also write the image there (the format follows the suffix; needs the graphviz
+        programs, not only the Python package).
+    render_distributions : bool, default=False
+        Label sites with their distributions.
+    render_params : bool, default=False
+        Also draw ``numpyro.param`` sites.
+    **inputs : array-like
+        The model's keyword inputs.
+
+    Returns
+    -------
+    graphviz.Digraph
+    """
+    try:
+        import graphviz  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "render_model needs the graphviz Python package: pip install 'skimpact[graph]' "
+            "(and the graphviz programs to write an image file)."
+        ) from exc
+    import numpyro
+
+    Xa, inp, _, _ = estimator._prepare(X, inputs)
+    kwargs = dict(inp)
+    if y is not None:
+        y = np.asarray(y)
+        if hasattr(estimator, "classes_"):
+            y = estimator._encoder.transform(y)
+        kwargs[estimator.outcome] = y
+    return numpyro.render_model(
+        estimator._prediction_model(),
+        model_args=(Xa,),
+        model_kwargs=kwargs,
+        filename=filename,
+        render_distributions=render_distributions,
+        render_params=render_params,
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+def _axes(ax):
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots()
+    return ax
+
+
+def _effect_draws(tree, var):
+    """``(samples, rows)`` draws of an effect tree's variable (rows = 1 without a row dim)."""
+    group = next((g for g in _EFFECT_GROUPS if g in tree.children), None)
+    if group is None:
+        raise ValueError(f"The tree has no effect group; it has {list(tree.children)}.")
+    ds = tree[group].to_dataset()
+    da = ds[var or next(iter(ds.data_vars))]
+    values = np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
+    return values.reshape(values.shape[0] * values.shape[1], -1)
+
+
+def _density(values):
+    values = np.asarray(values, dtype=float)
+    if np.ptp(values) == 0:
+        return np.array([values[0]]), np.array([1.0])
+    grid, pdf, _ = array_stats.kde(values)
+    return np.asarray(grid), np.asarray(pdf)
