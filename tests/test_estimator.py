@@ -187,6 +187,8 @@ def test_posterior_tree_schema(svi_fit):
     tree = svi_fit.posterior_
     assert set(tree.children) == {"posterior", "observed_data"}
     post = tree["posterior"]
+    # the outcome is observed when the guide is set up, so it is never a latent draw
+    assert set(post.data_vars) == {"a", "b", "sigma"}
     assert post["a"].dims == ("chain", "draw")
     assert post.sizes["chain"] == 1 and post.sizes["draw"] == 200
     for key in ("created_at", "skimpact_version", "inference", "inference_settings"):
