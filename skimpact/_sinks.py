@@ -16,7 +16,7 @@ import uuid
 
 import numpy as np
 
-__all__ = ["MemorySink", "ZarrSink", "write_tree", "scratch_sink"]
+__all__ = ["MemorySink", "ZarrSink", "write_tree", "scratch_dir", "scratch_sink_in", "store_tree"]
 
 _CHUNK_BYTES = 32 * 2**20
 
@@ -215,7 +215,30 @@ class _ScratchSink(MemorySink):
         return {k: da.from_zarr(a) for k, a in self.arrays.items()}
 
 
-def scratch_sink(directory):
-    """A sink that streams to a scratch Zarr group under ``directory`` and returns Dask
-    arrays; used to combine scenarios (effects) without holding them in memory."""
-    return _ScratchSink(directory)
+def scratch_dir(store):
+    """A temporary directory for the scenarios of an effect streamed to ``store`` (beside
+    a path target, so the data stay on its disk), or ``None`` when ``store`` is ``None``."""
+    import tempfile
+
+    if store is None:
+        return None
+    target = _Target(store)
+    parent = os.path.dirname(target.path) if target.path else None
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    return tempfile.TemporaryDirectory(dir=parent, prefix=".skimpact-scratch-")
+
+
+def scratch_sink_in(scratch):
+    """A scratch sink in ``scratch`` (from :func:`scratch_dir`), or ``None`` for memory."""
+    return None if scratch is None else _ScratchSink(scratch.name)
+
+
+def store_tree(store, scratch, tree):
+    """Write ``tree`` to ``store`` and remove ``scratch``; without a store return ``tree``."""
+    if store is None:
+        return tree
+    try:
+        return write_tree(tree, store)
+    finally:
+        scratch.cleanup()

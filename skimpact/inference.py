@@ -6,15 +6,18 @@ MCMC objects is kept, so fitted estimators pickle cleanly and predictions never 
 guide with the outcome unobserved.
 """
 
+import numbers
 import time
 from dataclasses import dataclass, field
 from functools import partial
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import numpyro.infer.autoguide as autoguide
 from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.optim import Adam
+from numpyro.primitives import Messenger
 
 __all__ = ["InferenceError", "InferenceResult", "run_inference"]
 
@@ -54,12 +57,26 @@ def resolve_guide(guide, model):
 
 
 def run_inference(
-    method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings
+    method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
+    row_plate=None, local_sites=(),
 ):
-    """Dispatch to the SVI / MAP / NUTS runner named by ``method``."""
+    """Dispatch to the SVI / MAP / NUTS runner named by ``method``.
+
+    With ``settings["fit_batch_size"]`` set (SVI and MAP only), every step runs the model on
+    a random minibatch of rows, the log-density of sites in the plate ``row_plate`` scaled by
+    ``n_rows / batch`` so the ELBO stays unbiased; models with ``local_sites`` (one latent
+    per row) cannot be fitted so.
+    """
+    batch = settings.get("fit_batch_size")
+    if batch is not None:
+        _check_minibatch(method, batch, row_plate, local_sites)
     if method in ("svi", "map"):
         guide = "AutoDelta" if method == "map" else settings["guide"]
-        result = _run_svi(model, args, kwargs, guide=guide, key=key, **_svi_settings(settings))
+        minibatch = None if batch is None else (int(batch), row_plate)
+        result = _run_svi(
+            model, args, kwargs, guide=guide, key=key, minibatch=minibatch,
+            **_svi_settings(settings),
+        )
     elif method == "nuts":
         result = _run_nuts(model, args, kwargs, key=key, **_nuts_settings(settings))
     else:
@@ -73,6 +90,9 @@ def run_inference(
 
 def _svi_settings(s):
     return {k: s[k] for k in ("num_steps", "learning_rate", "num_samples", "progress_bar")}
+
+
+_DETERMINISTIC_ELEMENTS = 2**24  # draws x rows evaluated at once for deterministic sites
 
 
 def _nuts_settings(s):
@@ -89,22 +109,95 @@ def _svi_chunk(svi, state, length, args, kwargs):
     return jax.lax.scan(step, state, None, length=length)
 
 
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _svi_minibatch_chunk(svi, state, length, batch, key, args, kwargs):
+    n = args[0].shape[0]
+
+    def step(carry, _):
+        state, key = carry
+        key, k_rows = jax.random.split(key)
+        idx = jax.random.randint(k_rows, (batch,), 0, n)
+        b_args, b_kwargs = _rows(args, kwargs, idx, n)
+        state, loss = svi.update(state, *b_args, **b_kwargs)
+        return (state, key), loss
+
+    (state, key), losses = jax.lax.scan(step, (state, key), None, length=length)
+    return state, key, losses
+
+
+def _rows(args, kwargs, idx, n):
+    """Rows ``idx`` of every argument whose leading axis has ``n`` entries."""
+
+    def take(v):
+        return v[idx] if jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n else v
+
+    return tuple(take(a) for a in args), {k: take(v) for k, v in kwargs.items()}
+
+
+def _check_minibatch(method, batch, row_plate, local_sites):
+    if method not in ("svi", "map"):
+        raise ValueError(f"`fit_batch_size` needs inference='svi' or 'map'; got {method!r}.")
+    if not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ValueError(f"`fit_batch_size` must be a positive integer or None; got {batch!r}.")
+    if row_plate is None:
+        raise ValueError(
+            "`fit_batch_size` subsamples the model's data plate, but the outcome site is in no "
+            "plate over the rows. Put it in `numpyro.plate(\"obs\", X.shape[0])`."
+        )
+    if local_sites:
+        raise ValueError(
+            f"`fit_batch_size` cannot fit models with local latent sites {sorted(local_sites)} "
+            "(one latent per row): their variational parameters cover every row. Fit without "
+            "minibatches."
+        )
+
+
+class _ScaleRows(Messenger):
+    """Scale the log-density of every sample site inside the plate named ``plate``."""
+
+    def __init__(self, fn=None, plate=None, scale=1.0):
+        self.plate, self.scale = plate, scale
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        if msg["type"] == "sample" and any(
+            f.name == self.plate for f in msg.get("cond_indep_stack", ())
+        ):
+            msg["scale"] = self.scale if msg["scale"] is None else msg["scale"] * self.scale
+
+
 def _run_svi(
-    model, args, kwargs, *, guide, key, num_steps, learning_rate, num_samples, progress_bar
+    model, args, kwargs, *, guide, key, num_steps, learning_rate, num_samples, progress_bar,
+    minibatch=None,
 ):
+    n = args[0].shape[0]
+    full_args, full_kwargs = args, kwargs
+    if minibatch is not None and minibatch[0] < n:
+        batch, plate = minibatch
+        model = _ScaleRows(model, plate=plate, scale=n / batch)
+        key, k_rows = jax.random.split(key)
+        args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
+    else:
+        minibatch = None
     guide = resolve_guide(guide, model)
     svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
     k_init, k_post = jax.random.split(key)
     start = time.perf_counter()
     # The guide's prototype is traced here, with the outcome observed (kwargs hold y).
     state = svi.init(k_init, *args, **kwargs)
+    k_steps = jax.random.fold_in(k_init, 1)
     n_chunks = 20 if progress_bar else 1
     chunk = -(-num_steps // n_chunks)
     losses, done = [], 0
     bar = _progress(progress_bar, num_steps, "SVI")
     while done < num_steps:
         length = min(chunk, num_steps - done)
-        state, chunk_losses = _svi_chunk(svi, state, length, args, kwargs)
+        if minibatch is None:
+            state, chunk_losses = _svi_chunk(svi, state, length, args, kwargs)
+        else:
+            state, k_steps, chunk_losses = _svi_minibatch_chunk(
+                svi, state, length, batch, k_steps, full_args, full_kwargs
+            )
         chunk_losses = np.asarray(chunk_losses)
         bad = np.flatnonzero(~np.isfinite(chunk_losses))
         if bad.size:
@@ -173,8 +266,16 @@ def _deterministic_sites(model, args, kwargs, latent, names, key):
         return {}
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in latent.items()}
     n_chain, n_draw = next(iter(latent.values())).shape[:2]
-    out = Predictive(model, posterior_samples=flat, return_sites=list(names))(key, *args, **kwargs)
-    return {k: np.asarray(v).reshape((n_chain, n_draw) + v.shape[1:]) for k, v in out.items()}
+    total = n_chain * n_draw
+    # Draws in chunks, so memory stays bounded for many rows (the whole model runs per draw).
+    step = max(1, _DETERMINISTIC_ELEMENTS // max(1, args[0].shape[0]))
+    parts = []
+    for start in range(0, total, step):
+        chunk = {k: v[start : start + step] for k, v in flat.items()}
+        pred = Predictive(model, posterior_samples=chunk, return_sites=list(names))
+        parts.append({k: np.asarray(v) for k, v in pred(key, *args, **kwargs).items()})
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: v.reshape((n_chain, n_draw) + v.shape[1:]) for k, v in out.items()}
 
 
 def _progress(enabled, total, desc):
