@@ -1,0 +1,81 @@
+"""Experiment tracking: a fitted estimator logs to and loads from a local MLflow store."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+mlflow = pytest.importorskip("mlflow")
+import mlflow.sklearn  # noqa: E402
+
+from skimpact import ImpactRegressor  # noqa: E402
+from skimpact.tracking import diagnostic_metrics, log_estimator  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame(rng.normal(size=(80, 2)), columns=["dose", "age"])
+    y = 0.5 + 1.5 * X["dose"].to_numpy() + rng.normal(0, 0.3, 80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = ImpactRegressor(num_steps=400, num_samples=50, random_state=0).fit(X, y)
+    return est, X
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    # MLflow 3 keeps the file store behind an opt-in; a local folder is all a test needs.
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri((tmp_path / "mlruns").as_uri())
+    mlflow.set_experiment("skimpact-test")
+    yield tmp_path / "mlruns"
+    mlflow.set_tracking_uri(previous)
+
+
+def test_log_and_load_round_trip(fitted, store, tmp_path):
+    est, X = fitted
+    with mlflow.start_run() as run:
+        info = log_estimator(est)
+    loaded = mlflow.sklearn.load_model(info.model_uri)
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    eff = loaded.effect(X, {"dose": X["dose"] + 1.0}, kind="mean")
+    ref = est.effect(X, {"dose": X["dose"] + 1.0}, kind="mean")
+    np.testing.assert_array_equal(eff["predictions"]["y"].values, ref["predictions"]["y"].values)
+
+    client = mlflow.tracking.MlflowClient()
+    data = client.get_run(run.info.run_id).data
+    assert data.params["num_steps"] == "400"
+    assert data.params["inference"] == "svi"
+    assert data.metrics["converged"] in (0.0, 1.0)
+    loss = est.diagnostics_["loss"]
+    window = est.diagnostics_["elbo_window"]
+    assert data.metrics["final_loss"] == pytest.approx(float(loss[-window:].mean()), rel=1e-6)
+    names = {a.path for a in client.list_artifacts(run.info.run_id, "skimpact")}
+    assert names == {"skimpact/posterior.nc", "skimpact/summary.csv", "skimpact/diagnostics.json"}
+
+    folder = client.download_artifacts(run.info.run_id, "skimpact", str(tmp_path / "dl"))
+    posterior = xr.open_datatree(f"{folder}/posterior.nc", engine="h5netcdf")
+    xr.testing.assert_identical(posterior, est.posterior_)
+    summary = pd.read_csv(f"{folder}/summary.csv", index_col=0)
+    pd.testing.assert_frame_equal(summary, est.summary(), check_names=False, rtol=1e-6)
+    diag = json.loads(open(f"{folder}/diagnostics.json").read())
+    assert len(diag["loss"]) == 400
+
+
+def test_log_starts_and_ends_its_own_run(fitted, store):
+    est, _ = fitted
+    assert mlflow.active_run() is None
+    info = log_estimator(est, name="est", log_posterior=False)
+    assert mlflow.active_run() is None
+    runs = mlflow.search_runs()
+    assert len(runs) == 1
+    assert runs["metrics.final_loss"].iloc[0] == pytest.approx(
+        diagnostic_metrics(est)["final_loss"]
+    )
+    assert mlflow.sklearn.load_model(info.model_uri).n_features_in_ == 2
+
