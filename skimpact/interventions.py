@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .predictive import site_row_axis
+
 __all__ = ["Intervention", "resolve_intervention"]
 
 
@@ -102,7 +104,7 @@ def _check_column_value(name, value, n_rows):
 def site_shape(name, info, n_rows):
     """The site's value shape for ``n_rows`` rows."""
     shape = list(info.site_shapes[name])
-    axis = info.site_row_axis.get(name)
+    axis = site_row_axis(name, info)
     if axis is not None:
         shape[len(shape) + axis] = n_rows
     return tuple(shape)
@@ -116,7 +118,7 @@ def _check_site_value(name, value, info, n_rows):
     except ValueError:
         ok = False
     if not ok:
-        axis = info.site_row_axis.get(name)
+        axis = site_row_axis(name, info)
         rows = "" if axis is None else f" (axis {axis} holds the {n_rows} rows)"
         raise ValueError(
             f"Intervention value for site {name!r} has shape {arr.shape}, which does not "
