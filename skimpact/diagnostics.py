@@ -102,7 +102,7 @@ def elbo_convergence(loss, window=None):
 
     The loss is averaged over the last ``window`` steps and over the ``window`` steps
     before them. The fit counts as settled when the relative change between the two
-    averages is at most :data:`ELBO_RTOL`, or when the change is within twice its
+    averages is at most :data:`ELBO_RTOL`, or when the change is within three times its
     standard error (the loss is a noisy one-sample ELBO estimate, so a small data set can
     show a relative change above the tolerance that is only noise).
 
@@ -111,7 +111,7 @@ def elbo_convergence(loss, window=None):
     loss : array-like of shape (num_steps,)
         Negative ELBO per step.
     window : int, optional
-        Steps per window; default a tenth of the steps (at least 5).
+        Steps per window; default a tenth of the steps (at least 50).
 
     Returns
     -------
@@ -120,7 +120,7 @@ def elbo_convergence(loss, window=None):
         ``elbo_noise_ratio`` (change over its standard error) and ``elbo_converged``.
     """
     loss = np.asarray(loss, dtype=float)
-    window = int(window or max(len(loss) // 10, 5))
+    window = int(window or max(len(loss) // 10, 50))
     if len(loss) < 2 * window:
         return {
             "elbo_window": window,
@@ -137,7 +137,7 @@ def elbo_convergence(loss, window=None):
         "elbo_window": window,
         "elbo_rel_change": float(rel),
         "elbo_noise_ratio": float(noise_ratio),
-        "elbo_converged": bool(rel <= ELBO_RTOL or noise_ratio <= 2.0),
+        "elbo_converged": bool(rel <= ELBO_RTOL or noise_ratio <= 3.0),
     }
 
 

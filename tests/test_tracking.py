@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-mlflow = pytest.importorskip("mlflow")
-import mlflow.sklearn  # noqa: E402
+import mlflow
+import mlflow.sklearn
 
-from skimpact import ImpactRegressor  # noqa: E402
-from skimpact.tracking import diagnostic_metrics, log_estimator  # noqa: E402
+from skimpact import ImpactRegressor
+from skimpact.tracking import diagnostic_metrics, log_estimator
 
 
 @pytest.fixture(scope="module")

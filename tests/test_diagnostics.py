@@ -1,0 +1,155 @@
+"""Diagnostics after every fit, convergence warnings, the posterior summary and the
+progress bar of batched predictions."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from arviz_stats.base import array_stats
+from sklearn.exceptions import ConvergenceWarning
+
+from skimpact import ImpactRegressor
+from skimpact.diagnostics import (
+    ELBO_RTOL,
+    check_convergence,
+    elbo_convergence,
+    summary,
+)
+from skimpact.tracking import diagnostic_metrics
+
+
+def _data(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 2)), columns=["dose", "age"])
+    y = 1.0 + 2.0 * X["dose"].to_numpy() - 0.5 * X["age"].to_numpy() + rng.normal(0, 0.5, n)
+    return X, y
+
+
+def _fit(**params):
+    X, y = _data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = ImpactRegressor(random_state=0, **params).fit(X, y)
+    return est, [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.fixture(scope="module")
+def svi():
+    return _fit(num_steps=1500, num_samples=100)
+
+
+@pytest.fixture(scope="module")
+def nuts():
+    return _fit(inference="nuts", num_warmup=150, num_samples=150, num_chains=2)
+
+
+def test_svi_converged_fit_has_no_warning(svi):
+    est, caught = svi
+    diag = est.diagnostics_
+    assert caught == []
+    assert diag["converged"] and diag["elbo_converged"]
+    assert diag["elbo_window"] == 150
+    loss = diag["loss"]
+    last, prev = loss[-150:].mean(), loss[-300:-150].mean()
+    expected = abs(last - prev) / max(abs(last), abs(prev))
+    assert diag["elbo_rel_change"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_svi_too_few_steps_warns_what_to_change():
+    est, caught = _fit(num_steps=100, num_samples=20)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "num_steps" in message and "has not settled" in message
+    assert est.diagnostics_["converged"] is False
+    assert est.diagnostics_["elbo_rel_change"] > ELBO_RTOL
+
+
+def test_elbo_convergence_on_known_traces():
+    rng = np.random.default_rng(0)
+    flat = 100.0 + rng.normal(0, 1.0, 1000)
+    out = elbo_convergence(flat)
+    assert out["elbo_window"] == 100 and out["elbo_converged"]
+    falling = np.linspace(1000.0, 500.0, 1000)
+    out = elbo_convergence(falling)
+    assert out["elbo_rel_change"] == pytest.approx(50.05 / 574.77, rel=1e-3)
+    assert not out["elbo_converged"]
+    # A small loss with noise: relative change above the tolerance but within the noise.
+    noisy = 5.0 + rng.normal(0, 1.0, 400)
+    out = elbo_convergence(noisy)
+    assert out["elbo_rel_change"] > ELBO_RTOL and out["elbo_noise_ratio"] < 3
+    assert out["elbo_converged"]
+    short = elbo_convergence(np.ones(6))
+    assert np.isnan(short["elbo_rel_change"]) and not short["elbo_converged"]
+
+
+def test_nuts_diagnostics_match_arviz_stats(nuts):
+    est, _ = nuts
+    diag = est.diagnostics_
+    post = est.posterior_["posterior"]
+    assert diag["num_chains"] == 2 and diag["num_draws"] == 150
+    assert diag["num_divergences"] == int(est.posterior_["sample_stats"]["diverging"].sum())
+    beta = post["beta"].transpose("chain", "draw", "feature").values.astype(float)
+    rhat = array_stats.rhat(beta, chain_axis=0, draw_axis=1)
+    ess = array_stats.ess(beta, method="bulk", chain_axis=0, draw_axis=1)
+    assert diag["r_hat"]["beta"] == pytest.approx(float(np.max(rhat)))
+    assert diag["ess_bulk"]["beta"] == pytest.approx(float(np.min(ess)))
+    assert set(diag["r_hat"]) == {"alpha", "beta", "noise", "coef", "intercept", "sigma"}
+    expected = check_convergence(diag, "nuts")
+    assert diag["converged"] == (expected == [])
+    metrics = diagnostic_metrics(est)
+    assert metrics["max_r_hat"] == pytest.approx(max(diag["r_hat"].values()))
+    assert metrics["min_ess_tail"] == pytest.approx(min(diag["ess_tail"].values()))
+    assert metrics["num_divergences"] == diag["num_divergences"]
+
+
+def test_check_convergence_messages():
+    good = {
+        "num_divergences": 0, "num_chains": 4,
+        "r_hat": {"a": 1.001}, "ess_bulk": {"a": 900.0}, "ess_tail": {"a": 800.0},
+    }
+    assert check_convergence(good, "nuts") == []
+    bad = {
+        "num_divergences": 3, "num_chains": 4,
+        "r_hat": {"a": 1.05, "b": 1.0}, "ess_bulk": {"a": 120.0, "b": 900.0},
+        "ess_tail": {"a": 300.0, "b": 350.0},
+    }
+    divergences, rhat, ess = check_convergence(bad, "nuts")
+    assert "3 divergent" in divergences and "target_accept_prob" in divergences
+    assert "a (1.050)" in rhat and "b (" not in rhat and "num_warmup" in rhat
+    assert "below 400" in ess and "a (120)" in ess and "b (350)" in ess
+    assert "num_samples" in ess
+
+
+def test_summary_table(nuts, svi):
+    est, _ = nuts
+    table = est.summary(prob=0.9)
+    assert list(table.columns) == [
+        "mean", "sd", "median", "hdi_lower", "hdi_upper", "ess_bulk", "ess_tail", "r_hat"
+    ]
+    assert list(table.index[:4]) == ["alpha", "beta[dose]", "beta[age]", "noise"]
+    coef = est.posterior_["posterior"]["coef"].sel(feature="dose").values.ravel()
+    row = table.loc["coef[dose]"]
+    assert row["mean"] == pytest.approx(coef.mean(), rel=1e-5)
+    assert row["sd"] == pytest.approx(coef.std(ddof=1), rel=1e-4)
+    lo, hi = array_stats.hdi(coef.astype(float), 0.9)
+    assert (row["hdi_lower"], row["hdi_upper"]) == pytest.approx((lo, hi))
+    assert row["mean"] == pytest.approx(2.0, abs=0.3)
+    assert table.loc["beta[dose]", "r_hat"] <= est.diagnostics_["r_hat"]["beta"] + 1e-12
+    # SVI draws come as one chain: r_hat is undefined, the rest is there.
+    svi_table = svi[0].summary(var_names=["sigma"])
+    assert list(svi_table.index) == ["sigma"]
+    assert svi_table["mean"].iloc[0] == pytest.approx(0.5, abs=0.15)
+    assert summary(svi[0].posterior_).equals(svi[0].summary())
+
+
+def test_progress_bar_on_batched_predictions(svi, capsys):
+    est, _ = svi
+    X, _ = _data()
+    plain = est.predict(X)
+    capsys.readouterr()
+    shown = est.set_params(progress_bar=True, batch_size=30).predict(X)
+    est.set_params(progress_bar=False, batch_size=None)
+    err = capsys.readouterr().err
+    np.testing.assert_array_equal(shown, plain)
+    assert "predict" in err and "80/80" in err
