@@ -171,6 +171,30 @@ class _ImpactBase(BaseEstimator):
 
     def _finish_fit(self):
         """Hook for diagnostics after a fit (see :mod:`skimpact.diagnostics`)."""
+        from .diagnostics import finish_fit
+
+        finish_fit(self)
+
+    def summary(self, var_names=None, prob=0.94):
+        """Posterior summary per parameter element, like NumPyro's ``print_summary``.
+
+        Parameters
+        ----------
+        var_names : list of str, optional
+            Parameters to summarise; default those that do not vary by row.
+        prob : float, default=0.94
+            Probability mass of the highest-density interval.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``mean``, ``sd``, ``median``, ``hdi_lower``, ``hdi_upper``,
+            ``ess_bulk``, ``ess_tail``, ``r_hat``; one row per parameter element.
+        """
+        from .diagnostics import summary
+
+        check_is_fitted(self, "posterior_")
+        return summary(self.posterior_, var_names=var_names, prob=prob)
 
     def _check_params(self):
         if self.inference not in _INFERENCE:
@@ -380,6 +404,10 @@ class _ImpactBase(BaseEstimator):
             local_from_posterior=bool(in_sample),
         )
         values = {**resolved.sites, **resolved.fixed}
+        if self.progress_bar:
+            from .diagnostics import _ProgressSink
+
+            sink = _ProgressSink(sink, X.shape[0])
         out, row_axes = self._engine().run(
             self._draws(),
             X,
@@ -443,6 +471,66 @@ class _ImpactBase(BaseEstimator):
         sites = self._return_sites(return_sites)
         out, row_axes = self._run(X, inputs, resolved, return_sites=sites, in_sample=in_sample)
         return self._tree(out, row_axes, rows, in_sample, intervention)
+
+    def sample_prior_predictive(self, X, *, num_samples=None, return_sites=None, **inputs):
+        """Draws of the fitted model's prior and prior predictive for the rows of ``X``.
+
+        The model runs with its hyperparameters (and, for the built-in models, the data
+        scaling found at fit) but without the outcome and without the posterior.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        num_samples : int, optional
+            Number of prior draws; default the estimator's ``num_samples``.
+        return_sites : list of str, optional
+            Sites to keep; default every latent, deterministic and observed site.
+        **inputs : array-like
+            The model's keyword inputs.
+
+        Returns
+        -------
+        xarray.DataTree
+            Groups ``prior`` (latent and deterministic sites) and ``prior_predictive``
+            (observed sites, the outcome among them), with dims ``chain`` (one chain),
+            ``draw`` and the model's named dims.
+        """
+        from numpyro.infer import Predictive
+
+        X, inputs, _, rows = self._prepare(X, inputs)
+        info = self.model_info_
+        sites = list(info.sites) if return_sites is None else list(self._return_sites(return_sites))
+        n = int(num_samples or self.num_samples)
+        draws = Predictive(self._prediction_model(), num_samples=n, return_sites=sites)(
+            self._key("prior"), X, **inputs
+        )
+        draws = {k: np.asarray(v)[None] for k, v in draws.items() if k in sites}
+        labels = self._labels(rows, info)
+        observed = set(info.observed_sites)
+        groups = {}
+        for group, names in (
+            ("prior", [k for k in draws if k not in observed]),
+            ("prior_predictive", [k for k in draws if k in observed]),
+        ):
+            if names:
+                groups[group] = make_dataset(
+                    {k: draws[k] for k in names}, labels,
+                    {k: info.site_row_axis.get(k) for k in names},
+                )
+        return make_tree(groups, attrs=self._attrs(quantity="prior"))
+
+    def render_model(self, X, y=None, *, filename=None, render_distributions=False,
+                     render_params=False, **inputs):
+        """Draw the model's graph with :func:`numpyro.render_model` (needs graphviz).
+
+        See :func:`skimpact.plotting.render_model`.
+        """
+        from .plotting import render_model
+
+        return render_model(
+            self, X, y, filename=filename, render_distributions=render_distributions,
+            render_params=render_params, **inputs,
+        )
 
     def counterfactual_predict(
         self, X, intervention, *, in_sample=False, return_sites=None, **inputs
