@@ -271,8 +271,10 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         raise KeyError(f"No variable {var!r} in group {group!r}; it has {list(ds.data_vars)}.")
     da = ds[var]
     row_dim = tree.attrs.get("row_dim")
-    if row_dim not in da.dims:
+    if row_dim is None:  # a tree made elsewhere: its first dim after chain and draw
         row_dim = next((d for d in da.dims if d not in ("chain", "draw")), None)
+    elif row_dim not in da.dims:  # a site that does not vary by row
+        row_dim = None
     draws = da.stack(sample=("chain", "draw")).transpose("sample", ...)
     if per_row or by is not None:
         if row_dim is None:
