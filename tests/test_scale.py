@@ -1,0 +1,181 @@
+"""Scale: compile counts across calls and clones, local latents on new rows, Zarr
+streaming, minibatch SVI."""
+
+import os
+
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+import xarray as xr
+from sklearn.base import clone
+
+from skimpact import ImpactRegressor, Model
+from skimpact._sinks import ZarrSink
+
+_COMPILES = [0]
+
+
+def _count(name, *args, **kwargs):
+    if name == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count)
+
+
+def _linear(prior_scale=1.0):
+    def model(X, y=None):
+        b = numpyro.sample("b", dist.Normal(0, prior_scale).expand([X.shape[1]]).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+
+    return model
+
+
+def _hier(X, y=None):
+    mu = numpyro.sample("mu", dist.Normal(0, 1))
+    with numpyro.plate("obs", X.shape[0]):
+        theta = numpyro.sample("theta", dist.Normal(mu, 1.0))
+        numpyro.sample("y", dist.Normal(theta + X[:, 0], 0.3), obs=y)
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 2)).astype(np.float32)
+    y = (X @ np.array([1.0, -2.0]) + 0.3 * rng.normal(size=n)).astype(np.float32)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    X, y = _data(200)
+    est = ImpactRegressor(
+        Model(_linear), num_steps=300, num_samples=40, random_state=0, batch_size=64
+    )
+    return est.fit(X, y), X
+
+
+def test_repeated_calls_and_clones_do_not_recompile(fitted):
+    est, X = fitted
+    est.counterfactual_predict(X, {"b": np.array([1.0, 0.0])})
+    est.predict(X)
+    before = _COMPILES[0]
+    for value in (0.0, 1.0, 2.0):
+        est.counterfactual_predict(X, {"b": np.array([value, 0.0])})
+        est.predict(X)
+    twin = clone(est).fit(*_data(200, seed=1))
+    after_fit = _COMPILES[0]
+    twin.counterfactual_predict(X, {"b": np.array([3.0, 0.0])})
+    twin.predict(X)
+    assert after_fit - before > 0  # fitting compiles, predicting must not
+    assert _COMPILES[0] == after_fit
+
+
+def test_any_row_count_compiles_once_per_bucket(fitted):
+    est, X = fitted
+    est.sample_posterior_predictive(X[:40])  # padded to 64 rows: compiles that shape
+    before = _COMPILES[0]
+    for n in (33, 47, 64, 200, 150):  # buckets of 64 and full 64-row batches
+        out = est.sample_posterior_predictive(X[:n])
+        assert out["predictions"]["y"].shape == (1, 40, n)
+    assert _COMPILES[0] == before
+
+
+def test_batch_size_does_not_change_values_within_a_batch(fitted):
+    est, X = fitted
+    one = est.predict(X)
+    other = clone(est).set_params(batch_size=7).fit(*_data(200))
+    np.testing.assert_allclose(one, other.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_local_latents_for_new_rows_of_any_count():
+    X, y = _data(60)
+    est = ImpactRegressor(_hier, num_steps=300, num_samples=30, random_state=0, batch_size=16)
+    est.fit(X, y)
+    inside = est.sample_posterior_predictive(X, in_sample=True)["posterior_predictive"]
+    fitted_theta = est.posterior_["posterior"]["theta"].values
+    np.testing.assert_array_equal(inside["theta"].values, fitted_theta)
+    for n in (1, 17, 95):
+        Xn, _ = _data(n, seed=n)
+        new = est.sample_posterior_predictive(Xn)["predictions"]
+        assert new["theta"].shape == (1, 30, n)
+        # New rows draw theta ~ Normal(mu, 1) per draw of mu: spread about one.
+        resid = new["theta"].values - est.posterior_["posterior"]["mu"].values[..., None]
+        if n > 1:
+            assert 0.6 < resid.std() < 1.4
+    with pytest.raises(ValueError, match="in_sample=True"):
+        est.sample_posterior_predictive(X[:10], in_sample=True)
+
+
+def test_zarr_store_streams_and_matches_memory(fitted, tmp_path):
+    est, X = fitted
+    path = tmp_path / "pp.zarr"
+    lazy = est.sample_posterior_predictive(X, store=path)
+    eager = est.sample_posterior_predictive(X)
+    y = lazy["predictions"]["y"]
+    assert y.chunks is not None  # Dask-backed
+    np.testing.assert_array_equal(y.values, eager["predictions"]["y"].values)
+    reopened = xr.open_datatree(path, engine="zarr")
+    np.testing.assert_array_equal(reopened["predictions"]["y"].values, y.values)
+    np.testing.assert_array_equal(reopened["posterior"]["b"].values, est.posterior_["posterior"]["b"].values)
+    assert os.listdir(tmp_path) == ["pp.zarr"]
+    with pytest.raises(FileExistsError):
+        est.sample_posterior_predictive(X, store=path)
+
+
+def test_zarr_effect_and_counterfactual(fitted, tmp_path):
+    est, X = fitted
+    cf = est.counterfactual_predict(X, {"b": np.array([0.0, 0.0])}, store=tmp_path / "cf.zarr")
+    np.testing.assert_allclose(
+        cf["predictions"]["y"].values,
+        est.counterfactual_predict(X, {"b": np.array([0.0, 0.0])})["predictions"]["y"].values,
+    )
+    eff = est.effect(X, {"b": np.array([1.0, 0.0])}, store=tmp_path / "eff.zarr")
+    mem = est.effect(X, {"b": np.array([1.0, 0.0])})
+    np.testing.assert_allclose(eff["predictions"]["y"].values, mem["predictions"]["y"].values, atol=1e-5)
+    assert sorted(os.listdir(tmp_path)) == ["cf.zarr", "eff.zarr"]
+
+
+def test_interrupted_zarr_run_leaves_nothing(fitted, tmp_path):
+    est, X = fitted
+    path = tmp_path / "broken.zarr"
+    calls = []
+    original = ZarrSink.write
+
+    def failing(self, name, index, array):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, name, index, array)
+
+    ZarrSink.write = failing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            est.sample_posterior_predictive(X, store=path)
+    finally:
+        ZarrSink.write = original
+    assert os.listdir(tmp_path) == []
+
+
+def test_minibatch_svi_recovers_coefficients():
+    X, y = _data(5000, seed=3)
+    est = ImpactRegressor(
+        Model(_linear), num_steps=1500, learning_rate=0.02, num_samples=100,
+        fit_batch_size=128, random_state=0,
+    ).fit(X, y)
+    b = est.posterior_["posterior"]["b"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(b, [1.0, -2.0], atol=0.08)
+    assert 0.15 < float(est.posterior_["posterior"]["sigma"].mean()) < 0.5
+
+
+def test_minibatch_rejects_local_latents_and_weights():
+    X, y = _data(50)
+    with pytest.raises(ValueError, match="local latent"):
+        ImpactRegressor(_hier, num_steps=10, fit_batch_size=8).fit(X, y)
+    with pytest.raises(ValueError, match="sample_weight"):
+        ImpactRegressor(Model(_linear), num_steps=10, fit_batch_size=8).fit(
+            X, y, sample_weight=np.ones(50)
+        )
