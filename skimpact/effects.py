@@ -15,6 +15,7 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from sklearn.pipeline import Pipeline
 
+from ._sinks import scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
 from .schema import encode_attr, make_tree
 
@@ -64,6 +65,7 @@ def effect(
     kind="predictive",
     in_sample=False,
     return_sites=None,
+    store=None,
     **inputs,
 ):
     """Effect of ``intervention`` relative to ``baseline``, every draw kept.
@@ -84,6 +86,10 @@ def effect(
     return_sites : list of str, optional
         Sites to contrast; default the outcome (and, for ``kind="predictive"``, the local
         latent sites).
+    store : str, os.PathLike or zarr store, optional
+        Write the effect to this Zarr store and return it read lazily from there; both
+        scenarios stream batch by batch through a scratch store beside it, so memory stays
+        bounded by the batch.
     **inputs : array-like
 
     Returns
@@ -103,21 +109,23 @@ def effect(
         stat = "sample"
         sites = None if return_sites is None else tuple(return_sites)
     key = est._key("predict")
+    scratch = scratch_dir(store)
     results = [
         _predict_scenario(
-            estimator, X, scenario, inputs, in_sample=in_sample, sites=sites, stat=stat, key=key
+            estimator, X, scenario, inputs, in_sample=in_sample, sites=sites, stat=stat, key=key,
+            sink=scratch_sink_in(scratch),
         )
         for scenario in (intervention, baseline)
     ]
     (out_i, _, _), (out_b, row_axes, rows) = results
     diff = {k: out_i[k] - out_b[k] for k in out_i}
-    return est._tree(
+    return store_tree(store, scratch, est._tree(
         diff, row_axes, rows, in_sample, intervention,
         extra_attrs={
             "baseline": describe(baseline), "kind": kind, "quantity": "effect",
             **_effect_attrs(est),
         },
-    )
+    ))
 
 
 def estimate_effect(
@@ -351,13 +359,15 @@ def _preview(values, k=3):
     return ", ".join(map(str, values[:k])) + (", ..." if len(values) > k else "")
 
 
-def _predict_scenario(estimator, X, intervention, inputs, *, in_sample, sites, stat, key):
+def _predict_scenario(
+    estimator, X, intervention, inputs, *, in_sample, sites, stat, key, sink=None
+):
     """Predict one scenario with ``key``: ``(arrays, row axes, row labels)``."""
     est, Xt, rest = _through_pipeline(estimator, X, intervention)
     Xp, inp, resolved, rows = est._prepare(Xt, inputs, rest)
     out, row_axes = est._run(
         Xp, inp, resolved, return_sites=est._return_sites(sites), outcome_stat=stat,
-        in_sample=in_sample, key=key,
+        in_sample=in_sample, key=key, sink=sink,
     )
     return out, row_axes, rows
 
