@@ -24,6 +24,7 @@ from . import effects
 from .inference import run_inference
 from .interventions import apply_to_inputs, describe, resolve_intervention
 from .model import Model, as_model, inspect_model, linear_model, logistic_model
+from ._sinks import ZarrSink
 from .predictive import PredictiveEngine, Request
 from .schema import Labels, encode_attr, flatten_chains, make_dataset, make_tree
 
@@ -71,6 +72,7 @@ class _ImpactBase(BaseEstimator):
         inputs=None,
         missing="error",
         batch_size=None,
+        fit_batch_size=None,
         random_state=None,
         progress_bar=False,
     ):
@@ -88,6 +90,7 @@ class _ImpactBase(BaseEstimator):
         self.inputs = inputs
         self.missing = missing
         self.batch_size = batch_size
+        self.fit_batch_size = fit_batch_size
         self.random_state = random_state
         self.progress_bar = progress_bar
 
@@ -139,6 +142,10 @@ class _ImpactBase(BaseEstimator):
                 raise ValueError("sample_weight must be finite and non-negative.")
             scale = jnp.asarray(sample_weight)
         train_model = model
+        if self.fit_batch_size is not None and (scale is not None or mask is not None):
+            raise ValueError(
+                "`fit_batch_size` cannot be combined with sample_weight or masked outcomes."
+            )
         if scale is not None or mask is not None:
             train_model = _LikelihoodOnly(
                 model, site=self.model_info_.outcome_site, scale=scale, mask=mask
@@ -152,6 +159,9 @@ class _ImpactBase(BaseEstimator):
             deterministic_sites=self.model_info_.deterministic_sites,
             key=self._key("fit"),
             settings=self.get_params(deep=False),
+            row_plate=self.model_info_.row_dim if self.model_info_.site_row_axis.get(
+                self.model_info_.outcome_site) is not None else None,
+            local_sites=tuple(self.model_info_.local_sites),
         )
         self.diagnostics_ = result.diagnostics
         labels = self._labels(self._row_labels_fit, self.model_info_)
@@ -444,7 +454,7 @@ class _ImpactBase(BaseEstimator):
         return flatten_chains(out)[self.model_info_.outcome_site]
 
     def sample_posterior_predictive(
-        self, X, intervention=None, *, in_sample=False, return_sites=None, **inputs
+        self, X, intervention=None, *, in_sample=False, return_sites=None, store=None, **inputs
     ):
         """Posterior predictive draws for the rows of ``X`` as a DataTree.
 
@@ -459,6 +469,11 @@ class _ImpactBase(BaseEstimator):
             go to ``predictions`` and local latents are drawn given the global parameters.
         return_sites : list of str, optional
             Sites to keep; default the outcome and the local latent sites.
+        store : str, os.PathLike or zarr store, optional
+            Stream every batch to this Zarr store as it is computed, so memory is bounded
+            by the batch; the returned DataTree reads lazily (Dask) from the store. A path
+            must not exist yet; it is written under a temporary name and renamed when
+            complete.
         **inputs : array-like
             The model's keyword inputs.
 
@@ -469,7 +484,19 @@ class _ImpactBase(BaseEstimator):
         """
         X, inputs, resolved, rows = self._prepare(X, inputs, intervention)
         sites = self._return_sites(return_sites)
-        out, row_axes = self._run(X, inputs, resolved, return_sites=sites, in_sample=in_sample)
+        sink = None
+        if store is not None:
+            sink = ZarrSink(
+                store,
+                lambda arrays, row_axes: self._tree(arrays, row_axes, rows, in_sample, intervention),
+                group="posterior_predictive" if in_sample else "predictions",
+                n_chain=self.posterior_["posterior"].sizes["chain"],
+            )
+        out, row_axes = self._run(
+            X, inputs, resolved, return_sites=sites, in_sample=in_sample, sink=sink
+        )
+        if store is not None:
+            return out
         return self._tree(out, row_axes, rows, in_sample, intervention)
 
     def sample_prior_predictive(self, X, *, num_samples=None, return_sites=None, **inputs):
@@ -533,7 +560,7 @@ class _ImpactBase(BaseEstimator):
         )
 
     def counterfactual_predict(
-        self, X, intervention, *, in_sample=False, return_sites=None, **inputs
+        self, X, intervention, *, in_sample=False, return_sites=None, store=None, **inputs
     ):
         """Predict under a do-intervention, keeping every posterior draw.
 
@@ -550,6 +577,8 @@ class _ImpactBase(BaseEstimator):
             Store draws under ``posterior_predictive`` (training rows) or ``predictions``.
         return_sites : list of str, optional
             Sites to keep; default the outcome and the local latent sites.
+        store : str, os.PathLike or zarr store, optional
+            Stream the draws to this Zarr store; see :meth:`sample_posterior_predictive`.
         **inputs : array-like
             The model's keyword inputs.
 
@@ -559,7 +588,8 @@ class _ImpactBase(BaseEstimator):
             As :meth:`sample_posterior_predictive`, with the intervention in the attrs.
         """
         return self.sample_posterior_predictive(
-            X, intervention, in_sample=in_sample, return_sites=return_sites, **inputs
+            X, intervention, in_sample=in_sample, return_sites=return_sites, store=store,
+            **inputs,
         )
 
     def _tree(self, out, row_axes, rows, in_sample, intervention, group=None, extra_attrs=None):
@@ -573,14 +603,14 @@ class _ImpactBase(BaseEstimator):
         )
 
     def effect(self, X, intervention, baseline=None, *, kind="predictive", in_sample=False,
-               return_sites=None, **inputs):
+               return_sites=None, store=None, **inputs):
         """Effect of ``intervention`` against ``baseline`` per draw and row.
 
         See :func:`skimpact.effect`.
         """
         return effects.effect(
             self, X, intervention, baseline, kind=kind, in_sample=in_sample,
-            return_sites=return_sites, **inputs,
+            return_sites=return_sites, store=store, **inputs,
         )
 
     def estimate_effect(self, output_baseline=None, output_intervention=None,
@@ -671,6 +701,11 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``"mask"``: rows with NaN outcome are left out of the likelihood with a mask.
     batch_size : int, optional
         Rows per prediction batch; chosen from a memory budget when omitted.
+    fit_batch_size : int, optional
+        Minibatch SVI / MAP: each step runs the model on this many random rows, the
+        log-likelihood of the data plate scaled by ``n_rows / fit_batch_size`` (the ELBO
+        stays unbiased), so memory per step does not grow with the data. Models with local
+        latent sites need full batches.
     random_state : int, RandomState, Generator or None, default=None
         Seeds fitting and every prediction method; an int makes them deterministic.
     progress_bar : bool, default=False
