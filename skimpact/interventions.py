@@ -8,6 +8,12 @@ An intervention maps names to values:
   model runs;
 * a value is a scalar or an array that broadcasts to the site's or input's per-row shape,
   or a **callable** ``f(factual) -> value``, a shift computed from the factual value.
+
+A shift on a model site runs inside the compiled predictive program, once per draw: write
+it with operators or ``jax.numpy`` (not ``numpy``) functions. The function object is part
+of what is compiled, so reuse one function across calls (a new ``lambda`` per call compiles
+anew); plain values never cause a recompilation unless their shape changes. Shifts on
+inputs and columns run on the host before the model, with NumPy arrays.
 """
 
 from dataclasses import dataclass, field
