@@ -56,6 +56,19 @@ def resolve_intervention(intervention, *, info, input_names, columns, n_rows):
         Columns of X (names for a DataFrame, positions for an array).
     n_rows : int
         Rows of the X the intervention applies to.
+
+    Returns
+    -------
+    Intervention
+
+    Raises
+    ------
+    TypeError
+        If ``intervention`` is not a dict.
+    KeyError
+        For a name that is no model site, input or column; the message lists them.
+    ValueError
+        For the outcome site, or a value that does not broadcast to the per-row shape.
     """
     result = Intervention()
     if not intervention:
