@@ -162,6 +162,7 @@ class _ImpactBase(BaseEstimator):
             row_plate=self.model_info_.row_dim if self.model_info_.site_row_axis.get(
                 self.model_info_.outcome_site) is not None else None,
             local_sites=tuple(self.model_info_.local_sites),
+            cache_key=self._cache_key() if train_model is model else None,
         )
         self.diagnostics_ = result.diagnostics
         labels = self._labels(self._row_labels_fit, self.model_info_)

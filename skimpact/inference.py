@@ -58,7 +58,7 @@ def resolve_guide(guide, model):
 
 def run_inference(
     method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
-    row_plate=None, local_sites=(),
+    row_plate=None, local_sites=(), cache_key=None,
 ):
     """Dispatch to the SVI / MAP / NUTS runner named by ``method``.
 
@@ -66,6 +66,9 @@ def run_inference(
     a random minibatch of rows, the log-density of sites in the plate ``row_plate`` scaled by
     ``n_rows / batch`` so the ELBO stays unbiased; models with ``local_sites`` (one latent
     per row) cannot be fitted so.
+
+    ``cache_key``, equal for fits that run the same program (model, guide, optimiser), lets
+    them share one compilation of the SVI steps; ``None`` compiles per fit.
     """
     batch = settings.get("fit_batch_size")
     if batch is not None:
@@ -75,6 +78,7 @@ def run_inference(
         minibatch = None if batch is None else (int(batch), row_plate)
         result = _run_svi(
             model, args, kwargs, guide=guide, key=key, minibatch=minibatch,
+            cache_key=None if cache_key is None else (cache_key, _hashable(guide)),
             **_svi_settings(settings),
         )
     elif method == "nuts":
@@ -100,8 +104,31 @@ def _nuts_settings(s):
     return {k: s[k] for k in keys}
 
 
+class _Keyed:
+    """An SVI object as a static jit argument, equal to others with an equal key, so fits
+    of the same program share compiled steps."""
+
+    def __init__(self, svi, key):
+        self.svi, self.key = svi, key if key is not None else id(svi)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Keyed) and self.key == other.key
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _sample_guide(keyed, key, params, num_samples, args, kwargs):
+    return keyed.svi.guide.sample_posterior(
+        key, params, *args, sample_shape=(num_samples,), **kwargs
+    )
+
+
 @partial(jax.jit, static_argnums=(0, 2))
-def _svi_chunk(svi, state, length, args, kwargs):
+def _svi_chunk(keyed, state, length, args, kwargs):
+    svi = keyed.svi
+
     def step(state, _):
         state, loss = svi.update(state, *args, **kwargs)
         return state, loss
@@ -110,7 +137,8 @@ def _svi_chunk(svi, state, length, args, kwargs):
 
 
 @partial(jax.jit, static_argnums=(0, 2, 3))
-def _svi_minibatch_chunk(svi, state, length, batch, key, args, kwargs):
+def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
+    svi = keyed.svi
     n = args[0].shape[0]
 
     def step(carry, _):
@@ -132,6 +160,14 @@ def _rows(args, kwargs, idx, n):
         return v[idx] if jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n else v
 
     return tuple(take(a) for a in args), {k: take(v) for k, v in kwargs.items()}
+
+
+def _hashable(obj):
+    try:
+        hash(obj)
+    except TypeError:
+        return id(obj)
+    return obj
 
 
 def _check_minibatch(method, batch, row_plate, local_sites):
@@ -168,7 +204,7 @@ class _ScaleRows(Messenger):
 
 def _run_svi(
     model, args, kwargs, *, guide, key, num_steps, learning_rate, num_samples, progress_bar,
-    minibatch=None,
+    minibatch=None, cache_key=None,
 ):
     n = args[0].shape[0]
     full_args, full_kwargs = args, kwargs
@@ -181,6 +217,9 @@ def _run_svi(
         minibatch = None
     guide = resolve_guide(guide, model)
     svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
+    if cache_key is not None:
+        cache_key = (cache_key, learning_rate, minibatch)
+    keyed = _Keyed(svi, cache_key)
     k_init, k_post = jax.random.split(key)
     start = time.perf_counter()
     # The guide's prototype is traced here, with the outcome observed (kwargs hold y).
@@ -193,10 +232,10 @@ def _run_svi(
     while done < num_steps:
         length = min(chunk, num_steps - done)
         if minibatch is None:
-            state, chunk_losses = _svi_chunk(svi, state, length, args, kwargs)
+            state, chunk_losses = _svi_chunk(keyed, state, length, args, kwargs)
         else:
             state, k_steps, chunk_losses = _svi_minibatch_chunk(
-                svi, state, length, batch, k_steps, full_args, full_kwargs
+                keyed, state, length, batch, k_steps, full_args, full_kwargs
             )
         chunk_losses = np.asarray(chunk_losses)
         bad = np.flatnonzero(~np.isfinite(chunk_losses))
@@ -216,7 +255,7 @@ def _run_svi(
     if bar is not None:
         bar.close()
     params = svi.get_params(state)
-    draws = guide.sample_posterior(k_post, params, *args, sample_shape=(num_samples,), **kwargs)
+    draws = _sample_guide(keyed, k_post, params, num_samples, args, kwargs)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     losses = np.concatenate(losses)
     return InferenceResult(
