@@ -1,0 +1,119 @@
+"""Plots render headless (Agg): each is saved as a PNG of the expected size."""
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from skimpact import ImpactRegressor  # noqa: E402
+from skimpact import plotting  # noqa: E402
+
+DPI = 50
+
+
+@pytest.fixture(scope="module")
+def fits():
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"dose": rng.normal(size=60), "age": rng.normal(size=60)})
+    y = 1.0 + 2.0 * X["dose"].to_numpy() + rng.normal(0, 0.5, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        svi = ImpactRegressor(num_steps=300, num_samples=60, random_state=0).fit(X, y)
+        nuts = ImpactRegressor(
+            inference="nuts", num_warmup=30, num_samples=30, num_chains=2, random_state=0
+        ).fit(X, y)
+    return svi, nuts, X, y
+
+
+def _saved(fig, tmp_path, size=(4, 3)):
+    fig.set_size_inches(*size)
+    path = tmp_path / "plot.png"
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    image = mpimg.imread(path)
+    assert path.stat().st_size > 2000
+    assert image.shape[:2] == (size[1] * DPI, size[0] * DPI)
+    # Something was drawn: the image is not a single colour.
+    assert image[..., :3].std() > 0.01
+    return image
+
+
+def test_plot_effect_forest_and_dist(fits, tmp_path):
+    svi, _, X, _ = fits
+    scenarios = {
+        "dose + 1": svi.effect(X, {"dose": X["dose"] + 1.0}, kind="mean"),
+        "age = 0": svi.effect(X, {"age": 0.0}, kind="mean"),
+    }
+    fig, ax = plt.subplots()
+    assert plotting.plot_effect(scenarios, ax=ax) is ax
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["age = 0", "dose + 1"]
+    # The marker of "dose + 1" sits at the mean ATE, 2 per unit of dose.
+    ate = scenarios["dose + 1"]["predictions"]["y"].mean().item()
+    assert ax.lines[0].get_xdata()[0] == pytest.approx(ate, rel=1e-5)
+    assert ate == pytest.approx(2.0, abs=0.3)
+    _saved(fig, tmp_path)
+    ax = plotting.plot_effect(scenarios, kind="dist")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["dose + 1", "age = 0"]
+    _saved(ax.figure, tmp_path, (5, 3))
+    with pytest.raises(ValueError, match="kind"):
+        plotting.plot_effect(scenarios, kind="bars")
+
+
+def test_plot_effect_by_feature(fits, tmp_path):
+    svi, _, X, _ = fits
+    eff = svi.effect(X, {"dose": X["dose"] + 1.0}, kind="mean")
+    ax = plotting.plot_effect_by_feature(eff, X["age"])
+    assert ax.get_xlabel() == "age"
+    line = ax.lines[0]
+    np.testing.assert_allclose(line.get_xdata(), np.sort(X["age"].to_numpy()))
+    per_row = eff["predictions"]["y"].mean(("chain", "draw")).values
+    order = np.argsort(X["age"].to_numpy(), kind="stable")
+    np.testing.assert_allclose(line.get_ydata(), per_row[order], rtol=1e-5)
+    _saved(ax.figure, tmp_path)
+    with pytest.raises(ValueError, match="one value per row"):
+        plotting.plot_effect_by_feature(eff, X["age"][:10])
+
+
+def test_plot_ppc(fits, tmp_path):
+    svi, _, X, y = fits
+    ppc = svi.sample_posterior_predictive(X, in_sample=True)
+    fig, ax = plt.subplots()
+    assert plotting.plot_ppc(ppc, y, num_draws=20, ax=ax) is ax
+    assert len(ax.lines) == 21
+    _saved(fig, tmp_path)
+    prior = svi.sample_prior_predictive(X, num_samples=20)
+    _saved(plotting.plot_ppc(prior, y, num_draws=10).figure, tmp_path)
+
+
+def test_plot_loss(fits, tmp_path):
+    svi, nuts, _, _ = fits
+    ax = plotting.plot_loss(svi, smooth=25)
+    raw, smooth = ax.lines
+    np.testing.assert_array_equal(raw.get_ydata(), svi.diagnostics_["loss"])
+    assert len(smooth.get_ydata()) == 300 - 24
+    assert smooth.get_ydata()[-1] == pytest.approx(svi.diagnostics_["loss"][-25:].mean(), rel=1e-5)
+    _saved(ax.figure, tmp_path)
+    with pytest.raises(ValueError, match="NUTS"):
+        plotting.plot_loss(nuts)
+
+
+def test_plot_trace(fits, tmp_path):
+    _, nuts, _, _ = fits
+    axes = plotting.plot_trace(nuts, ["alpha", "beta"])
+    assert axes.shape == (2, 2)
+    # Two chains, and two elements of beta per chain.
+    assert len(axes[0, 1].lines) == 2 and len(axes[1, 1].lines) == 4
+    np.testing.assert_array_equal(
+        axes[0, 1].lines[1].get_ydata(), nuts.posterior_["posterior"]["alpha"].values[1]
+    )
+    _saved(axes[0, 0].figure, tmp_path, (6, 4))
+    fig, own = plt.subplots(1, 2)
+    assert plotting.plot_trace(nuts, ["noise"], axes=own)[0, 0] is own[0]
+    plt.close(fig)
