@@ -100,6 +100,13 @@ class Model:
 
     __hash__ = None
 
+    def __getstate__(self):
+        _check_picklable(self._callable_to_pickle(), "Model factory")
+        return self.__dict__
+
+    def _callable_to_pickle(self):
+        return self.factory
+
     def __repr__(self):
         args = [_name(self.factory)]
         args += [f"{k}={v!r}" for k, v in self.hyperparameters.items()]
@@ -108,6 +115,26 @@ class Model:
 
 def _name(fn):
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _check_picklable(fn, what):
+    """Raise a PicklingError that says how to fix it if ``fn`` is a lambda or a closure,
+    which ``pickle`` (and so ``joblib.dump``) cannot save by reference."""
+    qualname = getattr(fn, "__qualname__", "") or ""
+    if "<lambda>" in qualname:
+        kind = "is a lambda"
+    elif "<locals>" in qualname:
+        kind = "is defined inside another function (a closure)"
+    else:
+        return
+    import pickle
+
+    raise pickle.PicklingError(
+        f"{what} {qualname!r} {kind}, so a fitted estimator that uses it cannot be pickled "
+        "or saved with joblib. Define it with `def` at the top level of an importable "
+        "module (pass data-dependent values as hyperparameters: Model(factory, "
+        "prior_scale=...)) and load the estimator where that module can be imported."
+    )
 
 
 def _signature_defaults(factory):
@@ -146,6 +173,9 @@ class _FixedModel(Model):
         super().__init__(self._build_fixed)
 
     def _build_fixed(self):
+        return self.model
+
+    def _callable_to_pickle(self):
         return self.model
 
     def get_params(self, deep=True):

@@ -1,0 +1,294 @@
+"""Probabilistic scores computed from posterior predictive draws, and scorer objects.
+
+The metrics take arrays: observed outcomes ``y_true`` of shape ``(n_rows,)`` and draws of
+shape ``(n_draws, n_rows)`` (or a pointwise log-likelihood of that shape). The scorers are
+callables ``scorer(estimator, X, y, **inputs)`` for ``scoring=`` in
+:class:`~sklearn.model_selection.GridSearchCV` and :func:`~sklearn.model_selection.cross_validate`;
+greater is better for all of them, so losses are negated (``neg_crps_scorer``). They accept a
+fitted skimpact estimator or a :class:`~sklearn.pipeline.Pipeline` ending in one.
+"""
+
+import copy
+
+import numpy as np
+from scipy.special import logsumexp
+
+__all__ = [
+    "crps",
+    "interval_coverage",
+    "interval_width",
+    "log_score",
+    "log_score_scorer",
+    "make_predictive_scorer",
+    "neg_crps_scorer",
+    "neg_interval_width_scorer",
+    "predictive_draws",
+]
+
+
+# ---------------------------------------------------------------------------- metrics
+def crps(y_true, y_draws, *, sample_weight=None, pointwise=False):
+    """Continuous ranked probability score of the draws' empirical distribution.
+
+    ``CRPS(F, y) = E|X - y| - E|X - X'| / 2`` with ``X, X'`` independent draws from ``F``,
+    computed exactly for the empirical distribution of the draws in ``O(S log S)`` per row.
+    Lower is better; it is in the units of ``y``.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_rows,)
+    y_draws : array-like of shape (n_draws, n_rows)
+    sample_weight : array-like of shape (n_rows,), optional
+        Weights of the rows in the average.
+    pointwise : bool, default=False
+        Return the CRPS of each row instead of the (weighted) mean.
+
+    Returns
+    -------
+    float or ndarray of shape (n_rows,)
+    """
+    y, draws = _check(y_true, y_draws)
+    s = draws.shape[0]
+    first = np.abs(draws - y).mean(0)
+    ordered = np.sort(draws, axis=0)
+    rank = 2 * np.arange(1, s + 1) - s - 1
+    spread = (rank @ ordered) * 2 / s**2  # E|X - X'| for the empirical distribution
+    values = first - spread / 2
+    return values if pointwise else _average(values, sample_weight)
+
+
+def log_score(log_likelihood, *, sample_weight=None, pointwise=False):
+    """Log predictive density of the observed outcomes, averaged over rows.
+
+    ``lpd_i = log mean_s p(y_i | theta_s)``, the log of the posterior predictive density at
+    the observed value, computed stably with ``logsumexp``. Greater is better.
+
+    Parameters
+    ----------
+    log_likelihood : array-like of shape (n_draws, n_rows) or xarray.DataTree
+        Pointwise log-likelihood per draw and row, or the output of an estimator's
+        ``log_likelihood(X, y)`` (its ``log_likelihood`` group, first variable).
+    sample_weight : array-like of shape (n_rows,), optional
+    pointwise : bool, default=False
+        Return ``lpd_i`` per row instead of the (weighted) mean.
+
+    Returns
+    -------
+    float or ndarray of shape (n_rows,)
+    """
+    ll = _log_lik_array(log_likelihood)
+    values = logsumexp(ll, axis=0) - np.log(ll.shape[0])
+    return values if pointwise else _average(values, sample_weight)
+
+
+def interval_coverage(y_true, y_draws, prob=0.9, *, sample_weight=None, pointwise=False):
+    """Share of outcomes inside the central ``prob`` predictive interval of their row.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_rows,)
+    y_draws : array-like of shape (n_draws, n_rows)
+    prob : float in (0, 1), default=0.9
+        Probability mass of the central interval (quantiles ``(1 -+ prob) / 2``).
+    sample_weight : array-like of shape (n_rows,), optional
+    pointwise : bool, default=False
+        Return 1.0 / 0.0 per row instead of the share.
+
+    Returns
+    -------
+    float or ndarray of shape (n_rows,)
+    """
+    y, draws = _check(y_true, y_draws)
+    lower, upper = _interval(draws, prob)
+    values = ((y >= lower) & (y <= upper)).astype(float)
+    return values if pointwise else _average(values, sample_weight)
+
+
+def interval_width(y_draws, prob=0.9, *, sample_weight=None, pointwise=False):
+    """Width of the central ``prob`` predictive interval, averaged over rows.
+
+    Parameters
+    ----------
+    y_draws : array-like of shape (n_draws, n_rows)
+    prob : float in (0, 1), default=0.9
+    sample_weight : array-like of shape (n_rows,), optional
+    pointwise : bool, default=False
+
+    Returns
+    -------
+    float or ndarray of shape (n_rows,)
+    """
+    draws = np.asarray(y_draws, dtype=float)
+    if draws.ndim != 2:
+        raise ValueError(f"y_draws must have shape (n_draws, n_rows); got {draws.shape}.")
+    lower, upper = _interval(draws, prob)
+    values = upper - lower
+    return values if pointwise else _average(values, sample_weight)
+
+
+def predictive_draws(estimator, X, **inputs):
+    """Posterior predictive draws of the outcome for the rows of ``X``.
+
+    Parameters
+    ----------
+    estimator : fitted ImpactRegressor, ImpactClassifier or Pipeline ending in one
+    X : array-like or DataFrame
+        Raw input of ``estimator`` (a Pipeline's transformers are applied).
+    **inputs : array-like
+        The model's keyword inputs.
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_rows)
+        Draws with chains flattened.
+    """
+    from .effects import _final, counterfactual_predict
+
+    site = _final(estimator).model_info_.outcome_site
+    tree = counterfactual_predict(estimator, X, {}, **inputs)
+    da = tree["predictions"][site]
+    values = da.values
+    return values.reshape((-1,) + values.shape[2:])
+
+
+# ---------------------------------------------------------------------------- scorers
+class _PredictiveScorer:
+    """A scorer ``scorer(estimator, X, y, sample_weight=None, **inputs) -> float``.
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(y_true, y_draws, sample_weight=..., **kwargs)``, or for ``needs="log_lik"``
+        ``metric(log_likelihood, sample_weight=..., **kwargs)``.
+    sign : {1, -1}
+        Multiplies the metric so that greater is better.
+    needs : {"draws", "log_lik"}
+        What the metric is computed from.
+    kwargs : dict
+        Extra keyword arguments of ``metric``.
+    """
+
+    def __init__(self, metric, sign, needs, kwargs, name):
+        self.metric, self.sign, self.needs, self.kwargs, self.name = metric, sign, needs, kwargs, name
+        self._requests = {}
+
+    def __call__(self, estimator, X, y, sample_weight=None, **inputs):
+        """Score ``estimator`` on ``(X, y)``; greater is better."""
+        y = np.asarray(y)
+        if self.needs == "log_lik":
+            value = self.metric(
+                _log_likelihood(estimator, X, y, inputs), sample_weight=sample_weight,
+                **self.kwargs,
+            )
+        else:
+            draws = predictive_draws(estimator, X, **inputs)
+            value = self.metric(y, draws, sample_weight=sample_weight, **self.kwargs)
+        return float(self.sign * value)
+
+    def __repr__(self):
+        return f"{self.name}_scorer"
+
+    def set_score_request(self, **requests):
+        """A copy of the scorer that requests metadata (model inputs by name,
+        ``sample_weight``) when metadata routing is enabled."""
+        new = copy.copy(self)
+        new._requests = {**self._requests, **requests}
+        return new
+
+    def get_metadata_routing(self):
+        """The metadata this scorer requests (scikit-learn metadata routing)."""
+        from sklearn.utils.metadata_routing import MetadataRequest
+
+        request = MetadataRequest(owner=self)
+        for name, alias in self._requests.items():
+            request.score.add_request(param=name, alias=alias)
+        return request
+
+
+def make_predictive_scorer(metric, *, greater_is_better=False, needs="draws", **kwargs):
+    """Build a scorer from a metric on posterior predictive draws or on a log-likelihood.
+
+    Parameters
+    ----------
+    metric : callable
+        ``metric(y_true, y_draws, sample_weight=None, **kwargs)`` (``needs="draws"``) or
+        ``metric(log_likelihood, sample_weight=None, **kwargs)`` (``needs="log_lik"``),
+        returning a float.
+    greater_is_better : bool, default=False
+        Whether larger metric values are better; if not, the scorer negates them.
+    needs : {"draws", "log_lik"}, default="draws"
+    **kwargs
+        Passed to ``metric``.
+
+    Returns
+    -------
+    callable
+        ``scorer(estimator, X, y, sample_weight=None, **inputs) -> float``.
+    """
+    if needs not in ("draws", "log_lik"):
+        raise ValueError(f"`needs` must be 'draws' or 'log_lik'; got {needs!r}.")
+    name = getattr(metric, "__name__", "metric")
+    return _PredictiveScorer(
+        metric, 1 if greater_is_better else -1, needs, kwargs,
+        name if greater_is_better else f"neg_{name}",
+    )
+
+
+neg_crps_scorer = make_predictive_scorer(crps)
+"""Negative mean CRPS of the posterior predictive draws (regression)."""
+
+log_score_scorer = make_predictive_scorer(log_score, greater_is_better=True, needs="log_lik")
+"""Mean log predictive density of held-out outcomes (regression and classification)."""
+
+
+def _width(y_true, y_draws, *, sample_weight=None, prob=0.9):
+    """:func:`interval_width` with the metric signature of the draw scorers."""
+    return interval_width(y_draws, prob, sample_weight=sample_weight)
+
+
+_width.__name__ = "interval_width"
+
+neg_interval_width_scorer = make_predictive_scorer(_width)
+"""Negative mean width of the central 90% predictive interval (sharpness)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check(y_true, y_draws):
+    y = np.asarray(y_true, dtype=float)
+    draws = np.asarray(y_draws, dtype=float)
+    if y.ndim != 1 or draws.ndim != 2 or draws.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"Expected y_true of shape (n_rows,) and y_draws of shape (n_draws, n_rows); got "
+            f"{y.shape} and {draws.shape}."
+        )
+    return y, draws
+
+
+def _average(values, sample_weight):
+    return float(np.average(values, weights=sample_weight))
+
+
+def _interval(draws, prob):
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1); got {prob}.")
+    return np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+
+
+def _log_lik_array(log_likelihood):
+    if hasattr(log_likelihood, "children") and "log_likelihood" in log_likelihood.children:
+        ds = log_likelihood["log_likelihood"].to_dataset()
+        da = ds[next(iter(ds.data_vars))]
+        values = da.values
+        return values.reshape((-1,) + values.shape[2:])
+    ll = np.asarray(log_likelihood, dtype=float)
+    if ll.ndim != 2:
+        raise ValueError(f"log_likelihood must have shape (n_draws, n_rows); got {ll.shape}.")
+    return ll
+
+
+def _log_likelihood(estimator, X, y, inputs):
+    """Pointwise log-likelihood ``(n_draws, n_rows)`` of a fitted estimator or Pipeline."""
+    from .effects import _through_pipeline
+
+    est, Xt, _ = _through_pipeline(estimator, X, None)
+    return _log_lik_array(est.log_likelihood(Xt, y, **inputs))
