@@ -1,6 +1,6 @@
 """
 Quickstart: the effect of a treatment on simulated data
-======================================================
+=======================================================
 
 Simulate an outcome with a known treatment effect of 2.0, fit skimpact's default Bayesian
 linear model, and estimate the average effect of setting ``treatment`` to 1 against 0 with

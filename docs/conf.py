@@ -1,0 +1,87 @@
+"""Sphinx configuration of the skimpact documentation (``make docs``)."""
+
+import ast
+import os
+import re
+import sys
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import skimpact  # noqa: E402
+
+project = "skimpact"
+author = "skimpact developers"
+copyright = "skimpact developers"
+version = release = skimpact.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "sphinx_gallery.gen_gallery",
+]
+
+templates_path = ["_templates"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "auto_examples/*.ipynb",
+                    "auto_examples/*.py", "auto_examples/*.zip", "auto_examples/*.json"]
+root_doc = "index"
+
+autosummary_generate = True
+autodoc_typehints = "none"
+autodoc_default_options = {"member-order": "bysource"}
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_validation_checks = set()
+
+
+
+def _untitled_examples(folder):
+    """Examples whose docstring does not open with an RST title (sphinx-gallery needs one)."""
+    names = []
+    for path in sorted(Path(folder).glob("*.py")):
+        lines = [ln for ln in (ast.get_docstring(ast.parse(path.read_text())) or "").splitlines()]
+        lines = [ln.strip() for ln in lines if ln.strip()]
+        if len(lines) < 2 or set(lines[1]) - set("=-~^*#+") or len(lines[1]) < len(lines[0]):
+            names.append(path.name)
+    return names
+
+
+_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+_UNTITLED = _untitled_examples(_EXAMPLES)
+if _UNTITLED:
+    print(f"skimpact docs: leaving out examples without a title: {_UNTITLED}")
+
+# The examples are executed by the test suite; the gallery only renders their source.
+sphinx_gallery_conf = {
+    "examples_dirs": "../examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"^$",
+    "ignore_pattern": "|".join(re.escape(n) for n in _UNTITLED) or r"^$",
+    "plot_gallery": "False",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "within_subsection_order": "FileNameSortKey",
+}
+
+html_theme = "pydata_sphinx_theme"
+html_title = f"skimpact {release}"
+html_theme_options = {
+    "navigation_with_keys": False,
+    "show_toc_level": 2,
+}
+html_static_path = []
+
+# scikit-learn's metadata-routing methods are generated on every estimator class; their
+# docstrings refer to scikit-learn's own glossary, so they are left to scikit-learn's docs.
+_SKLEARN_GENERATED = re.compile(r"^(set_\w+_request|get_metadata_routing)$")
+
+
+def _skip_member(app, what, name, obj, skip, options):
+    return True if _SKLEARN_GENERATED.match(name) else skip
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_member)
