@@ -46,10 +46,10 @@ class _Target:
     Zarr store object (written in place)."""
 
     def __init__(self, store):
-        root = getattr(store, "root", None)
-        if isinstance(store, (str, os.PathLike)) or root is not None:
-            self.path = os.path.abspath(os.fspath(store if root is None else root))
-            self.store = None
+        if isinstance(store, (str, os.PathLike)):
+            self.path, self.store = os.path.abspath(os.fspath(store)), None
+        elif type(store).__name__ == "LocalStore":
+            self.path, self.store = os.path.abspath(os.fspath(store.root)), None
         else:
             self.path, self.store = None, store
 
@@ -121,6 +121,11 @@ class ZarrSink:
         The group of ``build_tree``'s tree that holds the outputs.
     n_chain : int
         Chains the flattened draw axis is split into.
+
+    Notes
+    -----
+    Outputs are stored uncompressed: posterior predictive draws are noise-like, so a
+    compressor costs several times the write time and saves little space.
     """
 
     def __init__(self, store, build_tree, group, n_chain):
@@ -144,7 +149,10 @@ class ZarrSink:
         tree = self.build_tree(placeholders, row_axes)
         where = self.target.begin()
         try:
-            tree.to_zarr(where, mode="w-" if self.target.path else "a", compute=False)
+            tree.to_zarr(
+                where, mode="w-" if self.target.path else "a", compute=False,
+                encoding={f"/{self.group}": {k: {"compressors": None} for k in shapes}},
+            )
             group = zarr.open_group(where, mode="r+", path=self.group)
             self.arrays = {k: group[k] for k in shapes}
         except BaseException:
@@ -179,8 +187,13 @@ def write_tree(tree, store):
 
     target = _Target(store)
     where = target.begin()
+    encoding = {
+        node.path: {k: {"compressors": None} for k in node.data_vars}
+        for node in tree.subtree
+        if node.data_vars
+    }
     try:
-        tree.to_zarr(where, mode="w-" if target.path else "a")
+        tree.to_zarr(where, mode="w-" if target.path else "a", encoding=encoding)
     except BaseException:
         target.abort()
         raise
@@ -203,7 +216,7 @@ class _ScratchSink(MemorySink):
         )
         self.arrays = {
             k: self.group.create_array(
-                k, shape=s, dtype=dtypes[k], fill_value=0,
+                k, shape=s, dtype=dtypes[k], fill_value=0, compressors=None,
                 chunks=_chunks(s, row_axes.get(k), batch_size, np.dtype(dtypes[k]).itemsize, 1),
             )
             for k, s in shapes.items()

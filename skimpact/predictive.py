@@ -24,7 +24,7 @@ __all__ = ["Request", "PredictiveEngine"]
 
 _MAX_CACHED = 64
 _COMPILED = OrderedDict()
-DEFAULT_MEMORY_BUDGET = 128 * 2**20  # bytes of output per batch
+DEFAULT_MEMORY_BUDGET = 64 * 2**20  # bytes of output per batch
 
 
 @dataclass(frozen=True)
