@@ -18,7 +18,7 @@ __all__ = ["diagnostic_metrics", "log_estimator"]
 
 
 def log_estimator(estimator, name="model", *, log_posterior=True, input_example=None,
-                  registered_model_name=None):
+                  registered_model_name=None, pip_requirements=None):
     """Log a fitted estimator, its settings, diagnostics and posterior to MLflow.
 
     Logs into the active run, or starts (and ends) a run when none is active.
@@ -36,6 +36,10 @@ def log_estimator(estimator, name="model", *, log_posterior=True, input_example=
         A few rows of X, stored with the model so MLflow infers its signature.
     registered_model_name : str, optional
         Also register the model under this name.
+    pip_requirements : list of str, optional
+        Requirements stored with the model; default ``skimpact==<this version>`` (which
+        brings its dependencies), which spares MLflow inferring them by reloading the
+        model in a subprocess.
 
     Returns
     -------
@@ -72,6 +76,7 @@ def log_estimator(estimator, name="model", *, log_posterior=True, input_example=
         kwargs = {
             "input_example": input_example,
             "registered_model_name": registered_model_name,
+            "pip_requirements": pip_requirements or [f"skimpact=={_version()}"],
             "serialization_format": mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
         }
         try:
@@ -118,6 +123,12 @@ def diagnostic_metrics(estimator):
     if "converged" in diag:
         out["converged"] = float(bool(diag["converged"]))
     return {k: v for k, v in out.items() if math.isfinite(v)}
+
+
+def _version():
+    from . import __version__
+
+    return __version__
 
 
 def _params(estimator):

@@ -1,7 +1,9 @@
 """Experiment tracking: a fitted estimator logs to and loads from a local MLflow store."""
 
+import importlib.util
 import json
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -79,3 +81,15 @@ def test_log_starts_and_ends_its_own_run(fitted, store):
     )
     assert mlflow.sklearn.load_model(info.model_uri).n_features_in_ == 2
 
+
+
+def test_example_runs(store, tmp_path):
+    path = Path(__file__).resolve().parents[1] / "examples" / "mlflow_tracking.py"
+    spec = importlib.util.spec_from_file_location("_example_mlflow_tracking", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    metrics, ate = module.main(store=tmp_path, num_steps=800)
+    assert metrics["converged"] == 1.0
+    assert {"final_loss", "elbo_rel_change", "fit_seconds"} <= set(metrics)
+    assert ate["mean"] == pytest.approx(-1.5, abs=0.1)
+    assert ate["hdi_lower"] < -1.5 < ate["hdi_upper"]
