@@ -79,15 +79,14 @@ def mcmc_diagnostics(posterior):
     dict
         ``r_hat``, ``ess_bulk`` and ``ess_tail``: each ``{parameter: value}`` holding the
         largest r_hat and smallest ESS over the parameter's elements; ``num_chains`` and
-        ``num_draws``.
+        ``num_draws``. With a single chain, r_hat compares the chain's two halves.
     """
     r_hat, ess_bulk, ess_tail = {}, {}, {}
     for name, da in posterior.data_vars.items():
-        values = _chain_draw_flat(da)
-        stats = _chain_stats(values)
-        r_hat[name] = float(np.nanmax(stats["r_hat"]))
-        ess_bulk[name] = float(np.nanmin(stats["ess_bulk"]))
-        ess_tail[name] = float(np.nanmin(stats["ess_tail"]))
+        stats = _chain_stats(_chain_draw_flat(da))
+        r_hat[name] = _worst(stats["r_hat"], np.nanmax)
+        ess_bulk[name] = _worst(stats["ess_bulk"], np.nanmin)
+        ess_tail[name] = _worst(stats["ess_tail"], np.nanmin)
     return {
         "r_hat": r_hat,
         "ess_bulk": ess_bulk,
@@ -263,12 +262,26 @@ def _chain_draw_flat(da):
     return values.reshape(values.shape[0], values.shape[1], -1)
 
 
+def _worst(values, reduce):
+    values = np.asarray(values, dtype=float)
+    return float(reduce(values)) if np.isfinite(values).any() else math.nan
+
+
 def _chain_stats(values):
-    """Split r_hat, bulk and tail ESS per element of a ``(chain, draw, k)`` array."""
+    """Split r_hat, bulk and tail ESS per element of a ``(chain, draw, k)`` array.
+
+    A single chain is cut into its two halves for r_hat, so drift within it still shows.
+    Elements that never change (a MAP point estimate) get NaN: there is nothing to mix.
+    """
+    chains = values
+    if values.shape[0] == 1 and values.shape[1] >= 8:
+        half = values.shape[1] // 2
+        chains = np.stack([values[0, :half], values[0, half : 2 * half]])
+    constant = np.ptp(values.reshape(-1, values.shape[-1]), axis=0) == 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {
-            "r_hat": np.asarray(array_stats.rhat(values, chain_axis=0, draw_axis=1)),
+        stats = {
+            "r_hat": np.asarray(array_stats.rhat(chains, chain_axis=0, draw_axis=1)),
             "ess_bulk": np.asarray(
                 array_stats.ess(values, method="bulk", chain_axis=0, draw_axis=1)
             ),
@@ -278,6 +291,7 @@ def _chain_stats(values):
                 )
             ),
         }
+    return {k: np.where(constant, np.nan, v.astype(float)) for k, v in stats.items()}
 
 
 def _row_dims(ds):

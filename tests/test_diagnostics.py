@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
@@ -14,6 +15,7 @@ from skimpact.diagnostics import (
     ELBO_RTOL,
     check_convergence,
     elbo_convergence,
+    mcmc_diagnostics,
     summary,
 )
 from skimpact.tracking import diagnostic_metrics
@@ -103,6 +105,32 @@ def test_nuts_diagnostics_match_arviz_stats(nuts):
     assert metrics["num_divergences"] == diag["num_divergences"]
 
 
+def test_mcmc_diagnostics_single_chain_and_constant_draws():
+    rng = np.random.default_rng(1)
+    steady = rng.normal(size=(1, 400))
+    drifting = steady + np.linspace(0.0, 3.0, 400)
+    ds = xr.Dataset(
+        {
+            "steady": (("chain", "draw"), steady),
+            "drifting": (("chain", "draw"), drifting),
+            "fixed": (("chain", "draw", "k"), np.ones((1, 400, 2))),
+        }
+    )
+    diag = mcmc_diagnostics(ds)
+    # One chain: r_hat compares its halves, so a drift shows and a steady chain passes.
+    assert diag["r_hat"]["steady"] < 1.01 < diag["r_hat"]["drifting"]
+    halves = np.stack([steady[0, :200], steady[0, 200:]])
+    assert diag["r_hat"]["steady"] == pytest.approx(
+        float(array_stats.rhat(halves, chain_axis=0, draw_axis=1))
+    )
+    assert diag["ess_bulk"]["steady"] > 300 > diag["ess_bulk"]["drifting"]
+    # Draws that never move (a MAP point) have no r_hat or ESS.
+    assert np.isnan(diag["r_hat"]["fixed"]) and np.isnan(diag["ess_bulk"]["fixed"])
+    table = summary(ds, var_names=["fixed"])
+    assert list(table.index) == ["fixed[0]", "fixed[1]"]
+    assert table[["ess_bulk", "ess_tail", "r_hat"]].isna().all().all()
+
+
 def test_check_convergence_messages():
     good = {
         "num_divergences": 0, "num_chains": 4,
@@ -136,10 +164,11 @@ def test_summary_table(nuts, svi):
     assert (row["hdi_lower"], row["hdi_upper"]) == pytest.approx((lo, hi))
     assert row["mean"] == pytest.approx(2.0, abs=0.3)
     assert table.loc["beta[dose]", "r_hat"] <= est.diagnostics_["r_hat"]["beta"] + 1e-12
-    # SVI draws come as one chain: r_hat is undefined, the rest is there.
+    # SVI draws are independent draws of the guide: the chain's halves agree.
     svi_table = svi[0].summary(var_names=["sigma"])
     assert list(svi_table.index) == ["sigma"]
     assert svi_table["mean"].iloc[0] == pytest.approx(0.5, abs=0.15)
+    assert svi_table["r_hat"].iloc[0] < 1.05
     assert summary(svi[0].posterior_).equals(svi[0].summary())
 
 
