@@ -710,7 +710,8 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     random_state : int, RandomState, Generator or None, default=None
         Seeds fitting and every prediction method; an int makes them deterministic.
     progress_bar : bool, default=False
-        Show progress of fitting.
+        Show progress bars: SVI steps or NUTS iterations during ``fit``, and rows of
+        predictions computed in several batches.
 
     Attributes
     ----------
@@ -722,7 +723,9 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     model_info_ : ModelInfo
         Outcome site, row plate, latent and deterministic sites found by tracing the model.
     diagnostics_ : dict
-        What inference reported (SVI loss trace, NUTS divergences, timings).
+        What inference reported (SVI loss trace, NUTS divergences, timings) and the
+        convergence checks of :mod:`skimpact.diagnostics` (``r_hat``, ``ess_bulk``,
+        ``ess_tail``, ``elbo_rel_change``, ``converged``).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X had string column names.
