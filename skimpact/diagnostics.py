@@ -62,7 +62,7 @@ def finish_fit(estimator):
     problems = check_convergence(diag, estimator.inference)
     diag["converged"] = not problems
     for message in problems:
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)
     return diag
 
 
