@@ -1,6 +1,7 @@
 """The effect-handler toolbox through the estimator: prior predictive, return_sites
 (deterministic sites included), masked missing outcomes and the model graph."""
 
+import importlib.util
 import sys
 import warnings
 
@@ -105,6 +106,10 @@ def test_missing_outcomes_masked_equals_fit_on_observed_rows():
     np.testing.assert_allclose(pred, observed.predict(X[missing]), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("graphviz") is None,
+    reason="the graphviz Python package (extra skimpact[graph]) is not installed",
+)
 def test_render_model(fitted):
     est, X, y = fitted
     graph = est.render_model(X[:3], y[:3], render_distributions=True)
