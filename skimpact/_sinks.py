@@ -10,9 +10,11 @@ store written under a temporary name and renamed when complete, so memory is bou
 the batch and an interrupted run leaves nothing at the target path.
 """
 
+import contextlib
 import os
 import shutil
 import uuid
+import warnings
 
 import numpy as np
 
@@ -39,6 +41,15 @@ class MemorySink:
     def abort(self):
         """Drop the arrays."""
         self.arrays = None
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence Zarr's note that consolidated metadata is outside the v3 specification
+    (xarray writes it so the lazy reopen reads one key)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        yield
 
 
 class _Target:
@@ -149,10 +160,11 @@ class ZarrSink:
         tree = self.build_tree(placeholders, row_axes)
         where = self.target.begin()
         try:
-            tree.to_zarr(
-                where, mode="w-" if self.target.path else "a", compute=False,
-                encoding={f"/{self.group}": {k: {"compressors": None} for k in shapes}},
-            )
+            with _quiet():
+                tree.to_zarr(
+                    where, mode="w-" if self.target.path else "a", compute=False,
+                    encoding={f"/{self.group}": {k: {"compressors": None} for k in shapes}},
+                )
             group = zarr.open_group(where, mode="r+", path=self.group)
             self.arrays = {k: group[k] for k in shapes}
         except BaseException:
@@ -193,7 +205,8 @@ def write_tree(tree, store):
         if node.data_vars
     }
     try:
-        tree.to_zarr(where, mode="w-" if target.path else "a", encoding=encoding)
+        with _quiet():
+            tree.to_zarr(where, mode="w-" if target.path else "a", encoding=encoding)
     except BaseException:
         target.abort()
         raise
