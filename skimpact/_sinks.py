@@ -140,6 +140,7 @@ class ZarrSink:
     """
 
     def __init__(self, store, build_tree, group, n_chain):
+        _require_zarr()
         self.target = _Target(store)
         self.build_tree = build_tree
         self.group = group
@@ -241,6 +242,16 @@ class _ScratchSink(MemorySink):
         return {k: da.from_zarr(a) for k, a in self.arrays.items()}
 
 
+def _require_zarr():
+    try:
+        import dask.array  # noqa: F401
+        import zarr  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            "`store=` needs zarr and dask: pip install 'skimpact[zarr]'."
+        ) from exc
+
+
 def scratch_dir(store):
     """A temporary directory for the scenarios of an effect streamed to ``store`` (beside
     a path target, so the data stay on its disk), or ``None`` when ``store`` is ``None``."""
@@ -248,6 +259,7 @@ def scratch_dir(store):
 
     if store is None:
         return None
+    _require_zarr()
     target = _Target(store)
     parent = os.path.dirname(target.path) if target.path else None
     if parent:

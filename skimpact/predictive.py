@@ -139,8 +139,12 @@ class PredictiveEngine:
         batch_size : int, optional
             Rows per batch; chosen from :data:`DEFAULT_MEMORY_BUDGET` when omitted.
         sink : object, optional
-            Receives ``sink.allocate(shapes, dtypes)``, ``sink.write(name, index, array)``
-            per batch and ``sink.close()``. Defaults to in-memory NumPy arrays.
+            Receives ``sink.allocate(shapes, dtypes, row_axes=..., batch_size=...)``,
+            ``sink.write(name, index, array)`` per batch and ``sink.close()``, or
+            ``sink.abort()`` (when it has one) if the run fails. Defaults to in-memory NumPy
+            arrays; see :mod:`skimpact._sinks`. Row counts below ``batch_size`` are padded
+            to the next power of two, so they share a bounded number of compilations; with
+            several devices and a draw count they divide, draws are sharded across them.
 
         Returns
         -------
