@@ -192,15 +192,19 @@ def test_cross_validate_in_processes_and_on_dask_equals_sequential():
 
     sequential = _cv()
     processes = _cv(n_jobs=2)
+    # Two threads in one worker: fits run concurrently in one process, which NumPyro's
+    # global handler stack only survives because the estimators serialise tracing.
     with distributed.LocalCluster(
         n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
     ) as cluster, distributed.Client(cluster):
         with joblib.parallel_config(backend="dask"):
             on_dask = _cv(n_jobs=2)
+    with joblib.parallel_config(backend="threading"):
+        threads = _cv(n_jobs=2)
     for key in ("test_crps", "test_r2"):
-        np.testing.assert_allclose(processes[key], sequential[key], rtol=1e-6)
-        np.testing.assert_allclose(on_dask[key], sequential[key], rtol=1e-6)
-    assert np.all(sequential["test_r2"] > 0.9)
+        for parallel in (processes, on_dask, threads):
+            np.testing.assert_allclose(parallel[key], sequential[key], rtol=1e-6)
+    assert np.all(sequential["test_r2"] > 0.8)  # the group effect is left out of X
 
 
 # ------------------------------------------------------------------------ sample_weight
@@ -236,3 +240,21 @@ def test_weighted_classifier_matches_repeated_rows():
     a = ImpactClassifier(**MAP).fit(X, y, sample_weight=w)
     b = ImpactClassifier(**MAP).fit(np.repeat(X, w, axis=0), np.repeat(y, w))
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-3, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- example
+def test_pipeline_search_example_runs_and_recovers_the_price_effect(capsys):
+    import pathlib
+    import runpy
+
+    from skimpact import summarize_effect
+
+    path = pathlib.Path(__file__).parents[1] / "examples" / "pipeline_search.py"
+    search, eff = runpy.run_path(str(path))["main"]()
+    printed = capsys.readouterr().out
+    assert "best hyperparameters:" in printed and "ATE" in printed
+    assert set(search.best_params_) == {
+        "impactregressor__model__prior_scale", "impactregressor__num_steps"
+    }
+    ate = summarize_effect(eff).loc["ATE"]
+    assert ate["mean"] == pytest.approx(-3.0, abs=0.15)
