@@ -1,4 +1,5 @@
-"""Predictions sharded across devices equal the single-device run."""
+"""Predictions sharded across devices, and NUTS chains run in parallel across devices, equal
+the single-device run."""
 
 import os
 import subprocess
@@ -27,10 +28,15 @@ _SCRIPT = textwrap.dedent(
     y = (X @ np.array([1.0, 2.0]) + rng.normal(size=40)).astype(np.float32)
     est = ImpactRegressor(model, num_steps=50, num_samples=20, random_state=0, batch_size=16)
     est.fit(X, y)
+    from skimpact.predictive import _draw_sharding
+    assert (_draw_sharding(20) is None) == (jax.device_count() == 1)  # 20 draws are sharded
     out = est.sample_posterior_predictive(X[:30])["predictions"]
     ins = est.sample_posterior_predictive(X, in_sample=True)["posterior_predictive"]
+    # NUTS chains: in parallel across devices with two devices, sequential with one.
+    nuts = ImpactRegressor(model, inference="nuts", num_warmup=50, num_samples=50,
+                           num_chains=2, random_state=0).fit(X, y)
     np.savez(OUT or sys.argv[1], n=jax.device_count(), y=out["y"].values,
-             t=out["t"].values, yi=ins["y"].values)
+             t=out["t"].values, yi=ins["y"].values, b=nuts.posterior_["posterior"]["b"].values)
     """
 )
 
@@ -45,5 +51,6 @@ def test_two_devices_equal_one(tmp_path):
     exec(compile(_SCRIPT, "<single-device>", "exec"), {"OUT": str(tmp_path / "one.npz")})
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert int(one["n"]) == 1 and int(two["n"]) == 2
-    for name in ("y", "t", "yi"):
+    assert one["b"].shape == (2, 50, 2)
+    for name in ("y", "t", "yi", "b"):
         np.testing.assert_allclose(one[name], two[name], rtol=1e-5, atol=1e-5)
