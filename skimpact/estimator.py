@@ -6,7 +6,9 @@ The estimators validate inputs, hold fitted attributes and delegate: inference t
 :mod:`skimpact.schema`.
 """
 
+import functools
 import numbers
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +33,21 @@ from .schema import Labels, encode_attr, flatten_chains, make_dataset, make_tree
 __all__ = ["ImpactRegressor", "ImpactClassifier"]
 
 _INFERENCE = ("svi", "nuts", "map")
+
+# NumPyro's effect handlers live on one global stack, so two threads tracing models at once
+# corrupt each other (threaded joblib or Dask workers). Fitting and predicting hold this lock.
+_NUMPYRO_LOCK = threading.RLock()
+
+
+def _serialised(method):
+    """Run ``method`` while holding the lock that guards NumPyro's handler stack."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with _NUMPYRO_LOCK:
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class _LikelihoodOnly(Messenger):
@@ -95,6 +112,13 @@ class _ImpactBase(BaseEstimator):
         self.progress_bar = progress_bar
 
     # --------------------------------------------------------------------- sklearn
+    def __getstate__(self):
+        from .model import _check_picklable
+
+        if callable(self.model) and not isinstance(self.model, Model):
+            _check_picklable(self.model, "Model")
+        return super().__getstate__()
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None
@@ -102,6 +126,7 @@ class _ImpactBase(BaseEstimator):
         return tags
 
     # ------------------------------------------------------------------------ fit
+    @_serialised
     def fit(self, X, y, sample_weight=None, **inputs):
         """Fit the model's posterior to ``(X, y)``.
 
@@ -123,24 +148,23 @@ class _ImpactBase(BaseEstimator):
         self : object
         """
         self._check_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
         X, inputs = self._split_inputs(X, inputs, reset=True)
         X, y = self._validate_xy(X, y)
         inputs = self._validate_inputs(inputs, X.shape[0], reset=True)
         y_obs, mask = self._observed(y)
-        self.model_ = self._resolve_model(X)
-        inputs = {**self._default_inputs(X, y_obs, mask), **inputs}
-        model = self._prediction_model()
-        self.model_info_ = inspect_model(model, X, self.outcome, y_obs, inputs)
         scale = None
         if sample_weight is not None:
-            sample_weight = np.asarray(sample_weight, dtype=np.float32)
-            if sample_weight.shape != (X.shape[0],):
-                raise ValueError(
-                    f"sample_weight has shape {sample_weight.shape}; expected ({X.shape[0]},)."
-                )
-            if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
-                raise ValueError("sample_weight must be finite and non-negative.")
+            sample_weight = _validated_sample_weight(sample_weight, X.shape[0])
+            self._check_weighted_targets(y, sample_weight)
             scale = jnp.asarray(sample_weight)
+        self.model_ = self._resolve_model(X)
+        inputs = {**self._default_inputs(X, y_obs, mask, sample_weight), **inputs}
+        model = self._prediction_model()
+        self.model_info_ = inspect_model(model, X, self.outcome, y_obs, inputs)
         train_model = model
         if self.fit_batch_size is not None and (scale is not None or mask is not None):
             raise ValueError(
@@ -240,8 +264,11 @@ class _ImpactBase(BaseEstimator):
             )
         return (self.model_.cache_key(), reparam, self.outcome)
 
-    def _default_inputs(self, X, y, mask):
+    def _default_inputs(self, X, y, mask, sample_weight=None):
         return {}
+
+    def _check_weighted_targets(self, y, sample_weight):
+        """Hook: reject targets that positive weights reduce to a degenerate problem."""
 
     # ----------------------------------------------------------------- validation
     def _split_inputs(self, X, inputs, reset=False):
@@ -394,6 +421,7 @@ class _ImpactBase(BaseEstimator):
         inputs = {**self._default_inputs(None, None, None), **inputs}
         return Xa, inputs, resolved, rows
 
+    @_serialised
     def _run(
         self, X, inputs, resolved, *, return_sites, outcome_stat="sample", in_sample=False,
         key=None, sink=None,
@@ -661,6 +689,136 @@ class _ImpactBase(BaseEstimator):
             out.columns = ["lower", "upper"]
         return out
 
+    # ------------------------------------------------------------ log-likelihood
+    @_serialised
+    def log_likelihood(self, X, y, *, in_sample=False, **inputs):
+        """Pointwise log-likelihood of ``y`` given ``X`` for every posterior draw.
+
+        Each draw's latent values are substituted into the model, which is traced with the
+        outcome observed; the outcome site's log-density is kept per row (the weights and
+        masks of the fit are not applied).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Observed outcomes (class labels for a classifier).
+        in_sample : bool, default=False
+            ``True``: X are the training rows and local latent sites keep their fitted
+            values (what PSIS-LOO needs). ``False``: new rows; local latent sites are drawn
+            given the global parameters.
+        **inputs : array-like
+            The model's keyword inputs.
+
+        Returns
+        -------
+        xarray.DataTree
+            Groups ``posterior``, ``log_likelihood`` (the outcome site with dims ``chain``,
+            ``draw`` and the row dim) and ``observed_data``.
+        """
+        Xa, inputs, _, rows = self._prepare(X, inputs)
+        info = self.model_info_
+        if in_sample and info.local_sites and Xa.shape[0] != self._n_train():
+            raise ValueError(
+                f"in_sample=True uses the fitted values of the local latent sites "
+                f"{sorted(info.local_sites)}; X has {Xa.shape[0]} rows, the training data "
+                f"{self._n_train()}."
+            )
+        _check_finite(y, "y")
+        y_model = self._encode_outcome(y, Xa.shape[0])
+        draws = {
+            k: v for k, v in self._draws().items() if in_sample or k not in info.local_sites
+        }
+        n_draws = next(iter(draws.values())).shape[0]
+        keys = jax.random.split(self._key("predict"), n_draws)
+        fn = _log_lik_function(self._prediction_model(), self._cache_key(), info.outcome_site,
+                               self.outcome)
+        ll = np.asarray(fn(keys, draws, jnp.asarray(Xa), jnp.asarray(y_model), inputs))
+        ll = _per_row_log_lik(ll, Xa.shape[0])
+        n_chain = self.posterior_["posterior"].sizes["chain"]
+        labels = self._labels(rows, info)
+        site = info.outcome_site
+        observed = make_dataset({site: np.asarray(y)[None, None]}, labels, {site: -1})
+        return make_tree(
+            {
+                "posterior": self.posterior_["posterior"].to_dataset(),
+                "log_likelihood": make_dataset(
+                    {site: ll.reshape((n_chain, -1, ll.shape[-1]))}, labels, {site: -1}
+                ),
+                "observed_data": observed.squeeze(("chain", "draw"), drop=True),
+            },
+            attrs=self._attrs(),
+        )
+
+    def _encode_outcome(self, y, n):
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},); got {y.shape}.")
+        return y.astype(np.float32)
+
+    def loo(self, X, y, *, pointwise=False, **inputs):
+        """PSIS-LOO estimate of the expected log pointwise predictive density (ELPD).
+
+        Computed from the fitted posterior and the training data, without refitting, with
+        :func:`arviz_stats.loo`; compare models by their ``elpd``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+            The training features (the rows the posterior was fitted to).
+        y : array-like
+            The training outcome.
+        pointwise : bool, default=False
+            Also return the pointwise ELPD and Pareto k values.
+        **inputs : array-like
+            The model's keyword inputs.
+
+        Returns
+        -------
+        ELPDData
+            With ``elpd``, ``se``, ``p`` and, if ``pointwise``, ``elpd_i`` and ``pareto_k``.
+        """
+        from arviz_stats import loo
+
+        tree = self.log_likelihood(X, y, in_sample=True, **inputs)
+        # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
+        reff = None if self.inference == "nuts" else 1.0
+        return loo(tree, pointwise=pointwise, var_name=self.model_info_.outcome_site, reff=reff)
+
+    # ----------------------------------------------------------- metadata routing
+    def set_fit_request(self, **requests):
+        """Request metadata for ``fit`` (model inputs by name, ``sample_weight``) when
+        metadata routing is enabled; returns ``self``.
+
+        Model inputs arrive as ``**inputs``, whose names scikit-learn cannot read from the
+        signature, so any name is accepted: ``est.set_fit_request(C=True)``.
+        """
+        return self._set_request("fit", requests)
+
+    def set_predict_request(self, **requests):
+        """Request metadata (model inputs by name) for ``predict``; returns ``self``."""
+        return self._set_request("predict", requests)
+
+    def set_score_request(self, **requests):
+        """Request metadata (model inputs, ``sample_weight``) for ``score``; returns ``self``."""
+        return self._set_request("score", requests)
+
+    def _set_request(self, method, requests):
+        from sklearn import get_config
+        from sklearn.utils.metadata_routing import UNCHANGED
+
+        if not get_config().get("enable_metadata_routing", False):
+            raise RuntimeError(
+                f"set_{method}_request is only available when metadata routing is enabled: "
+                "sklearn.set_config(enable_metadata_routing=True)."
+            )
+        metadata = self._get_metadata_request()
+        for name, alias in requests.items():
+            if alias is not UNCHANGED:
+                getattr(metadata, method).add_request(param=name, alias=alias)
+        self._metadata_request = metadata
+        return self
+
 
 class ImpactRegressor(RegressorMixin, _ImpactBase):
     """A NumPyro model as a scikit-learn regressor with a full posterior.
@@ -745,17 +903,20 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     def _default_model(self):
         return Model(linear_model)
 
-    def _default_inputs(self, X, y, mask):
-        if self.model is not None:
+    def _default_inputs(self, X, y, mask, sample_weight=None):
+        if not _is_builtin(self.model, linear_model):
             return {}
         if X is not None:
-            w = np.ones_like(y, dtype=bool) if mask is None else np.asarray(mask)
-            y = np.asarray(y)[w]
+            w = np.ones(np.shape(y)) if sample_weight is None else np.asarray(sample_weight)
+            if mask is not None:
+                w = w * np.asarray(mask)
+            x_loc, x_scale = _weighted_loc_scale(X, w)
+            y_loc, y_scale = _weighted_loc_scale(np.asarray(y)[:, None], w)
             self._scales = {
-                "x_loc": jnp.asarray(X.mean(0)),
-                "x_scale": jnp.asarray(_safe_std(X)),
-                "y_loc": jnp.asarray(y.mean(), jnp.float32),
-                "y_scale": jnp.asarray(_safe_std(y[:, None])[0], jnp.float32),
+                "x_loc": jnp.asarray(x_loc),
+                "x_scale": jnp.asarray(x_scale),
+                "y_loc": jnp.asarray(y_loc[0]),
+                "y_scale": jnp.asarray(y_scale[0]),
             }
         return dict(self._scales)
 
@@ -780,6 +941,25 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
                 raise
             draws = self._outcome_draws(X, inputs, intervention)
         return draws.mean(axis=0)
+
+    def score(self, X, y, sample_weight=None, **inputs):
+        """Coefficient of determination R² of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+        **inputs : array-like
+            The model's keyword inputs.
+
+        Returns
+        -------
+        float
+        """
+        from sklearn.metrics import r2_score
+
+        return r2_score(y, self.predict(X, **inputs), sample_weight=sample_weight)
 
 
 class ImpactClassifier(ClassifierMixin, _ImpactBase):
@@ -828,19 +1008,28 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
         if len(self.classes_) < 2:
             raise ValueError(
                 f"ImpactClassifier needs at least 2 classes in y; got {len(self.classes_)} "
-                f"({self.classes_.tolist()})."
+                f"class ({self.classes_.tolist()})."
             )
         return X, y_enc.astype(np.int32) if observed.all() else y_enc.astype(np.float32)
 
     def _default_model(self):
         return Model(logistic_model, n_classes=len(self.classes_))
 
-    def _default_inputs(self, X, y, mask):
-        if self.model is not None:
+    def _default_inputs(self, X, y, mask, sample_weight=None):
+        if not _is_builtin(self.model, logistic_model):
             return {}
         if X is not None:
-            self._scales = {"x_loc": jnp.asarray(X.mean(0)), "x_scale": jnp.asarray(_safe_std(X))}
+            x_loc, x_scale = _weighted_loc_scale(X, sample_weight)
+            self._scales = {"x_loc": jnp.asarray(x_loc), "x_scale": jnp.asarray(x_scale)}
         return dict(self._scales)
+
+    def _check_weighted_targets(self, y, sample_weight):
+        kept = np.unique(np.asarray(y)[(sample_weight > 0) & ~pd.isna(y)])
+        if kept.size < 2:
+            raise ValueError(
+                f"ImpactClassifier needs rows of at least 2 classes with positive "
+                f"sample_weight; got {kept.size} class."
+            )
 
     def predict_proba(self, X, intervention=None, **inputs):
         """Posterior mean class probabilities per row.
@@ -849,8 +1038,10 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
         -------
         ndarray of shape (n_samples, n_classes)
         """
+        check_is_fitted(self, "posterior_")
         try:
-            probs = self._outcome_draws(X, inputs, intervention, stat="probs").mean(0)
+            probs = self._outcome_draws(X, inputs, intervention, stat="probs")
+            probs = np.asarray(probs, dtype=np.float64).mean(0)
         except (AttributeError, ValueError, TypeError):
             draws = self._outcome_draws(X, inputs, intervention).astype(int)
             probs = np.stack([(draws == k).mean(0) for k in range(len(self.classes_))], -1)
@@ -858,7 +1049,36 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
 
     def predict(self, X, intervention=None, **inputs):
         """Most probable class label per row (posterior mean probabilities)."""
+        check_is_fitted(self, "posterior_")
         return self.classes_[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]
+
+    def score(self, X, y, sample_weight=None, **inputs):
+        """Accuracy of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+        **inputs : array-like
+            The model's keyword inputs.
+
+        Returns
+        -------
+        float
+        """
+        from sklearn.metrics import accuracy_score
+
+        return accuracy_score(y, self.predict(X, **inputs), sample_weight=sample_weight)
+
+    def _encode_outcome(self, y, n):
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},); got {y.shape}.")
+        unknown = np.setdiff1d(y, self.classes_)
+        if unknown.size:
+            raise ValueError(f"y holds labels {unknown.tolist()} not seen in fit.")
+        return self._encoder.transform(y).astype(np.int32)
 
 
 # ------------------------------------------------------------------------ helpers
@@ -902,9 +1122,79 @@ def _row_labels(X):
 
 
 def _num_rows(X):
-    return X.shape[0] if hasattr(X, "shape") else len(X)
+    if hasattr(X, "shape"):
+        return X.shape[0]
+    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+
+
+_LOG_LIK_FUNCTIONS = {}
+
+
+def _log_lik_function(model, cache_key, site, outcome):
+    """A jitted ``(keys, draws, X, y, inputs) -> log p(y | draw)`` per draw, cached by model."""
+    key = (cache_key, site, outcome)
+    fn = _LOG_LIK_FUNCTIONS.get(key)
+    if fn is None:
+
+        def one(rng_key, latent, X, y, inputs):
+            conditioned = handlers.seed(handlers.substitute(model, data=latent), rng_key)
+            tr = handlers.trace(conditioned).get_trace(X, **{outcome: y}, **inputs)
+            return tr[site]["fn"].log_prob(tr[site]["value"])
+
+        fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
+        if len(_LOG_LIK_FUNCTIONS) > 32:
+            _LOG_LIK_FUNCTIONS.pop(next(iter(_LOG_LIK_FUNCTIONS)))
+        _LOG_LIK_FUNCTIONS[key] = fn
+    return fn
+
+
+def _per_row_log_lik(ll, n):
+    """Reduce ``(draw, ...)`` log-densities to ``(draw, n)``: sum axes other than the rows'."""
+    if ll.ndim == 2 and ll.shape[1] == n:
+        return ll
+    axes = [i for i in range(ll.ndim - 1, 0, -1) if ll.shape[i] == n]
+    if not axes:
+        raise ValueError(
+            f"The outcome's log-density has shape {ll.shape[1:]} per draw; none of its axes "
+            f"has one entry per row ({n})."
+        )
+    ll = np.moveaxis(ll, axes[0], -1)
+    return ll.reshape(ll.shape[0], -1, n).sum(1)
+
+
+def _is_builtin(model, factory):
+    """Whether ``model`` (the estimator's parameter) is the built-in ``factory``, which
+    takes the data's location and scale as inputs: ``None`` or ``Model(factory, ...)``."""
+    return model is None or (isinstance(model, Model) and model.factory is factory)
+
+
+def _weighted_loc_scale(X, weight=None):
+    """Column means and standard deviations of ``X`` (float32) under frequency weights,
+    so that a row of weight 2 gives the same scaling as that row repeated."""
+    X = np.asarray(X, dtype=np.float64)
+    if weight is None:
+        return X.mean(0).astype(np.float32), _safe_std(X)
+    w = np.asarray(weight, dtype=np.float64)
+    loc = (w @ X) / w.sum()
+    scale = np.sqrt((w @ (X - loc) ** 2) / w.sum())
+    return loc.astype(np.float32), np.where(scale > 0, scale, 1.0).astype(np.float32)
+
+
+def _validated_sample_weight(sample_weight, n):
+    """``sample_weight`` as a float32 array of shape ``(n,)``, finite, non-negative and not
+    all zero (any array-like: list, Series, objects with ``__array__``)."""
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n, float(sample_weight))
+    if sample_weight.shape != (n,):
+        raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({n},).")
+    if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    if not np.any(sample_weight > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sample_weight.astype(np.float32)
 
 
 def _num_cols(X):
-    shape = np.shape(X)
+    shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
     return shape[1] if len(shape) > 1 else 1
