@@ -121,7 +121,8 @@ class _ImpactBase(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None
+        # Only an int seed fixes every key; None or a RandomState / Generator draws fresh ones.
+        tags.non_deterministic = not isinstance(self.random_state, numbers.Integral)
         tags.input_tags.allow_nan = False
         return tags
 

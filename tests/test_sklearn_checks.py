@@ -53,6 +53,7 @@ def test_tags_are_honest(cls):
     """Seeded estimators are deterministic; unseeded ones say they are not."""
     assert get_tags(cls(random_state=0)).non_deterministic is False
     assert get_tags(cls()).non_deterministic is True
+    assert get_tags(cls(random_state=np.random.RandomState(0))).non_deterministic is True
     tags = get_tags(cls(random_state=0))
     assert tags.input_tags.allow_nan is False
     assert tags.target_tags.required is True
