@@ -1,6 +1,5 @@
 """Sphinx configuration of the skimpact documentation (``make docs``)."""
 
-import ast
 import os
 import re
 import sys
@@ -38,28 +37,11 @@ numpydoc_validation_checks = set()
 
 
 
-def _untitled_examples(folder):
-    """Examples whose docstring does not open with an RST title (sphinx-gallery needs one)."""
-    names = []
-    for path in sorted(Path(folder).glob("*.py")):
-        lines = [ln for ln in (ast.get_docstring(ast.parse(path.read_text())) or "").splitlines()]
-        lines = [ln.strip() for ln in lines if ln.strip()]
-        if len(lines) < 2 or set(lines[1]) - set("=-~^*#+") or len(lines[1]) < len(lines[0]):
-            names.append(path.name)
-    return names
-
-
-_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-_UNTITLED = _untitled_examples(_EXAMPLES)
-if _UNTITLED:
-    print(f"skimpact docs: leaving out examples without a title: {_UNTITLED}")
-
 # The examples are executed by the test suite; the gallery only renders their source.
 sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"^$",
-    "ignore_pattern": "|".join(re.escape(n) for n in _UNTITLED) or r"^$",
     "plot_gallery": "False",
     "download_all_examples": False,
     "remove_config_comments": True,

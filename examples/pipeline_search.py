@@ -1,5 +1,8 @@
-"""Tune a skimpact model inside a scikit-learn Pipeline and read off an intervention's effect.
+"""
+Tune a Pipeline with GridSearchCV and a CRPS scorer
+===================================================
 
+Tune a skimpact model inside a scikit-learn Pipeline and read off an intervention's effect.
 A DataFrame with a numeric price, a numeric advertising spend and a categorical region goes
 through a ColumnTransformer (scaling, one-hot encoding) into an ImpactRegressor. GridSearchCV
 tunes the model's prior scale together with the inference's step count, scored by the
