@@ -17,6 +17,7 @@ import pandas as pd
 from numpyro import handlers
 from numpyro.primitives import Messenger
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
@@ -69,8 +70,6 @@ class _LikelihoodOnly(Messenger):
 
 class _ImpactBase(BaseEstimator):
     """Shared machinery of the skimpact estimators (not public)."""
-
-    _default_factory = None
 
     def __init__(
         self,
@@ -690,6 +689,24 @@ class _ImpactBase(BaseEstimator):
             out.columns = ["lower", "upper"]
         return out
 
+    def score(self, X, y, sample_weight=None, **inputs):
+        """R² (regressor) or accuracy (classifier) of :meth:`predict` on ``(X, y)``.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), optional
+        **inputs : array-like
+            The model's keyword inputs.
+
+        Returns
+        -------
+        float
+        """
+        metric = accuracy_score if isinstance(self, ClassifierMixin) else r2_score
+        return metric(y, self.predict(X, **inputs), sample_weight=sample_weight)
+
     # ------------------------------------------------------------ log-likelihood
     @_serialised
     def log_likelihood(self, X, y, *, in_sample=False, **inputs):
@@ -943,26 +960,6 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
             draws = self._outcome_draws(X, inputs, intervention)
         return draws.mean(axis=0)
 
-    def score(self, X, y, sample_weight=None, **inputs):
-        """Coefficient of determination R² of :meth:`predict` on ``(X, y)``.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), optional
-        **inputs : array-like
-            The model's keyword inputs.
-
-        Returns
-        -------
-        float
-        """
-        from sklearn.metrics import r2_score
-
-        return r2_score(y, self.predict(X, **inputs), sample_weight=sample_weight)
-
-
 class ImpactClassifier(ClassifierMixin, _ImpactBase):
     """A NumPyro model as a scikit-learn classifier with a full posterior.
 
@@ -1043,7 +1040,7 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
         try:
             probs = self._outcome_draws(X, inputs, intervention, stat="probs")
             probs = np.asarray(probs, dtype=np.float64).mean(0)
-        except (AttributeError, ValueError, TypeError):
+        except AttributeError:  # the outcome distribution has no `probs`: count draws
             draws = self._outcome_draws(X, inputs, intervention).astype(int)
             probs = np.stack([(draws == k).mean(0) for k in range(len(self.classes_))], -1)
         return np.asarray(probs, dtype=np.float64)
@@ -1052,25 +1049,6 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
         """Most probable class label per row (posterior mean probabilities)."""
         check_is_fitted(self, "posterior_")
         return self.classes_[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]
-
-    def score(self, X, y, sample_weight=None, **inputs):
-        """Accuracy of :meth:`predict` on ``(X, y)``.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), optional
-        **inputs : array-like
-            The model's keyword inputs.
-
-        Returns
-        -------
-        float
-        """
-        from sklearn.metrics import accuracy_score
-
-        return accuracy_score(y, self.predict(X, **inputs), sample_weight=sample_weight)
 
     def _encode_outcome(self, y, n):
         y = np.asarray(y)
