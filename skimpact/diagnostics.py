@@ -16,11 +16,14 @@ DataFrame.
 
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
+
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 __all__ = [
     "RHAT_MAX",
@@ -62,7 +65,8 @@ def finish_fit(estimator):
     problems = check_convergence(diag, estimator.inference)
     diag["converged"] = not problems
     for message in problems:
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)
+        # attributed to the user's line that called fit, however deep inside skimpact
+        warnings.warn(message, ConvergenceWarning, skip_file_prefixes=(_PACKAGE_DIR,))
     return diag
 
 
