@@ -15,9 +15,9 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from sklearn.pipeline import Pipeline
 
-from ._sinks import scratch_dir, scratch_sink_in, store_tree
+from ._sinks import ZarrSink, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
-from .schema import encode_attr, make_tree
+from .schema import make_tree
 
 __all__ = ["counterfactual_predict", "effect", "estimate_effect", "summarize_effect"]
 
@@ -25,7 +25,7 @@ _GROUPS = ("posterior_predictive", "predictions")
 
 
 def counterfactual_predict(
-    estimator, X, intervention, *, in_sample=False, return_sites=None, **inputs
+    estimator, X, intervention, *, in_sample=False, return_sites=None, store=None, **inputs
 ):
     """Predict under ``intervention`` with a fitted estimator or Pipeline.
 
@@ -34,26 +34,44 @@ def counterfactual_predict(
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
     X : array-like or DataFrame
         Raw input of ``estimator``.
-    intervention : dict
+    intervention : dict or None
         ``{name: value}``; names are model sites, model inputs or columns of X (raw
-        columns of a Pipeline's input are changed before its transformers run).
+        columns of a Pipeline's input are changed before its transformers run). ``None``
+        predicts the factual scenario.
     in_sample : bool, default=False
         ``True`` stores draws under ``posterior_predictive``, ``False`` under
         ``predictions``.
     return_sites : list of str, optional
+        Sites to keep; default the outcome and the local latent sites.
+    store : str, os.PathLike or zarr store, optional
+        Stream every batch to this Zarr store as it is computed; the returned tree reads
+        lazily from it. A path is written under a temporary name and renamed when complete.
     **inputs : array-like
         The model's keyword inputs.
 
     Returns
     -------
     xarray.DataTree
+        Groups ``posterior`` and ``predictions`` (or ``posterior_predictive``), the
+        intervention recorded in the attrs.
     """
     est, Xt, rest = _through_pipeline(estimator, X, intervention)
-    tree = est.counterfactual_predict(
-        Xt, rest, in_sample=in_sample, return_sites=return_sites, **inputs
+    Xp, inp, resolved, rows = est._prepare(Xt, inputs, rest)
+
+    def build(arrays, row_axes):
+        return est._tree(arrays, row_axes, rows, in_sample, intervention)
+
+    sink = None
+    if store is not None:
+        sink = ZarrSink(
+            store, build, group=_GROUPS[0] if in_sample else _GROUPS[1],
+            n_chain=est.posterior_["posterior"].sizes["chain"],
+        )
+    out, row_axes = est._run(
+        Xp, inp, resolved, return_sites=est._return_sites(return_sites), in_sample=in_sample,
+        sink=sink,
     )
-    tree.attrs["intervention"] = encode_attr(describe(intervention))
-    return tree
+    return out if store is not None else build(out, row_axes)
 
 
 def effect(
@@ -134,6 +152,8 @@ def estimate_effect(
     output_intervention=None,
     args_baseline=None,
     args_intervention=None,
+    *,
+    store=None,
 ):
     """Effect from two scenarios, each given eagerly or lazily (mixing allowed).
 
@@ -149,6 +169,9 @@ def estimate_effect(
         scenarios share one random key, so they use common random numbers even with
         ``random_state=None``; with an integer ``random_state`` an eager scenario from
         :func:`counterfactual_predict` has the same key too.
+    store : str, os.PathLike or zarr store, optional
+        Write the effect to this Zarr store and return it read lazily from there; lazy
+        scenarios stream batch by batch through a scratch store beside it.
 
     Raises
     ------
@@ -165,6 +188,7 @@ def estimate_effect(
     """
     est = _final(estimator)
     key = None
+    scratch = scratch_dir(store)
     trees = {}
     for side, output, args in (
         ("baseline", output_baseline, args_baseline),
@@ -189,7 +213,7 @@ def estimate_effect(
             key = est._key("predict") if key is None else key
             out, row_axes, rows = _predict_scenario(
                 estimator, X, intervention, args, in_sample=in_sample, sites=sites,
-                stat="sample", key=key,
+                stat="sample", key=key, sink=scratch_sink_in(scratch),
             )
             output = est._tree(out, row_axes, rows, in_sample, intervention)
         elif not isinstance(output, xr.DataTree):
@@ -223,7 +247,7 @@ def estimate_effect(
                     f"({_preview(b[dim].values)}) and the intervention "
                     f"({_preview(i[dim].values)}); predict both scenarios for the same rows."
                 )
-    diff = inter.copy(data={k: inter[k].values - base[k].values for k in inter.data_vars})
+    diff = inter.copy(data={k: inter[k].data - base[k].data for k in inter.data_vars})
     groups = {group: diff}
     if "posterior" in trees["intervention"].children:
         groups = {"posterior": trees["intervention"]["posterior"].to_dataset(), **groups}
@@ -234,7 +258,7 @@ def estimate_effect(
         "baseline": trees["baseline"].attrs.get("intervention", ""),
         **_effect_attrs(est),
     }
-    return make_tree(groups, attrs=attrs)
+    return store_tree(store, scratch, make_tree(groups, attrs=attrs))
 
 
 def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):

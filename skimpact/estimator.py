@@ -27,7 +27,7 @@ from . import effects
 from .inference import run_inference
 from .interventions import apply_to_inputs, describe, resolve_intervention
 from .model import Model, as_model, inspect_model, linear_model, logistic_model
-from ._sinks import ZarrSink
+from ._sinks import ZarrSink, write_tree
 from .predictive import PredictiveEngine, Request
 from .schema import Labels, encode_attr, flatten_chains, make_dataset, make_tree
 
@@ -511,24 +511,14 @@ class _ImpactBase(BaseEstimator):
         xarray.DataTree
             Groups ``posterior`` and ``posterior_predictive`` or ``predictions``.
         """
-        X, inputs, resolved, rows = self._prepare(X, inputs, intervention)
-        sites = self._return_sites(return_sites)
-        sink = None
-        if store is not None:
-            sink = ZarrSink(
-                store,
-                lambda arrays, row_axes: self._tree(arrays, row_axes, rows, in_sample, intervention),
-                group="posterior_predictive" if in_sample else "predictions",
-                n_chain=self.posterior_["posterior"].sizes["chain"],
-            )
-        out, row_axes = self._run(
-            X, inputs, resolved, return_sites=sites, in_sample=in_sample, sink=sink
+        return effects.counterfactual_predict(
+            self, X, intervention, in_sample=in_sample, return_sites=return_sites, store=store,
+            **inputs,
         )
-        if store is not None:
-            return out
-        return self._tree(out, row_axes, rows, in_sample, intervention)
 
-    def sample_prior_predictive(self, X, *, num_samples=None, return_sites=None, **inputs):
+    def sample_prior_predictive(
+        self, X, *, num_samples=None, return_sites=None, store=None, **inputs
+    ):
         """Draws of the fitted model's prior and prior predictive for the rows of ``X``.
 
         The model runs with its hyperparameters (and, for the built-in models, the data
@@ -541,6 +531,9 @@ class _ImpactBase(BaseEstimator):
             Number of prior draws; default the estimator's ``num_samples``.
         return_sites : list of str, optional
             Sites to keep; default every latent, deterministic and observed site.
+        store : str, os.PathLike or zarr store, optional
+            Write the tree to this Zarr store (under a temporary name, renamed when
+            complete) and return it read lazily from there.
         **inputs : array-like
             The model's keyword inputs.
 
@@ -573,7 +566,8 @@ class _ImpactBase(BaseEstimator):
                     {k: draws[k] for k in names}, labels,
                     {k: info.site_row_axis.get(k) for k in names},
                 )
-        return make_tree(groups, attrs=self._attrs(quantity="prior"))
+        tree = make_tree(groups, attrs=self._attrs(quantity="prior"))
+        return tree if store is None else write_tree(tree, store)
 
     def render_model(self, X, y=None, *, filename=None, render_distributions=False,
                      render_params=False, **inputs):
@@ -643,11 +637,12 @@ class _ImpactBase(BaseEstimator):
         )
 
     def estimate_effect(self, output_baseline=None, output_intervention=None,
-                        args_baseline=None, args_intervention=None):
+                        args_baseline=None, args_intervention=None, *, store=None):
         """Effect from two scenarios, each given eagerly (a DataTree) or lazily (a dict of
         :meth:`counterfactual_predict` arguments). See :func:`skimpact.estimate_effect`."""
         return effects.estimate_effect(
-            self, output_baseline, output_intervention, args_baseline, args_intervention
+            self, output_baseline, output_intervention, args_baseline, args_intervention,
+            store=store,
         )
 
     def predict_quantiles(self, X, q, intervention=None, **inputs):
@@ -709,7 +704,7 @@ class _ImpactBase(BaseEstimator):
 
     # ------------------------------------------------------------ log-likelihood
     @_serialised
-    def log_likelihood(self, X, y, *, in_sample=False, **inputs):
+    def log_likelihood(self, X, y, *, in_sample=False, store=None, **inputs):
         """Pointwise log-likelihood of ``y`` given ``X`` for every posterior draw.
 
         Each draw's latent values are substituted into the model, which is traced with the
@@ -725,6 +720,9 @@ class _ImpactBase(BaseEstimator):
             ``True``: X are the training rows and local latent sites keep their fitted
             values (what PSIS-LOO needs). ``False``: new rows; local latent sites are drawn
             given the global parameters.
+        store : str, os.PathLike or zarr store, optional
+            Stream the log-likelihood to this Zarr store batch by batch; see
+            :meth:`sample_posterior_predictive`.
         **inputs : array-like
             The model's keyword inputs.
 
@@ -734,39 +732,33 @@ class _ImpactBase(BaseEstimator):
             Groups ``posterior``, ``log_likelihood`` (the outcome site with dims ``chain``,
             ``draw`` and the row dim) and ``observed_data``.
         """
-        Xa, inputs, _, rows = self._prepare(X, inputs)
-        info = self.model_info_
-        if in_sample and info.local_sites and Xa.shape[0] != self._n_train():
-            raise ValueError(
-                f"in_sample=True uses the fitted values of the local latent sites "
-                f"{sorted(info.local_sites)}; X has {Xa.shape[0]} rows, the training data "
-                f"{self._n_train()}."
-            )
+        Xa, inputs, resolved, rows = self._prepare(X, inputs)
         _check_finite(y, "y")
-        y_model = self._encode_outcome(y, Xa.shape[0])
-        draws = {
-            k: v for k, v in self._draws().items() if in_sample or k not in info.local_sites
-        }
-        n_draws = next(iter(draws.values())).shape[0]
-        keys = jax.random.split(self._key("predict"), n_draws)
-        fn = _log_lik_function(self._prediction_model(), self._cache_key(), info.outcome_site,
-                               self.outcome)
-        ll = np.asarray(fn(keys, draws, jnp.asarray(Xa), jnp.asarray(y_model), inputs))
-        ll = _per_row_log_lik(ll, Xa.shape[0])
-        n_chain = self.posterior_["posterior"].sizes["chain"]
-        labels = self._labels(rows, info)
-        site = info.outcome_site
-        observed = make_dataset({site: np.asarray(y)[None, None]}, labels, {site: -1})
-        return make_tree(
-            {
-                "posterior": self.posterior_["posterior"].to_dataset(),
-                "log_likelihood": make_dataset(
-                    {site: ll.reshape((n_chain, -1, ll.shape[-1]))}, labels, {site: -1}
-                ),
-                "observed_data": observed.squeeze(("chain", "draw"), drop=True),
-            },
-            attrs=self._attrs(),
+        site = self.model_info_.outcome_site
+        # the substitute + trace recipe: the outcome observed, its log-density per draw
+        inputs = {**inputs, self.outcome: jnp.asarray(self._encode_outcome(y, Xa.shape[0]))}
+        labels = self._labels(rows, self.model_info_)
+
+        def build(arrays, row_axes):
+            observed = make_dataset({site: np.asarray(y)[None, None]}, labels, {site: -1})
+            return make_tree(
+                {
+                    "posterior": self.posterior_["posterior"].to_dataset(),
+                    "log_likelihood": make_dataset(arrays, labels, row_axes),
+                    "observed_data": observed.squeeze(("chain", "draw"), drop=True),
+                },
+                attrs=self._attrs(),
+            )
+
+        sink = None if store is None else ZarrSink(
+            store, build, group="log_likelihood",
+            n_chain=self.posterior_["posterior"].sizes["chain"],
         )
+        out, row_axes = self._run(
+            Xa, inputs, resolved, return_sites=(site,), outcome_stat="log_prob",
+            in_sample=in_sample, sink=sink,
+        )
+        return out if store is not None else build(out, row_axes)
 
     def _encode_outcome(self, y, n):
         y = np.asarray(y)
@@ -918,6 +910,9 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     array([1.3, 0.7], dtype=float32)
     """
 
+    # the mixin's score() takes no model inputs; ours passes them on to predict()
+    score = _ImpactBase.score
+
     def _default_model(self):
         return Model(linear_model)
 
@@ -1009,6 +1004,8 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
                 f"class ({self.classes_.tolist()})."
             )
         return X, y_enc.astype(np.int32) if observed.all() else y_enc.astype(np.float32)
+
+    score = _ImpactBase.score
 
     def _default_model(self):
         return Model(logistic_model, n_classes=len(self.classes_))
@@ -1104,41 +1101,6 @@ def _num_rows(X):
     if hasattr(X, "shape"):
         return X.shape[0]
     return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
-
-
-_LOG_LIK_FUNCTIONS = {}
-
-
-def _log_lik_function(model, cache_key, site, outcome):
-    """A jitted ``(keys, draws, X, y, inputs) -> log p(y | draw)`` per draw, cached by model."""
-    key = (cache_key, site, outcome)
-    fn = _LOG_LIK_FUNCTIONS.get(key)
-    if fn is None:
-
-        def one(rng_key, latent, X, y, inputs):
-            conditioned = handlers.seed(handlers.substitute(model, data=latent), rng_key)
-            tr = handlers.trace(conditioned).get_trace(X, **{outcome: y}, **inputs)
-            return tr[site]["fn"].log_prob(tr[site]["value"])
-
-        fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None, None)))
-        if len(_LOG_LIK_FUNCTIONS) > 32:
-            _LOG_LIK_FUNCTIONS.pop(next(iter(_LOG_LIK_FUNCTIONS)))
-        _LOG_LIK_FUNCTIONS[key] = fn
-    return fn
-
-
-def _per_row_log_lik(ll, n):
-    """Reduce ``(draw, ...)`` log-densities to ``(draw, n)``: sum axes other than the rows'."""
-    if ll.ndim == 2 and ll.shape[1] == n:
-        return ll
-    axes = [i for i in range(ll.ndim - 1, 0, -1) if ll.shape[i] == n]
-    if not axes:
-        raise ValueError(
-            f"The outcome's log-density has shape {ll.shape[1:]} per draw; none of its axes "
-            f"has one entry per row ({n})."
-        )
-    ll = np.moveaxis(ll, axes[0], -1)
-    return ll.reshape(ll.shape[0], -1, n).sum(1)
 
 
 def _is_builtin(model, factory):

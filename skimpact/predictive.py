@@ -41,9 +41,10 @@ class Request:
         Deterministic sites set to given values with ``handlers.substitute``.
     shifts : tuple of (str, callable)
         Sites intervened on with a value computed from their factual value.
-    outcome_stat : {"sample", "mean", "probs"}
+    outcome_stat : {"sample", "mean", "probs", "log_prob"}
         What is returned for the outcome site: sampled values, the conditional mean of its
-        distribution or its class probabilities.
+        distribution, its class probabilities, or the log-density of its value (observed
+        when the outcome is passed among the inputs: the pointwise log-likelihood).
     local_from_posterior : bool
         Whether local latent sites take their fitted posterior values (in-sample rows) or are
         drawn from the model given the global parameters (new rows).
@@ -109,7 +110,7 @@ class PredictiveEngine:
                 if name in do_vals:
                     out[name] = jnp.broadcast_to(do_vals[name], jnp.shape(tr[name]["value"]))
                 elif name == outcome and request.outcome_stat != "sample":
-                    out[name] = _outcome_stat(tr[name]["fn"], request.outcome_stat)
+                    out[name] = _outcome_stat(tr[name]["fn"], request.outcome_stat, tr[name]["value"])
                 else:
                     out[name] = tr[name]["value"]
             return out
@@ -290,7 +291,9 @@ def _trace(model, key, X, inputs):
     return handlers.trace(handlers.seed(model, key)).get_trace(X, **inputs)
 
 
-def _outcome_stat(fn, stat):
+def _outcome_stat(fn, stat, value):
+    if stat == "log_prob":
+        return fn.log_prob(value)
     if stat == "probs":
         probs = fn.probs
         return jnp.stack([1 - probs, probs], -1) if probs.shape == fn.batch_shape else probs

@@ -10,7 +10,10 @@ import numpyro.distributions as dist
 import pytest
 import xarray as xr
 from sklearn.base import clone
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
 
+import skimpact
 from skimpact import ImpactRegressor, Model
 from skimpact._sinks import ZarrSink
 
@@ -138,7 +141,34 @@ def test_zarr_effect_and_counterfactual(fitted, tmp_path):
     eff = est.effect(X, {"b": np.array([1.0, 0.0])}, store=tmp_path / "eff.zarr")
     mem = est.effect(X, {"b": np.array([1.0, 0.0])})
     np.testing.assert_allclose(eff["predictions"]["y"].values, mem["predictions"]["y"].values, atol=1e-5)
-    assert sorted(os.listdir(tmp_path)) == ["cf.zarr", "eff.zarr"]
+    lazy_args = {"X": X, "intervention": {"b": np.array([1.0, 0.0])}}
+    est_eff = est.estimate_effect(
+        args_baseline={"X": X}, args_intervention=lazy_args, store=tmp_path / "est.zarr"
+    )
+    np.testing.assert_allclose(
+        est_eff["predictions"]["y"].values, mem["predictions"]["y"].values, atol=1e-5
+    )
+    pipe_cf = skimpact.counterfactual_predict(
+        make_pipeline(FunctionTransformer(), est), X, {0: 2.0}, store=tmp_path / "pipe.zarr"
+    )
+    X2 = X.copy()
+    X2[:, 0] = 2.0
+    np.testing.assert_allclose(
+        pipe_cf["predictions"]["y"].values,
+        est.sample_posterior_predictive(X2)["predictions"]["y"].values,
+    )
+    assert pipe_cf.attrs["intervention"] == '{"0": 2.0}'
+    y = est.sample_posterior_predictive(X)["predictions"]["y"].values[0, 0]
+    ll = est.log_likelihood(X, y, store=tmp_path / "ll.zarr")
+    assert ll["log_likelihood"]["y"].chunks is not None
+    np.testing.assert_allclose(
+        ll["log_likelihood"]["y"].values, est.log_likelihood(X, y)["log_likelihood"]["y"].values
+    )
+    prior = est.sample_prior_predictive(X, store=tmp_path / "prior.zarr")
+    assert prior["prior_predictive"]["y"].shape[-1] == X.shape[0]
+    assert sorted(os.listdir(tmp_path)) == [
+        "cf.zarr", "eff.zarr", "est.zarr", "ll.zarr", "pipe.zarr", "prior.zarr"
+    ]
 
 
 def test_interrupted_zarr_run_leaves_nothing(fitted, tmp_path):
