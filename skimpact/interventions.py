@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .predictive import site_row_axis
 
 __all__ = ["Intervention", "resolve_intervention"]
 
@@ -123,7 +122,7 @@ def _check_column_value(name, value, n_rows):
 def site_shape(name, info, n_rows):
     """The site's value shape for ``n_rows`` rows."""
     shape = list(info.site_shapes[name])
-    axis = site_row_axis(name, info)
+    axis = info.site_row_axis.get(name)
     if axis is not None:
         shape[len(shape) + axis] = n_rows
     return tuple(shape)
@@ -137,7 +136,7 @@ def _check_site_value(name, value, info, n_rows):
     except ValueError:
         ok = False
     if not ok:
-        axis = site_row_axis(name, info)
+        axis = info.site_row_axis.get(name)
         rows = "" if axis is None else f" (axis {axis} holds the {n_rows} rows)"
         raise ValueError(
             f"Intervention value for site {name!r} has shape {arr.shape}, which does not "

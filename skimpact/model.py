@@ -327,16 +327,23 @@ def inspect_model(model, X, outcome, y, inputs):
             continue
         event_dim = len(site["fn"].event_shape) if site["type"] == "sample" else 0
         site_plates[k] = {f.name: f.dim - event_dim for f in site.get("cond_indep_stack", ())}
-    row_axis = {
-        k: (plates.get(row_dim) if row_plate_dim is not None else None)
-        for k, plates in site_plates.items()
-    }
-    local = {k: row_axis[k] for k in latent if row_axis[k] is not None}
     shapes = {
         k: tuple(jnp.shape(s["value"]))
         for k, s in tr.items()
         if s["type"] in ("sample", "deterministic")
     }
+    row_axis = {
+        k: (plates.get(row_dim) if row_plate_dim is not None else None)
+        for k, plates in site_plates.items()
+    }
+    if row_plate_dim is not None:
+        # a deterministic site computed outside the plate but with one entry per row
+        # (numpyro.deterministic("mu", X @ b)): its last axis as long as the data holds rows
+        for k in row_axis:
+            if row_axis[k] is None and tr[k]["type"] == "deterministic":
+                shape = shapes[k]
+                row_axis[k] = next((a for a in range(-1, -len(shape) - 1, -1) if shape[a] == n), None)
+    local = {k: row_axis[k] for k in latent if row_axis[k] is not None}
     return ModelInfo(
         outcome_site=outcome_site,
         row_dim=row_dim,

@@ -257,27 +257,9 @@ class PredictiveEngine:
         """Row axis of each intervention value (counted from the end), or None."""
         axes = {}
         for k, v in values.items():
-            ax = site_row_axis(k, self.info)
+            ax = self.info.site_row_axis.get(k)
             axes[k] = ax if ax is not None and jnp.ndim(v) >= -ax else None
         return axes
-
-
-def site_row_axis(name, info):
-    """Axis (negative) of a site's value that holds the rows, or None.
-
-    The axis of the data plate when the site is inside it; for a deterministic site outside
-    the plate that still has one entry per row (``numpyro.deterministic("mu", X @ b)``), the
-    last axis as long as the training data.
-    """
-    axis = info.site_row_axis.get(name)
-    if axis is not None or name not in info.deterministic_sites:
-        return axis
-    outcome_axis = info.site_row_axis.get(info.outcome_site)
-    if outcome_axis is None:
-        return None
-    n_train = info.site_shapes[info.outcome_site][outcome_axis]
-    shape = info.site_shapes.get(name, ())
-    return next((ax for ax in range(-1, -len(shape) - 1, -1) if shape[ax] == n_train), None)
 
 
 def _shift_names(request, kind, info):

@@ -363,3 +363,19 @@ def test_pickle_and_joblib_round_trip_predict_identically(data, svi_fit, tmp_pat
         loaded.sample_posterior_predictive(X[:5])["predictions"],
         svi_fit.sample_posterior_predictive(X[:5])["predictions"],
     )
+
+
+def _mu_outside_plate(X, y=None):
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0))
+    mu = numpyro.deterministic("mu", X[:, 0] * b)
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(mu, 0.5), obs=y)
+
+
+def test_per_row_deterministic_outside_the_plate_gets_the_row_dim(frame_fit):
+    X, y, _ = frame_fit
+    est = ImpactRegressor(_mu_outside_plate, inference="map", num_steps=200, num_samples=5,
+                          random_state=0).fit(X[["price"]], y)
+    mu = est.posterior_["posterior"]["mu"]
+    assert mu.dims == ("chain", "draw", "obs")
+    assert mu["obs"].values.tolist() == X.index.tolist()
