@@ -40,7 +40,8 @@ def main(num_warmup=300, num_samples=500, data_dir=DATA):
     """
     X, y = load(data_dir)
     est = ImpactRegressor(
-        inference="nuts", num_warmup=num_warmup, num_samples=num_samples, random_state=0
+        inference="nuts", num_warmup=num_warmup, num_samples=num_samples, num_chains=2,
+        random_state=0,
     ).fit(X, y)
     effect = est.effect(X, {"email": 1}, baseline={"email": 0}, kind="mean")
     row = summarize_effect(effect, prob=0.94).loc["ATE"]

@@ -63,7 +63,7 @@ def additive_effect_model(width=0.8, prior_scale=1.0):
     return model
 
 
-def main(n=1000, num_warmup=300, num_samples=300, seed=0):
+def main(n=1000, num_warmup=500, num_samples=400, seed=0):
     """Fit with NUTS and compare the estimated effects with the truth.
 
     Returns
@@ -80,6 +80,7 @@ def main(n=1000, num_warmup=300, num_samples=300, seed=0):
         inference="nuts",
         num_warmup=num_warmup,
         num_samples=num_samples,
+        num_chains=2,
         random_state=seed,
     ).fit(X, y, treatment=treatment)
     effect = est.effect(
