@@ -215,10 +215,11 @@ def _run_svi(
         args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
     else:
         minibatch = None
-    guide = resolve_guide(guide, model)
+    guide_spec, guide = guide, resolve_guide(guide, model)
     svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
     if cache_key is not None:
-        cache_key = (cache_key, learning_rate, minibatch)
+        # the guide is part of the compiled program: fits share it only with the same guide
+        cache_key = (cache_key, _hashable(guide_spec), learning_rate, minibatch)
     keyed = _Keyed(svi, cache_key)
     k_init, k_post = jax.random.split(key)
     start = time.perf_counter()
