@@ -5,6 +5,7 @@ a NumPyro model ``model(X, y=None, **inputs)``. :class:`Model` wraps a factory s
 hyperparameters take part in scikit-learn's ``get_params`` / ``set_params`` / ``clone``.
 """
 
+import hashlib
 import inspect
 from dataclasses import dataclass, field
 
@@ -84,12 +85,7 @@ class Model:
 
     def cache_key(self):
         """A hashable key equal for models that build the same NumPyro program."""
-        try:
-            items = tuple(sorted(self.hyperparameters.items()))
-            hash(items)
-        except TypeError:
-            items = tuple(sorted((k, repr(v)) for k, v in self.hyperparameters.items()))
-        return (self.factory, items)
+        return (self.factory, tuple((k, _freeze(v)) for k, v in sorted(self.hyperparameters.items())))
 
     def __eq__(self, other):
         return (
@@ -111,6 +107,22 @@ class Model:
         args = [_name(self.factory)]
         args += [f"{k}={v!r}" for k, v in self.hyperparameters.items()]
         return f"Model({', '.join(args)})"
+
+
+def _freeze(value):
+    """A hashable stand-in for a hyperparameter value, equal exactly when the values are."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_freeze(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((k, _freeze(v)) for k, v in sorted(value.items())))
+    if isinstance(value, (np.ndarray, jnp.ndarray)):
+        arr = np.asarray(value)
+        return ("array", arr.shape, arr.dtype.str, hashlib.sha1(arr.tobytes()).hexdigest())
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))  # unknown mutable value: shared only by the same object
+    return value
 
 
 def _name(fn):

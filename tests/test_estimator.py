@@ -379,3 +379,15 @@ def test_per_row_deterministic_outside_the_plate_gets_the_row_dim(frame_fit):
     mu = est.posterior_["posterior"]["mu"]
     assert mu.dims == ("chain", "draw", "obs")
     assert mu["obs"].values.tolist() == X.index.tolist()
+
+
+def _weights_factory(w=None):
+    return linear_with_input
+
+
+def test_cache_keys_tell_array_hyperparameters_apart():
+    w = np.arange(5000.0)
+    changed = w.copy()
+    changed[2500] = -1.0  # hidden in the middle of numpy's truncated repr
+    assert Model(_weights_factory, w=w).cache_key() == Model(_weights_factory, w=w.copy()).cache_key()
+    assert Model(_weights_factory, w=w).cache_key() != Model(_weights_factory, w=changed).cache_key()
