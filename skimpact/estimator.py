@@ -740,12 +740,11 @@ class _ImpactBase(BaseEstimator):
         labels = self._labels(rows, self.model_info_)
 
         def build(arrays, row_axes):
-            observed = make_dataset({site: np.asarray(y)[None, None]}, labels, {site: -1})
             return make_tree(
                 {
                     "posterior": self.posterior_["posterior"].to_dataset(),
                     "log_likelihood": make_dataset(arrays, labels, row_axes),
-                    "observed_data": observed.squeeze(("chain", "draw"), drop=True),
+                    "observed_data": self._observed_dataset(y, labels),
                 },
                 attrs=self._attrs(),
             )

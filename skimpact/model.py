@@ -367,14 +367,3 @@ def inspect_model(model, X, outcome, y, inputs):
         site_shapes=shapes,
         site_row_axis=row_axis,
     )
-
-
-def model_signature_inputs(model):
-    """Names of keyword inputs a model accepts beyond ``X`` (``None`` if it takes **kwargs)."""
-    try:
-        params = list(inspect.signature(model).parameters.values())
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind == p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params[1:]]

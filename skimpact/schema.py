@@ -108,8 +108,3 @@ def encode_attr(value):
 def flatten_chains(arrays):
     """``(chain, draw, ...)`` to ``(chain * draw, ...)``."""
     return {k: v.reshape((-1,) + v.shape[2:]) for k, v in arrays.items()}
-
-
-def unflatten_chains(arrays, n_chain):
-    """``(chain * draw, ...)`` to ``(chain, draw, ...)``."""
-    return {k: v.reshape((n_chain, -1) + v.shape[1:]) for k, v in arrays.items()}
