@@ -7,20 +7,43 @@ Shapes have the draw axis (chains flattened) first.
 
 :class:`MemorySink` fills NumPy arrays. :class:`ZarrSink` streams every batch to a Zarr
 store written under a temporary name and renamed when complete, so memory is bounded by
-the batch and an interrupted run leaves nothing at the target path.
+the batch and an interrupted run leaves nothing at the target path. :class:`ProgressSink`
+wraps another sink with a progress bar. :func:`check_target` validates a ``store=``
+argument before anything is computed.
+
+Every directory skimpact writes beside a target (a ``.NAME.xxxxxxxx.partial`` store, a
+``.skimpact-scratch-*`` directory) holds a marker file naming the writing process and host.
+When a process is killed, such directories stay behind; the next write into the same
+parent directory removes those whose writer is dead (same host) or whose marker is older
+than a day (another host). Directories without the marker are never touched.
 """
 
 import contextlib
+import json
 import os
 import shutil
+import socket
+import time
 import uuid
 import warnings
 
 import numpy as np
 
-__all__ = ["MemorySink", "ZarrSink", "write_tree", "scratch_dir", "scratch_sink_in", "store_tree"]
+__all__ = [
+    "MemorySink",
+    "ProgressSink",
+    "ZarrSink",
+    "check_target",
+    "write_tree",
+    "scratch_dir",
+    "scratch_sink_in",
+    "store_tree",
+]
 
 _CHUNK_BYTES = 32 * 2**20
+_MARKER = ".skimpact-writer.json"
+_SCRATCH_PREFIX = ".skimpact-scratch-"
+_FOREIGN_STALE_SECONDS = 24 * 3600  # a marker from another host older than this is stale
 
 
 class MemorySink:
@@ -43,12 +66,169 @@ class MemorySink:
         self.arrays = None
 
 
+class ProgressSink:
+    """Wraps a prediction sink and advances a tqdm bar by the rows of each batch.
+
+    Parameters
+    ----------
+    inner : object or None
+        The sink that stores the batches (``allocate`` / ``write`` / ``close``); ``None``
+        for a :class:`MemorySink`.
+    n_rows : int
+        Total rows predicted.
+    desc : str, default="predict"
+        Label of the bar.
+    """
+
+    def __init__(self, inner, n_rows, desc="predict"):
+        from tqdm.auto import tqdm
+
+        self.inner = MemorySink() if inner is None else inner
+        self.bar = tqdm(total=n_rows, desc=desc, unit="row")
+        self._counter = None
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def allocate(self, *args, **kwargs):
+        """Allocate the inner sink."""
+        return self.inner.allocate(*args, **kwargs)
+
+    def write(self, name, index, array):
+        """Write one batch to the inner sink; the first output's rows advance the bar."""
+        self.inner.write(name, index, array)
+        if not isinstance(index, tuple):
+            return
+        if self._counter is None:
+            self._counter = name
+        if name == self._counter:
+            rows = next(
+                (s.stop - s.start for s in index if isinstance(s, slice) and s.stop is not None),
+                0,
+            )
+            self.bar.update(rows)
+
+    def close(self):
+        """Close the bar; return what the inner sink's ``close()`` returns."""
+        self.bar.close()
+        return self.inner.close()
+
+    def abort(self):
+        """Close the bar and abort the inner sink."""
+        self.bar.close()
+        getattr(self.inner, "abort", lambda: None)()
+
+
+def check_target(store):
+    """Check a ``store=`` argument before anything is computed.
+
+    Parameters
+    ----------
+    store : str, os.PathLike, zarr store or None
+        ``None`` (nothing to check), a path that does not exist yet and whose nearest
+        existing parent is a writable directory, or a Zarr store object.
+
+    Raises
+    ------
+    ImportError
+        zarr or dask is not installed.
+    FileExistsError
+        The path exists (skimpact never overwrites a store).
+    ValueError
+        The path cannot be created: its nearest existing parent is not a directory, or not
+        writable.
+    TypeError
+        ``store`` is neither a path nor a Zarr store.
+    """
+    if store is None:
+        return
+    _require_zarr()
+    from zarr.abc.store import Store
+
+    if isinstance(store, Store) and type(store).__name__ != "LocalStore":
+        return
+    if not isinstance(store, (str, os.PathLike, Store)):
+        raise TypeError(
+            f"`store` must be a path (str or os.PathLike) or a zarr store; got "
+            f"{type(store).__name__}."
+        )
+    path = _Target(store).path
+    if os.path.lexists(path):
+        raise FileExistsError(
+            f"{path} exists; remove it or give another `store=` path (skimpact never "
+            "overwrites a store)."
+        )
+    parent = os.path.dirname(path)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(
+            f"Cannot create the store {path}: {parent} is not a directory. Give a `store=` "
+            "path inside a directory."
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"Cannot create the store {path}: the directory {parent} is not writable. Give "
+            "a `store=` path in a directory you can write to."
+        )
+
+
+def _mark(directory):
+    """Write the marker naming this process and host into ``directory`` (which skimpact
+    just created)."""
+    marker = {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+    with open(os.path.join(directory, _MARKER), "w") as fh:
+        json.dump(marker, fh)
+
+
+def _is_stale(directory):
+    """Whether ``directory`` is one skimpact made whose writer is gone: its marker names a
+    dead process of this host, or another host and is older than a day."""
+    try:
+        with open(os.path.join(directory, _MARKER)) as fh:
+            marker = json.load(fh)
+        pid, host, written = int(marker["pid"]), str(marker["host"]), float(marker["time"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # not ours, or unreadable: leave it alone
+    if host != socket.gethostname():
+        return time.time() - written > _FOREIGN_STALE_SECONDS
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, owned by another user
+    return False
+
+
+def _clean_stale(parent):
+    """Remove the partial stores and scratch directories in ``parent`` that interrupted
+    skimpact processes left behind (see :func:`_is_stale`)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        ours = name.startswith(_SCRATCH_PREFIX) or (
+            name.startswith(".") and name.endswith(".partial")
+        )
+        path = os.path.join(parent, name)
+        if ours and os.path.isdir(path) and not os.path.islink(path) and _is_stale(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def _quiet():
     """Silence Zarr's note that consolidated metadata is outside the v3 specification
-    (xarray writes it so the lazy reopen reads one key)."""
+    (xarray writes it so the lazy reopen reads one key), and its note on the writer's
+    marker file in a partial store (removed before the store is renamed into place)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        warnings.filterwarnings("ignore", message=f"Object at {_MARKER} is not recognized")
         yield
 
 
@@ -68,20 +248,20 @@ class _Target:
         """Where to write: a fresh temporary path beside the target, or the store."""
         if self.path is None:
             return self.store
-        if os.path.exists(self.path):
-            raise FileExistsError(
-                f"{self.path} exists; remove it or give another `store=` path (skimpact never "
-                "overwrites a store)."
-            )
+        check_target(self.path)
         parent, name = os.path.split(self.path)
         os.makedirs(parent, exist_ok=True)
+        _clean_stale(parent)
         self.tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:8]}.partial")
+        os.mkdir(self.tmp)
+        _mark(self.tmp)
         return self.tmp
 
     def commit(self):
         """Rename the temporary store to the target; return what to open."""
         if self.path is None:
             return self.store
+        os.remove(os.path.join(self.tmp, _MARKER))
         os.rename(self.tmp, self.path)
         return self.path
 
@@ -140,7 +320,7 @@ class ZarrSink:
     """
 
     def __init__(self, store, build_tree, group, n_chain):
-        _require_zarr()
+        check_target(store)
         self.target = _Target(store)
         self.build_tree = build_tree
         self.group = group
@@ -162,11 +342,12 @@ class ZarrSink:
         where = self.target.begin()
         try:
             with _quiet():
+                # "a": a path target is a fresh directory holding only the marker
                 tree.to_zarr(
-                    where, mode="w-" if self.target.path else "a", compute=False,
+                    where, mode="a", compute=False,
                     encoding={f"/{self.group}": {k: {"compressors": None} for k in shapes}},
                 )
-            group = zarr.open_group(where, mode="r+", path=self.group)
+                group = zarr.open_group(where, mode="r+", path=self.group)
             self.arrays = {k: group[k] for k in shapes}
         except BaseException:
             self.target.abort()
@@ -198,6 +379,7 @@ def write_tree(tree, store):
     it into place and return it opened lazily from there."""
     import xarray as xr
 
+    check_target(store)
     target = _Target(store)
     where = target.begin()
     encoding = {
@@ -207,7 +389,7 @@ def write_tree(tree, store):
     }
     try:
         with _quiet():
-            tree.to_zarr(where, mode="w-" if target.path else "a", encoding=encoding)
+            tree.to_zarr(where, mode="a", encoding=encoding)
     except BaseException:
         target.abort()
         raise
@@ -259,12 +441,15 @@ def scratch_dir(store):
 
     if store is None:
         return None
-    _require_zarr()
+    check_target(store)
     target = _Target(store)
     parent = os.path.dirname(target.path) if target.path else None
     if parent:
         os.makedirs(parent, exist_ok=True)
-    return tempfile.TemporaryDirectory(dir=parent, prefix=".skimpact-scratch-")
+        _clean_stale(parent)
+    scratch = tempfile.TemporaryDirectory(dir=parent, prefix=_SCRATCH_PREFIX)
+    _mark(scratch.name)
+    return scratch
 
 
 def scratch_sink_in(scratch):

@@ -1,13 +1,13 @@
-"""Convergence diagnostics of a fit, posterior summaries and prediction progress.
+"""Convergence diagnostics of a fit and posterior summaries.
 
 After every fit the estimator calls :func:`finish_fit`, which adds to its ``diagnostics_``
 
 * for NUTS: the number of divergent transitions, and per parameter the largest split
   ``r_hat`` and the smallest bulk and tail effective sample sizes (computed with
   arviz-stats over every element of the parameter);
-* for SVI and MAP: the loss trace (negative ELBO) and the relative change of the smoothed
-  loss between the last two windows of steps, with whether that change is both small and
-  within the noise of the loss;
+* for SVI and MAP: the loss trace (negative ELBO) judged by :func:`elbo_convergence`:
+  whether it diverged (ended above where it started), stalled (never fell beyond its
+  noise) or has not settled (still changing between its last two windows of steps);
 
 and warns with :class:`sklearn.exceptions.ConvergenceWarning`, saying what to change, when
 a check fails. :func:`summary` is the table NumPyro's ``print_summary`` prints, as a
@@ -29,10 +29,14 @@ __all__ = [
     "RHAT_MAX",
     "ESS_MIN_PER_CHAIN",
     "ELBO_RTOL",
+    "ELBO_NOISE_Z",
     "check_convergence",
+    "draws_by_chain",
     "elbo_convergence",
     "finish_fit",
+    "loss_window",
     "mcmc_diagnostics",
+    "row_dims",
     "summary",
 ]
 
@@ -42,27 +46,46 @@ RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 #: Largest acceptable relative change of the smoothed loss over the last window.
 ELBO_RTOL = 1e-3
+#: A change of the loss counts as real, not noise, beyond this many standard errors.
+ELBO_NOISE_Z = 3.0
+#: Largest share of the loss's whole fall that its last window may still make.
+_ELBO_LATE_SHARE = 0.05
+#: Steps at the very start of the trace that also stand for its start.
+_ELBO_HEAD = 10
 
 
-def finish_fit(estimator):
-    """Complete ``estimator.diagnostics_`` after a fit and warn when a check fails.
+def finish_fit(diagnostics, inference, posterior):
+    """Complete the diagnostics of a fit and warn when a convergence check fails.
 
     Parameters
     ----------
-    estimator : ImpactRegressor or ImpactClassifier
-        A just-fitted estimator (``posterior_`` and ``diagnostics_`` set).
+    diagnostics : dict
+        What the inference runner recorded (``loss`` for SVI and MAP, ``num_divergences``
+        for NUTS, ...).
+    inference : {"svi", "nuts", "map"}
+        The inference method of the fit.
+    posterior : xarray.Dataset or xarray.DataTree
+        The posterior draws (a DataTree's ``posterior`` group is used); read for NUTS only.
 
     Returns
     -------
     dict
-        The updated ``diagnostics_``.
+        A new dict: ``diagnostics`` with the results of :func:`mcmc_diagnostics` (NUTS) or
+        :func:`elbo_convergence` (SVI, MAP) and ``converged``, whether every check passed.
+
+    Warns
+    -----
+    sklearn.exceptions.ConvergenceWarning
+        One per failed check (see :func:`check_convergence`).
     """
-    diag = estimator.diagnostics_
-    if estimator.inference == "nuts":
-        diag.update(mcmc_diagnostics(estimator.posterior_["posterior"].to_dataset()))
+    diag = dict(diagnostics)
+    if inference == "nuts":
+        if hasattr(posterior, "children"):
+            posterior = posterior["posterior"].to_dataset()
+        diag.update(mcmc_diagnostics(posterior))
     elif "loss" in diag:
         diag.update(elbo_convergence(diag["loss"]))
-    problems = check_convergence(diag, estimator.inference)
+    problems = check_convergence(diag, inference)
     diag["converged"] = not problems
     for message in problems:
         # attributed to the user's line that called fit, however deep inside skimpact
@@ -87,7 +110,7 @@ def mcmc_diagnostics(posterior):
     """
     r_hat, ess_bulk, ess_tail = {}, {}, {}
     for name, da in posterior.data_vars.items():
-        stats = _chain_stats(_chain_draw_flat(da))
+        stats = _chain_stats(draws_by_chain(da))
         r_hat[name] = _worst(stats["r_hat"], np.nanmax)
         ess_bulk[name] = _worst(stats["ess_bulk"], np.nanmin)
         ess_tail[name] = _worst(stats["ess_tail"], np.nanmin)
@@ -100,48 +123,102 @@ def mcmc_diagnostics(posterior):
     }
 
 
-def elbo_convergence(loss, window=None):
-    """How settled an SVI loss trace is at its end.
+def loss_window(n_steps):
+    """Steps per window when smoothing or judging a loss trace of ``n_steps`` steps.
 
-    The loss is averaged over the last ``window`` steps and over the ``window`` steps
-    before them. The fit counts as settled when the relative change between the two
-    averages is at most :data:`ELBO_RTOL`, or when the change is within three times its
-    standard error (the loss is a noisy one-sample ELBO estimate, so a small data set can
-    show a relative change above the tolerance that is only noise).
+    Parameters
+    ----------
+    n_steps : int
+        Length of the loss trace.
+
+    Returns
+    -------
+    int
+        A tenth of the steps, at least 50, but never more than ``n_steps`` (and at least 1).
+    """
+    n_steps = int(n_steps)
+    return max(1, min(n_steps, max(n_steps // 10, 50)))
+
+
+def elbo_convergence(loss, window=None):
+    """Whether an SVI loss trace fell from its start and settled at its end.
+
+    The trace is judged by the mean loss over windows of ``window`` steps, each compared
+    with another by the difference of their means in standard errors (the loss is a noisy
+    one-sample ELBO estimate). In order, the fit
+
+    * **diverged** when the last window ends above the first: every loss of the last
+      window exceeds every loss of the first, or the rise is beyond
+      :data:`ELBO_NOISE_Z` standard errors and above :data:`ELBO_RTOL` relative;
+    * **stalled** when the last window is not below the start by more than
+      :data:`ELBO_NOISE_Z` standard errors (the start is the first window, or the first
+      10 steps, whichever shows the larger fall) or by more than :data:`ELBO_RTOL`
+      relative: the parameters never moved;
+    * **has not settled** when the trace has fewer than two windows, or when the mean of
+      the last window differs from the one before by more than :data:`ELBO_NOISE_Z`
+      standard errors and either by more than :data:`ELBO_RTOL` relative or by more than
+      5 % of the loss's whole fall (a slow, steady descent).
 
     Parameters
     ----------
     loss : array-like of shape (num_steps,)
         Negative ELBO per step.
     window : int, optional
-        Steps per window; default a tenth of the steps (at least 50).
+        Steps per window; default :func:`loss_window` of the trace length. Traces shorter
+        than two windows are judged for divergence and stalling on their halves.
 
     Returns
     -------
     dict
-        ``elbo_window``, ``elbo_rel_change`` (NaN when there are fewer than two windows),
-        ``elbo_noise_ratio`` (change over its standard error) and ``elbo_converged``.
+        ``elbo_window``; ``elbo_start`` and ``elbo_end``, the mean loss of the first and
+        last window; ``elbo_drop_ratio``, the fall from start to end in standard errors
+        (negative when the loss rose); ``elbo_rel_change`` and ``elbo_noise_ratio``, the
+        relative change between the last two windows and that change in standard errors
+        (NaN with fewer than two windows); ``elbo_problem``, one of ``"diverged"``,
+        ``"stalled"``, ``"not settled"`` or ``None``; and ``elbo_converged``, whether
+        ``elbo_problem`` is ``None``.
     """
     loss = np.asarray(loss, dtype=float)
-    window = int(window or max(len(loss) // 10, 50))
-    if len(loss) < 2 * window:
-        return {
-            "elbo_window": window,
-            "elbo_rel_change": math.nan,
-            "elbo_noise_ratio": math.nan,
-            "elbo_converged": False,
-        }
-    last, previous = loss[-window:], loss[-2 * window : -window]
-    change = abs(last.mean() - previous.mean())
-    rel = change / max(abs(last.mean()), abs(previous.mean()), np.finfo(float).tiny)
-    se = math.sqrt((last.var(ddof=1) + previous.var(ddof=1)) / window)
-    noise_ratio = change / se if se > 0 else (0.0 if change == 0 else math.inf)
-    return {
+    n = len(loss)
+    window = int(window or loss_window(n))
+    out = {
         "elbo_window": window,
-        "elbo_rel_change": float(rel),
-        "elbo_noise_ratio": float(noise_ratio),
-        "elbo_converged": bool(rel <= ELBO_RTOL or noise_ratio <= 3.0),
+        "elbo_start": math.nan,
+        "elbo_end": math.nan,
+        "elbo_drop_ratio": math.nan,
+        "elbo_rel_change": math.nan,
+        "elbo_noise_ratio": math.nan,
     }
+    problem, drop = "not settled", math.nan
+    span = min(window, n // 2)
+    if span >= 2:
+        first, last, head = loss[:span], loss[-span:], loss[: min(_ELBO_HEAD, span)]
+        start, end = first.mean(), last.mean()
+        scale = max(abs(start), abs(end), np.finfo(float).tiny)
+        drop = max(start, head.mean()) - end
+        drop_z = max(_z_score(first, last), _z_score(head, last))
+        out.update(elbo_start=float(start), elbo_end=float(end), elbo_drop_ratio=float(drop_z))
+        rise = end - start
+        if rise > 0 and (
+            last.min() > first.max()
+            or (-_z_score(first, last) > ELBO_NOISE_Z and rise > ELBO_RTOL * scale)
+        ):
+            problem = "diverged"
+        elif drop_z <= ELBO_NOISE_Z or drop <= ELBO_RTOL * scale:
+            problem = "stalled"
+    if n >= 2 * window:
+        last, previous = loss[-window:], loss[-2 * window : -window]
+        change = previous.mean() - last.mean()
+        rel = abs(change) / max(abs(last.mean()), abs(previous.mean()), np.finfo(float).tiny)
+        noise_ratio = abs(_z_score(previous, last))
+        out.update(elbo_rel_change=float(rel), elbo_noise_ratio=float(noise_ratio))
+        settled = noise_ratio <= ELBO_NOISE_Z or (
+            rel <= ELBO_RTOL and not change > _ELBO_LATE_SHARE * drop
+        )
+        if problem == "not settled" and settled:
+            problem = None
+    out.update(elbo_problem=problem, elbo_converged=problem is None)
+    return out
 
 
 def check_convergence(diagnostics, inference):
@@ -186,16 +263,7 @@ def check_convergence(diagnostics, inference):
                 "need a reparameterisation."
             )
     elif "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
-        rel = diagnostics.get("elbo_rel_change", math.nan)
-        what = (
-            "fewer than two windows of steps to judge"
-            if math.isnan(rel)
-            else f"relative change {rel:.2g} over the last {diagnostics['elbo_window']} steps"
-        )
-        problems.append(
-            f"The SVI loss has not settled ({what}). Increase `num_steps`, or raise "
-            "`learning_rate` if the loss is still falling steadily (lower it if it jumps)."
-        )
+        problems.append(_elbo_message(diagnostics))
     return problems
 
 
@@ -223,14 +291,14 @@ def summary(posterior, var_names=None, prob=0.94):
     if hasattr(posterior, "children"):
         posterior = posterior["posterior"].to_dataset()
     if var_names is None:
-        row_dims = _row_dims(posterior)
+        rows_of = row_dims(posterior)
         var_names = [
-            k for k, da in posterior.data_vars.items() if not set(da.dims) & row_dims
+            k for k, da in posterior.data_vars.items() if not set(da.dims) & rows_of
         ]
     rows, index = [], []
     for name in var_names:
         da = posterior[name]
-        values = _chain_draw_flat(da)
+        values = draws_by_chain(da)
         flat = values.reshape(-1, values.shape[-1])
         hdi = array_stats.hdi(flat, prob, axis=0)
         stats = _chain_stats(values)
@@ -258,12 +326,81 @@ def summary(posterior, var_names=None, prob=0.94):
     return out
 
 
-# ------------------------------------------------------------------------------ helpers
-def _chain_draw_flat(da):
-    """``(chain, draw, n_elements)`` float array of a DataArray with dims chain, draw, ..."""
+def draws_by_chain(da):
+    """The draws of one parameter as a ``(chain, draw, n_elements)`` float array.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Draws with dims ``chain``, ``draw`` and any others (flattened, in order).
+
+    Returns
+    -------
+    numpy.ndarray of shape (n_chain, n_draw, n_elements)
+    """
     da = da.transpose("chain", "draw", ...)
     values = np.asarray(da.values, dtype=float)
     return values.reshape(values.shape[0], values.shape[1], -1)
+
+
+def row_dims(ds):
+    """The dims of ``ds`` that index rows of the data.
+
+    skimpact gives coordinates only to ``chain``, ``draw``, ``feature`` and the row dim, so
+    a row dim is any other dim with a coordinate.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+
+    Returns
+    -------
+    set of str
+    """
+    return {
+        d for d in ds.dims if d not in ("chain", "draw", "feature") and d in ds.coords
+    }
+
+
+# ------------------------------------------------------------------------------ helpers
+def _z_score(a, b):
+    """How far the mean of ``a`` lies above the mean of ``b``, in standard errors of the
+    difference (infinite when both are constant and differ)."""
+    diff = a.mean() - b.mean()
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    if se > 0:
+        return float(diff / se)
+    return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+
+
+def _elbo_message(diag):
+    """The warning for a loss trace that :func:`elbo_convergence` did not pass."""
+    window = diag.get("elbo_window")
+    start, end = diag.get("elbo_start", math.nan), diag.get("elbo_end", math.nan)
+    problem = diag.get("elbo_problem") or "not settled"
+    if problem == "diverged":
+        return (
+            f"The SVI loss diverged: it rose from {start:.4g} over the first steps to "
+            f"{end:.4g} over the last. Lower `learning_rate` (it must be positive, e.g. 0.001 "
+            "to 0.01), and standardise X and y if their scales are large."
+        )
+    if problem == "stalled":
+        return (
+            f"The SVI loss stalled: it averaged {start:.4g} over the first steps and {end:.4g} "
+            "over the last, no lower beyond its noise, so the parameters did not move. "
+            "`learning_rate` must be positive: raise it (e.g. 0.01), and check that the "
+            "model's likelihood depends on its parameters."
+        )
+    rel = diag.get("elbo_rel_change", math.nan)
+    what = (
+        "fewer than two windows of steps to judge"
+        if math.isnan(rel)
+        else f"relative change {rel:.2g} over the last {window} steps"
+    )
+    return (
+        f"The SVI loss has not settled ({what}). Increase `num_steps`, or raise "
+        "`learning_rate` if the loss is still falling steadily (lower it if it jumps)."
+    )
 
 
 def _worst(values, reduce):
@@ -298,14 +435,6 @@ def _chain_stats(values):
     return {k: np.where(constant, np.nan, v.astype(float)) for k, v in stats.items()}
 
 
-def _row_dims(ds):
-    """Dims of ``ds`` that carry row labels: skimpact gives coordinates only to chain,
-    draw, feature and the row dim."""
-    return {
-        d for d in ds.dims if d not in ("chain", "draw", "feature") and d in ds.coords
-    }
-
-
 def _element_labels(name, da):
     shape = [da.sizes[d] for d in da.dims if d not in ("chain", "draw")]
     if not shape:
@@ -325,58 +454,3 @@ def _element_labels(name, da):
 
 def _fmt(values, spec=".3f"):
     return ", ".join(f"{k} ({v:{spec}})" for k, v in values.items())
-
-
-class _ProgressSink:
-    """Wraps a prediction sink and advances a tqdm bar by the rows of each batch.
-
-    Parameters
-    ----------
-    inner : object or None
-        The sink that stores the batches (``allocate`` / ``write`` / ``close``); ``None``
-        for the engine's in-memory default.
-    n_rows : int
-        Total rows predicted.
-    desc : str
-        Label of the bar.
-    """
-
-    def __init__(self, inner, n_rows, desc="predict"):
-        from tqdm.auto import tqdm
-
-        if inner is None:
-            from .predictive import _MemorySink
-
-            inner = _MemorySink()
-        self.inner = inner
-        self.bar = tqdm(total=n_rows, desc=desc, unit="row")
-        self._counter = None
-
-    def __getattr__(self, name):
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def allocate(self, *args, **kwargs):
-        return self.inner.allocate(*args, **kwargs)
-
-    def write(self, name, index, array):
-        self.inner.write(name, index, array)
-        if not isinstance(index, tuple):
-            return
-        if self._counter is None:
-            self._counter = name
-        if name == self._counter:
-            rows = next(
-                (s.stop - s.start for s in index if isinstance(s, slice) and s.stop is not None),
-                0,
-            )
-            self.bar.update(rows)
-
-    def close(self):
-        self.bar.close()
-        return self.inner.close()
-
-    def abort(self):
-        self.bar.close()
-        getattr(self.inner, "abort", lambda: None)()

@@ -97,6 +97,8 @@ def _svi_settings(s):
 
 
 _DETERMINISTIC_ELEMENTS = 2**24  # draws x rows evaluated at once for deterministic sites
+_SVI_CHUNK_STEPS = 100  # SVI steps per compiled loop; KeyboardInterrupt lands between loops
+_NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop
 
 
 def _nuts_settings(s):
@@ -226,12 +228,12 @@ def _run_svi(
     # The guide's prototype is traced here, with the outcome observed (kwargs hold y).
     state = svi.init(k_init, *args, **kwargs)
     k_steps = jax.random.fold_in(k_init, 1)
-    n_chunks = 20 if progress_bar else 1
-    chunk = -(-num_steps // n_chunks)
     losses, done = [], 0
     bar = _progress(progress_bar, num_steps, "SVI")
     while done < num_steps:
-        length = min(chunk, num_steps - done)
+        # Chunks of one fixed length (and the remainder): few compiles, and Ctrl-C is
+        # honoured between chunks.
+        length = min(_SVI_CHUNK_STEPS, num_steps - done)
         if minibatch is None:
             state, chunk_losses = _svi_chunk(keyed, state, length, args, kwargs)
         else:
@@ -278,18 +280,48 @@ def _run_nuts(
     progress_bar,
 ):
     chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
+    kernel = NUTS(model, target_accept_prob=target_accept_prob)
     mcmc = MCMC(
-        NUTS(model, target_accept_prob=target_accept_prob),
+        kernel,
         num_warmup=num_warmup,
-        num_samples=num_samples,
+        num_samples=_NUTS_CHUNK_STEPS,
         num_chains=num_chains,
         chain_method=chain_method,
-        progress_bar=progress_bar,
+        progress_bar=False,
     )
     start = time.perf_counter()
-    mcmc.run(key, *args, extra_fields=("diverging",), **kwargs)
-    draws = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
-    diverging = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"])
+    # Warm-up and sampling run in compiled loops of at most _NUTS_CHUNK_STEPS iterations,
+    # each continuing from the state the last one ended in (the kernel adapts while its
+    # iteration count is below num_warmup), so Ctrl-C is honoured between loops.
+    if num_chains == 1:
+        state = kernel.init(key, num_warmup, model_args=args, model_kwargs=kwargs)
+    else:  # one chain at a time: the kernel steps one chain, MCMC maps it over chains
+        states = [
+            kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
+            for k in jax.random.split(key, num_chains)
+        ]
+        state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+    mcmc.post_warmup_state = state
+    draws, diverging = [], []
+    bar = _progress(progress_bar, num_warmup + num_samples, "NUTS")
+    for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
+        for done in range(0, total, _NUTS_CHUNK_STEPS):
+            mcmc.num_samples = min(_NUTS_CHUNK_STEPS, total - done)
+            mcmc.run(
+                mcmc.post_warmup_state.rng_key, *args, extra_fields=("diverging",), **kwargs
+            )
+            mcmc.post_warmup_state = mcmc.last_state
+            if phase == "sample":
+                draws.append(jax.device_get(mcmc.get_samples(group_by_chain=True)))
+                fields = mcmc.get_extra_fields(group_by_chain=True)
+                diverging.append(np.asarray(fields["diverging"]))
+            if bar is not None:
+                bar.update(mcmc.num_samples)
+                bar.set_postfix(phase=phase)
+    if bar is not None:
+        bar.close()
+    draws = {k: np.concatenate([d[k] for d in draws], axis=1) for k in draws[0]}
+    diverging = np.concatenate(diverging, axis=1)
     return InferenceResult(
         draws=draws,
         diagnostics={

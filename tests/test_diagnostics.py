@@ -14,8 +14,12 @@ from skimpact import ImpactRegressor
 from skimpact.diagnostics import (
     ELBO_RTOL,
     check_convergence,
+    draws_by_chain,
     elbo_convergence,
+    finish_fit,
+    loss_window,
     mcmc_diagnostics,
+    row_dims,
     summary,
 )
 from skimpact.tracking import diagnostic_metrics
@@ -69,20 +73,94 @@ def test_svi_too_few_steps_warns_what_to_change():
 
 def test_elbo_convergence_on_known_traces():
     rng = np.random.default_rng(0)
-    flat = 100.0 + rng.normal(0, 1.0, 1000)
-    out = elbo_convergence(flat)
+    steps = np.arange(1000)
+    settled = 100.0 + 50.0 * np.exp(-steps / 50.0) + rng.normal(0, 1.0, 1000)
+    out = elbo_convergence(settled)
     assert out["elbo_window"] == 100 and out["elbo_converged"]
+    assert out["elbo_problem"] is None and out["elbo_drop_ratio"] > 3
     falling = np.linspace(1000.0, 500.0, 1000)
     out = elbo_convergence(falling)
     assert out["elbo_rel_change"] == pytest.approx(50.05 / 574.77, rel=1e-3)
-    assert not out["elbo_converged"]
+    assert out["elbo_problem"] == "not settled" and not out["elbo_converged"]
     # A small loss with noise: relative change above the tolerance but within the noise.
-    noisy = 5.0 + rng.normal(0, 1.0, 400)
+    noisy = 5.0 + 20.0 * np.exp(-np.arange(400) / 10.0) + rng.normal(0, 1.0, 400)
     out = elbo_convergence(noisy)
     assert out["elbo_rel_change"] > ELBO_RTOL and out["elbo_noise_ratio"] < 3
     assert out["elbo_converged"]
     short = elbo_convergence(np.ones(6))
     assert np.isnan(short["elbo_rel_change"]) and not short["elbo_converged"]
+
+
+def test_elbo_convergence_flags_divergence_and_stalls():
+    rng = np.random.default_rng(1)
+    # Noise about a level that never falls: the parameters did not move (learning_rate=0).
+    flat = elbo_convergence(100.0 + rng.normal(0, 1.0, 1000))
+    assert flat["elbo_problem"] == "stalled" and not flat["elbo_converged"]
+    assert flat["elbo_drop_ratio"] < 3 and flat["elbo_noise_ratio"] < 3  # settled, but stalled
+    assert elbo_convergence(np.full(500, 7.0))["elbo_problem"] == "stalled"  # MAP, lr=0
+    # Growing without bound, and a slow upward drift within two windows' noise.
+    blowup = elbo_convergence(400.0 * np.exp(np.arange(1000) / 40.0))
+    assert blowup["elbo_problem"] == "diverged" and blowup["elbo_drop_ratio"] < 0
+    drift = elbo_convergence(100.0 + np.linspace(0, 5, 1000) + rng.normal(0, 1.0, 1000))
+    assert drift["elbo_problem"] == "diverged"
+    # Too short for two windows, still judged on its halves.
+    assert elbo_convergence(np.geomspace(10.0, 1e9, 40))["elbo_problem"] == "diverged"
+    # A steady fall of 0.07 % per window: below the relative tolerance, but the last
+    # window still makes a tenth of the whole fall.
+    slow = elbo_convergence(np.linspace(374.0, 371.5, 1000))
+    assert slow["elbo_rel_change"] < ELBO_RTOL and slow["elbo_problem"] == "not settled"
+
+
+def test_loss_window():
+    assert [loss_window(n) for n in (1, 30, 100, 499, 500, 3000)] == [1, 30, 50, 50, 50, 300]
+
+
+def test_tiny_learning_rate_stalls():
+    est, caught = _fit(num_steps=300, num_samples=20, learning_rate=1e-7)
+    diag = est.diagnostics_
+    assert diag["elbo_problem"] == "stalled" and diag["converged"] is False
+    assert diag["elbo_drop_ratio"] < 3
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "stalled" in message and "raise it" in message
+
+
+def test_diverged_loss_warns_to_lower_learning_rate():
+    loss = 400.0 * np.exp(np.arange(600) / 50.0)
+    with pytest.warns(ConvergenceWarning, match="diverged") as caught:
+        out = finish_fit({"loss": loss}, "map", None)
+    assert out["elbo_problem"] == "diverged" and not out["converged"]
+    assert "Lower `learning_rate`" in str(caught[0].message)
+
+
+def test_finish_fit_is_pure_and_warns():
+    rng = np.random.default_rng(2)
+    diag = {"loss": 100.0 + rng.normal(0, 1.0, 600), "fit_seconds": 1.0}
+    with pytest.warns(ConvergenceWarning, match="stalled"):
+        out = finish_fit(diag, "svi", None)
+    assert set(diag) == {"loss", "fit_seconds"}  # input untouched
+    assert out["elbo_problem"] == "stalled" and out["converged"] is False
+    assert out["fit_seconds"] == 1.0 and out["elbo_window"] == 60
+    ds = xr.Dataset({"a": (("chain", "draw"), rng.normal(size=(2, 300)))})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nuts = finish_fit({"num_divergences": 0}, "nuts", ds)
+    assert nuts["converged"] and nuts["num_draws"] == 300 and "elbo_window" not in nuts
+
+
+def test_draws_by_chain_and_row_dims():
+    ds = xr.Dataset(
+        {
+            "b": (("chain", "draw", "feature"), np.arange(24.0).reshape(2, 3, 4)),
+            "mu": (("chain", "draw", "obs"), np.zeros((2, 3, 5))),
+            "z": (("chain", "draw", "k"), np.zeros((2, 3, 2))),
+        },
+        coords={"chain": [0, 1], "draw": [0, 1, 2], "feature": list("abcd"), "obs": range(5)},
+    )
+    assert row_dims(ds) == {"obs"}
+    flat = draws_by_chain(ds["b"].transpose("feature", "draw", "chain"))
+    assert flat.shape == (2, 3, 4) and flat.dtype == float
+    np.testing.assert_array_equal(flat, np.arange(24.0).reshape(2, 3, 4))
 
 
 def test_nuts_diagnostics_match_arviz_stats(nuts):
@@ -172,13 +250,17 @@ def test_summary_table(nuts, svi):
     assert summary(svi[0].posterior_).equals(svi[0].summary())
 
 
-def test_progress_bar_on_batched_predictions(svi, capsys):
-    est, _ = svi
-    X, _ = _data()
-    plain = est.predict(X)
+def test_progress_bar_on_batched_predictions(capsys):
+    X, y = _data()
+    params = dict(num_steps=200, num_samples=20, random_state=0)
+    plain = ImpactRegressor(**params).fit(X, y).predict(X)
+    est = ImpactRegressor(progress_bar=True, batch_size=30, **params).fit(X, y)
     capsys.readouterr()
-    shown = est.set_params(progress_bar=True, batch_size=30).predict(X)
-    est.set_params(progress_bar=False, batch_size=None)
+    shown = est.predict(X)
     err = capsys.readouterr().err
-    np.testing.assert_array_equal(shown, plain)
+    np.testing.assert_allclose(shown, plain, rtol=1e-6)
     assert "predict" in err and "80/80" in err
+    # prediction settings are frozen at fit like everything else
+    est.set_params(progress_bar=False)
+    est.predict(X)
+    assert "80/80" in capsys.readouterr().err
