@@ -14,14 +14,18 @@ import pandas as pd
 import xarray as xr
 from arviz_stats.base import array_stats
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
 
-from ._sinks import ZarrSink, scratch_dir, scratch_sink_in, store_tree
-from .interventions import describe
-from .schema import make_tree
+from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
+from .interventions import apply_to_columns, describe, split_columns
+from .schema import (
+    PREDICTIVE_GROUPS, Labels, effect_tree, effect_tree_of, predictive_group, predictive_tree,
+)
 
-__all__ = ["counterfactual_predict", "effect", "estimate_effect", "summarize_effect"]
-
-_GROUPS = ("posterior_predictive", "predictions")
+__all__ = [
+    "counterfactual_predict", "effect", "estimate_effect", "summarize_effect", "outcome_draws",
+    "final_estimator", "through_pipeline",
+]
 
 
 def counterfactual_predict(
@@ -39,8 +43,9 @@ def counterfactual_predict(
         columns of a Pipeline's input are changed before its transformers run). ``None``
         predicts the factual scenario.
     in_sample : bool, default=False
-        ``True`` stores draws under ``posterior_predictive``, ``False`` under
-        ``predictions``.
+        ``True``: X are the training rows (checked); draws are stored under
+        ``posterior_predictive`` and local latent sites keep their fitted values.
+        ``False``: new rows, stored under ``predictions``; local latents are drawn.
     return_sites : list of str, optional
         Sites to keep; default the outcome and the local latent sites.
     store : str, os.PathLike or zarr store, optional
@@ -54,24 +59,71 @@ def counterfactual_predict(
     xarray.DataTree
         Groups ``posterior`` and ``predictions`` (or ``posterior_predictive``), the
         intervention recorded in the attrs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor, counterfactual_predict
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)); y = X @ [1.0, 2.0] + rng.normal(0, 0.1, 200)
+    >>> est = ImpactRegressor(num_steps=1500, num_samples=100, random_state=0).fit(X, y)
+    >>> tree = counterfactual_predict(est, X[:3], {1: 0.0})   # set column 1 to zero
+    >>> dict(tree["predictions"]["y"].sizes)
+    {'chain': 1, 'draw': 100, 'obs': 3}
     """
-    est, Xt, rest = _through_pipeline(estimator, X, intervention)
-    Xp, inp, resolved, rows = est._prepare(Xt, inputs, rest)
+    if store is not None:
+        check_target(store)
+    pred, rows = _rows(estimator, X, intervention, inputs)
+    request = pred.request(return_sites=return_sites, intervention=rows.intervention,
+                           in_sample=in_sample)
+    labels = _labels(pred, rows.labels)
+    posterior = _posterior(estimator)
+    attrs = {**pred.attrs, "intervention": describe(intervention),
+             "rows_fingerprint": rows.fingerprint}
 
     def build(arrays, row_axes):
-        return est._tree(arrays, row_axes, rows, in_sample, intervention)
+        return predictive_tree(posterior, arrays, labels, row_axes, in_sample=in_sample,
+                               attrs=attrs)
 
-    sink = None
-    if store is not None:
-        sink = ZarrSink(
-            store, build, group=_GROUPS[0] if in_sample else _GROUPS[1],
-            n_chain=est.posterior_["posterior"].sizes["chain"],
-        )
-    out, row_axes = est._run(
-        Xp, inp, resolved, return_sites=est._return_sites(return_sites), in_sample=in_sample,
-        sink=sink,
-    )
+    sink = None if store is None else ZarrSink(
+        store, build, group=predictive_group(in_sample), n_chain=pred.n_chain)
+    out, row_axes = pred.predict(rows, request, pred.key(), sink=sink, in_sample=in_sample)
     return out if store is not None else build(out, row_axes)
+
+
+def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
+    """Draws of the outcome for the rows of ``X``, chains flattened.
+
+    Parameters
+    ----------
+    estimator : fitted skimpact estimator or Pipeline ending in one
+    X : array-like or DataFrame
+    intervention : dict, optional
+    stat : {"sample", "mean", "probs"}, default="sample"
+        Sampled outcomes, the conditional mean per draw, or class probabilities per draw.
+    **inputs : array-like
+
+    Returns
+    -------
+    ndarray of shape (n_draws, n_rows, ...)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.effects import outcome_draws
+    >>> X = np.linspace(-1, 1, 50)[:, None]; y = 3 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=500, num_samples=20, random_state=0).fit(X, y)
+    >>> outcome_draws(est, X[:4], stat="mean").shape
+    (20, 4)
+    """
+    pred, rows = _rows(estimator, X, intervention, inputs)
+    site = pred.info.outcome_site
+    request = pred.request(return_sites=(site,), intervention=rows.intervention,
+                           outcome_stat=stat)
+    out, _ = pred.predict(rows, request, pred.key())
+    values = out[site]
+    return values.reshape((-1,) + values.shape[2:])
 
 
 def effect(
@@ -80,7 +132,7 @@ def effect(
     intervention,
     baseline=None,
     *,
-    kind="predictive",
+    kind=None,
     in_sample=False,
     return_sites=None,
     store=None,
@@ -93,12 +145,17 @@ def effect(
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
     X : array-like or DataFrame
     intervention : dict
-        The scenario of interest (see :func:`counterfactual_predict`).
+        The scenario of interest (see :func:`counterfactual_predict`); it must name at
+        least one site, input or column.
     baseline : dict, optional
         The reference scenario; ``None`` means the factual (no intervention).
-    kind : {"predictive", "mean"}, default="predictive"
+    kind : {"predictive", "mean", "probs"}, optional
         ``"predictive"`` contrasts sampled outcomes; ``"mean"`` contrasts the conditional
-        mean of the outcome per draw (the quantity published average effects report).
+        mean of the outcome per draw (the quantity published average effects report);
+        ``"probs"`` contrasts class probabilities per draw (a ``class`` dim with the class
+        labels). The default is ``"predictive"`` for a regressor and ``"probs"`` for a
+        classifier; ``"predictive"`` is refused for more than two classes, whose codes
+        cannot be subtracted.
     in_sample : bool, default=False
         Group name and local latent handling, as in :func:`counterfactual_predict`.
     return_sites : list of str, optional
@@ -115,35 +172,60 @@ def effect(
     xarray.DataTree
         Groups ``posterior`` and ``predictions`` (or ``posterior_predictive``) holding
         intervention minus baseline with dims ``chain``, ``draw`` and the row dim.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor, effect, summarize_effect
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 2)); y = X @ [1.0, 2.0] + rng.normal(0, 0.5, 300)
+    >>> est = ImpactRegressor(inference="nuts", num_samples=300, random_state=0).fit(X, y)
+    >>> eff = effect(est, X, {1: X[:, 1] + 1.0}, kind="mean")   # column 1 up by one unit
+    >>> round(float(summarize_effect(eff)["mean"].iloc[0]), 1)
+    2.0
     """
-    if kind not in ("predictive", "mean"):
-        raise ValueError(f"`kind` must be 'predictive' or 'mean'; got {kind!r}.")
-    est = _final(estimator)
-    info = est.model_info_
-    if kind == "mean":
-        stat = "probs" if hasattr(est, "classes_") and len(est.classes_) > 2 else "mean"
-        sites = (info.outcome_site,) if return_sites is None else tuple(return_sites)
-    else:
-        stat = "sample"
-        sites = None if return_sites is None else tuple(return_sites)
-    key = est._key("predict")
-    scratch = scratch_dir(store)
-    results = [
-        _predict_scenario(
-            estimator, X, scenario, inputs, in_sample=in_sample, sites=sites, stat=stat, key=key,
-            sink=scratch_sink_in(scratch),
+    if store is not None:
+        check_target(store)
+    _check_scenarios(intervention, baseline)
+    est = final_estimator(estimator)
+    check_is_fitted(est, "predictor_")
+    pred = est.predictor_
+    stats = pred.info.outcome_stats
+    if kind is None:
+        kind = "probs" if pred.classes is not None and "probs" in stats else "predictive"
+    if kind not in ("predictive", "mean", "probs"):
+        raise ValueError(f"`kind` must be 'predictive', 'mean' or 'probs'; got {kind!r}.")
+    if kind != "predictive" and kind not in stats:
+        raise ValueError(
+            f"kind={kind!r} needs the outcome distribution's {kind} in closed form, which "
+            f"{pred.info.outcome_site!r} does not have; use kind='predictive' (a contrast of "
+            "sampled outcomes)."
         )
+    if kind == "predictive" and pred.classes is not None and len(pred.classes) > 2:
+        raise ValueError(
+            "kind='predictive' would subtract the codes of unordered classes, which means "
+            "nothing; use kind='probs' (the default for classifiers): the effect on each "
+            "class probability."
+        )
+    site = pred.info.outcome_site
+    if kind == "predictive":
+        sites = return_sites
+    else:
+        sites = (site,) if return_sites is None else tuple(return_sites)
+    stat = "sample" if kind == "predictive" else kind
+    key = pred.key()
+    scratch = scratch_dir(store)
+    (out_i, _, _), (out_b, row_axes, rows) = [
+        _predict_scenario(estimator, X, scenario, inputs, in_sample=in_sample, sites=sites,
+                          stat=stat, key=key, sink=scratch_sink_in(scratch))
         for scenario in (intervention, baseline)
     ]
-    (out_i, _, _), (out_b, row_axes, rows) = results
     diff = {k: out_i[k] - out_b[k] for k in out_i}
-    return store_tree(store, scratch, est._tree(
-        diff, row_axes, rows, in_sample, intervention,
-        extra_attrs={
-            "baseline": describe(baseline), "kind": kind, "quantity": "effect",
-            **_effect_attrs(est),
-        },
-    ))
+    labels = _labels(pred, rows.labels, probs_site=site if kind == "probs" else None)
+    attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
+             "kind": kind, "outcome": site, "row_dim": pred.info.row_dim}
+    return store_tree(store, scratch, effect_tree(
+        _posterior(estimator), diff, labels, row_axes, in_sample=in_sample, attrs=attrs))
 
 
 def estimate_effect(
@@ -177,16 +259,30 @@ def estimate_effect(
     ------
     ValueError
         If a scenario has both or neither of its sources, or the scenarios differ in group
-        (``in_sample``), variables, dims, shapes or row labels; the message names both sides.
+        (``in_sample``), variables, dims, shapes or row labels, or were predicted for
+        different rows (fingerprints in the attrs differ); the message names both sides.
 
     Returns
     -------
     xarray.DataTree
         The scenarios' common group (``predictions`` or ``posterior_predictive``) holding
-        intervention minus baseline for every variable, with dims ``chain``, ``draw`` and
-        the row dim kept, and the intervention scenario's ``posterior`` group.
+        intervention minus baseline for every variable, and the intervention scenario's
+        ``posterior`` group.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor, estimate_effect, summarize_effect
+    >>> X = np.linspace(-1, 1, 100)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=800, num_samples=50, random_state=0).fit(X, y)
+    >>> eff = estimate_effect(est, args_baseline={"X": X, "intervention": {0: 0.0}},
+    ...                       args_intervention={"X": X, "intervention": {0: 1.0}})
+    >>> round(float(summarize_effect(eff)["mean"].iloc[0]))
+    2
     """
-    est = _final(estimator)
+    if store is not None:
+        check_target(store)
+    est = final_estimator(estimator)
     key = None
     scratch = scratch_dir(store)
     trees = {}
@@ -207,15 +303,21 @@ def estimate_effect(
             X, intervention = args.pop("X"), args.pop("intervention", None)
             in_sample = args.pop("in_sample", False)
             return_sites = args.pop("return_sites", None)
-            sites = None if return_sites is None else tuple(return_sites)
+            check_is_fitted(est, "predictor_")
+            pred = est.predictor_
             # One key for both lazy scenarios: common random numbers even when
             # random_state is None (an int random_state gives counterfactual_predict's key).
-            key = est._key("predict") if key is None else key
+            key = pred.key() if key is None else key
             out, row_axes, rows = _predict_scenario(
-                estimator, X, intervention, args, in_sample=in_sample, sites=sites,
+                estimator, X, intervention, args, in_sample=in_sample, sites=return_sites,
                 stat="sample", key=key, sink=scratch_sink_in(scratch),
             )
-            output = est._tree(out, row_axes, rows, in_sample, intervention)
+            output = predictive_tree(
+                _posterior(estimator), out, _labels(pred, rows.labels), row_axes,
+                in_sample=in_sample,
+                attrs={**pred.attrs, "intervention": describe(intervention),
+                       "rows_fingerprint": rows.fingerprint},
+            )
         elif not isinstance(output, xr.DataTree):
             raise TypeError(
                 f"output_{side} must be an xarray.DataTree from counterfactual_predict; got "
@@ -224,41 +326,19 @@ def estimate_effect(
         trees[side] = output
     group = _common_group(trees)
     base, inter = trees["baseline"][group].to_dataset(), trees["intervention"][group].to_dataset()
-    if set(base.data_vars) != set(inter.data_vars):
-        raise ValueError(
-            f"The scenarios hold different variables in group {group!r}: baseline "
-            f"{sorted(base.data_vars)}, intervention {sorted(inter.data_vars)}; predict both "
-            "with the same return_sites."
-        )
-    for name in inter.data_vars:
-        b, i = base[name], inter[name]
-        if b.dims != i.dims or b.shape != i.shape:
-            raise ValueError(
-                f"Variable {name!r} has dims {dict(zip(b.dims, b.shape))} in the baseline and "
-                f"{dict(zip(i.dims, i.shape))} in the intervention; predict both scenarios for "
-                "the same rows and draws."
-            )
-        for dim in i.dims:
-            if dim in i.coords and dim in b.coords and not np.array_equal(
-                b[dim].values, i[dim].values
-            ):
-                raise ValueError(
-                    f"Variable {name!r} has different {dim!r} labels in the baseline "
-                    f"({_preview(b[dim].values)}) and the intervention "
-                    f"({_preview(i[dim].values)}); predict both scenarios for the same rows."
-                )
+    _check_alignment(group, base, inter)
+    _check_same_rows(trees)
     diff = inter.copy(data={k: inter[k].data - base[k].data for k in inter.data_vars})
-    groups = {group: diff}
-    if "posterior" in trees["intervention"].children:
-        groups = {"posterior": trees["intervention"]["posterior"].to_dataset(), **groups}
+    posterior = trees["intervention"]["posterior"].to_dataset() \
+        if "posterior" in trees["intervention"].children else None
+    info = est.predictor_.info if hasattr(est, "predictor_") else None
     attrs = {
-        "quantity": "effect",
         "kind": "predictive",
         "intervention": trees["intervention"].attrs.get("intervention", ""),
         "baseline": trees["baseline"].attrs.get("intervention", ""),
-        **_effect_attrs(est),
+        **({"outcome": info.outcome_site, "row_dim": info.row_dim} if info else {}),
     }
-    return store_tree(store, scratch, make_tree(groups, attrs=attrs))
+    return store_tree(store, scratch, effect_tree_of(posterior, group, diff, attrs=attrs))
 
 
 def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
@@ -373,35 +453,128 @@ def _default_var(tree, ds):
     return observed[0] if len(observed) == 1 else names[0]
 
 
-def _effect_attrs(est):
-    info = est.model_info_
-    return {"outcome": info.outcome_site, "row_dim": info.row_dim}
-
-
 def _preview(values, k=3):
     values = list(np.asarray(values)[: k + 1])
     return ", ".join(map(str, values[:k])) + (", ..." if len(values) > k else "")
 
 
-def _predict_scenario(
-    estimator, X, intervention, inputs, *, in_sample, sites, stat, key, sink=None
-):
-    """Predict one scenario with ``key``: ``(arrays, row axes, row labels)``."""
-    est, Xt, rest = _through_pipeline(estimator, X, intervention)
-    Xp, inp, resolved, rows = est._prepare(Xt, inputs, rest)
-    out, row_axes = est._run(
-        Xp, inp, resolved, return_sites=est._return_sites(sites), outcome_stat=stat,
-        in_sample=in_sample, key=key, sink=sink,
+def _check_scenarios(intervention, baseline):
+    """An effect needs an intervention that names something and differs from its baseline."""
+    for side, scenario in (("intervention", intervention), ("baseline", baseline)):
+        if scenario is not None and not isinstance(scenario, dict):
+            raise TypeError(
+                f"`{side}` must be a dict mapping site, input or column names to values, "
+                f"e.g. {{'z': 0.0}}; got {type(scenario).__name__} {scenario!r}."
+            )
+    if not intervention:
+        raise ValueError(
+            "An effect needs an intervention that names at least one site, input or column, "
+            "e.g. {'z': 1.0}; an empty intervention is the factual scenario and its effect is "
+            "zero by construction."
+        )
+    if baseline is not None and _same_scenario(intervention, baseline):
+        raise ValueError(
+            "The intervention and the baseline are the same scenario, so the effect is zero "
+            "by construction; change the value of at least one name."
+        )
+
+
+def _same_scenario(a, b):
+    if set(a) != set(b):
+        return False
+    for k in a:
+        va, vb = a[k], b[k]
+        if callable(va) or callable(vb):
+            if va is not vb:
+                return False
+            continue
+        try:
+            if not np.array_equal(np.asarray(va), np.asarray(vb)):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
+def _check_alignment(group, base, inter):
+    """The two scenarios of :func:`estimate_effect` must hold the same variables and rows."""
+    if set(base.data_vars) != set(inter.data_vars):
+        raise ValueError(
+            f"The scenarios hold different variables in group {group!r}: baseline "
+            f"{sorted(base.data_vars)}, intervention {sorted(inter.data_vars)}; predict both "
+            "with the same return_sites."
+        )
+    for name in inter.data_vars:
+        b, i = base[name], inter[name]
+        if b.dims != i.dims or b.shape != i.shape:
+            raise ValueError(
+                f"Variable {name!r} has dims {dict(zip(b.dims, b.shape))} in the baseline and "
+                f"{dict(zip(i.dims, i.shape))} in the intervention; predict both scenarios for "
+                "the same rows and draws."
+            )
+        for dim in i.dims:
+            if dim in i.coords and dim in b.coords and not np.array_equal(
+                b[dim].values, i[dim].values
+            ):
+                raise ValueError(
+                    f"Variable {name!r} has different {dim!r} labels in the baseline "
+                    f"({_preview(b[dim].values)}) and the intervention "
+                    f"({_preview(i[dim].values)}); predict both scenarios for the same rows "
+                    "in the same order."
+                )
+
+
+def _check_same_rows(trees):
+    fb = trees["baseline"].attrs.get("rows_fingerprint")
+    fi = trees["intervention"].attrs.get("rows_fingerprint")
+    if fb is not None and fi is not None and fb != fi:
+        raise ValueError(
+            "The baseline and the intervention were predicted for different rows (or the "
+            "same rows in another order): their X and per-row inputs differ before the "
+            "interventions. Predict both scenarios for the same X."
+        )
+
+
+def _labels(pred, row_labels, probs_site=None):
+    info = pred.info
+    probs = probs_site is not None and pred.classes is not None
+    return Labels(
+        info.row_dim, row_labels, site_plates=info.site_plates,
+        feature_names=getattr(pred.layout, "feature_names_in_", None),
+        trailing={probs_site: ("class",)} if probs else None,
+        dim_coords={"class": pred.classes} if probs else None,
     )
+
+
+def _posterior(estimator):
+    return final_estimator(estimator).posterior_["posterior"].to_dataset()
+
+
+def _rows(estimator, X, intervention, inputs):
+    """The fitted posterior of ``estimator`` and its validated rows for ``X``."""
+    est, Xt, rest, raw, factual = through_pipeline(estimator, X, intervention)
+    check_is_fitted(est, "predictor_")
+    pred = est.predictor_
+    return pred, pred.rows(Xt, inputs, rest, raw_columns=raw, factual=factual)
+
+
+def _predict_scenario(estimator, X, intervention, inputs, *, in_sample, sites, stat, key,
+                      sink=None):
+    """Predict one scenario with ``key``: ``(arrays, row axes, rows)``."""
+    pred, rows = _rows(estimator, X, intervention, inputs)
+    request = pred.request(return_sites=sites, intervention=rows.intervention,
+                           outcome_stat=stat, in_sample=in_sample)
+    out, row_axes = pred.predict(rows, request, key, sink=sink, in_sample=in_sample)
     return out, row_axes, rows
 
 
 def _group_of(tree):
-    for g in _GROUPS:
+    for g in PREDICTIVE_GROUPS:
         if g in tree.children:
             return g
     raise ValueError(
-        f"The tree has no {_GROUPS[0]!r} or {_GROUPS[1]!r} group; it has {list(tree.children)}."
+        f"The tree has no {PREDICTIVE_GROUPS[0]!r} or {PREDICTIVE_GROUPS[1]!r} group; it has "
+        f"{list(tree.children)}."
     )
 
 
@@ -415,31 +588,32 @@ def _common_group(trees):
     return groups["baseline"]
 
 
-def _final(estimator):
+def final_estimator(estimator):
+    """The skimpact estimator at the end of a Pipeline (or ``estimator`` itself)."""
     return estimator[-1] if isinstance(estimator, Pipeline) else estimator
 
 
-def _through_pipeline(estimator, X, intervention):
+def through_pipeline(estimator, X, intervention):
     """Apply raw-column interventions before a Pipeline's transformers.
 
-    Returns the final estimator, the X it sees, and the rest of the intervention.
+    Returns
+    -------
+    estimator
+        The final estimator.
+    Xt
+        The X it sees (transformed, with the raw-column interventions applied).
+    rest : dict or None
+        The intervention's other names (sites, inputs, transformed columns).
+    raw_columns : list
+        The raw columns (valid intervention names, listed in messages).
+    factual : array-like or None
+        The transformed X without the raw-column interventions, when there were any.
     """
     if not isinstance(estimator, Pipeline):
-        return estimator, X, intervention
-    intervention = dict(intervention or {})
-    raw = {k: intervention.pop(k) for k in list(intervention) if _is_column(X, k)}
-    if raw:
-        X = X.copy()
-        for k, v in raw.items():
-            if isinstance(X, pd.DataFrame):
-                X[k] = v(X[k].to_numpy()) if callable(v) else v
-            else:
-                X[:, k] = v(X[:, k]) if callable(v) else v
-    Xt = estimator[:-1].transform(X)
-    return estimator[-1], Xt, intervention
-
-
-def _is_column(X, name):
-    if isinstance(X, pd.DataFrame):
-        return name in X.columns
-    return isinstance(name, (int, np.integer)) and 0 <= name < np.shape(X)[1]
+        return estimator, X, intervention, (), None
+    columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
+    raw, rest = split_columns(intervention, columns)
+    transform = estimator[:-1].transform
+    if not raw:
+        return estimator[-1], transform(X), rest, columns, None
+    return estimator[-1], transform(apply_to_columns(X, raw)), rest, columns, transform(X)

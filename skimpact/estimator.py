@@ -1,75 +1,107 @@
 """The scikit-learn face of skimpact: :class:`ImpactRegressor` and :class:`ImpactClassifier`.
 
-The estimators validate inputs, hold fitted attributes and delegate: inference to
-:mod:`skimpact.inference`, prediction to :mod:`skimpact.predictive`, interventions to
-:mod:`skimpact.interventions`, effects to :mod:`skimpact.effects` and output labelling to
-:mod:`skimpact.schema`.
+``fit`` validates the parameters and builds the fitted collaborators, each in its own
+module, and afterwards the estimator only delegates to them; nothing calls back:
+
+* :class:`~skimpact.layout.InputLayout` (``layout.py``): validation of X and inputs, row
+  labels, column interventions;
+* :class:`~skimpact.program.Program` (``program.py``): the model with its reparameterisation,
+  outcome name, model info, cache key and data scales;
+* :func:`~skimpact.inference.run_inference` (``inference.py``): the posterior draws;
+* :class:`~skimpact.posterior.FittedPosterior` (``posterior.py``): draws, program and layout,
+  with the one ``predict`` that effects, metrics and plots use.
+
+Everything predictions need is frozen at ``fit``: ``set_params`` changes nothing until the
+next ``fit``.
 """
 
-import functools
 import numbers
-import threading
+from abc import ABCMeta, abstractmethod
+from dataclasses import replace
+from numbers import Integral, Real
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from numpyro import handlers
-from numpyro.primitives import Messenger
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.preprocessing import LabelEncoder
-from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from . import effects
+from ._sinks import ZarrSink, check_target, write_tree
+from .diagnostics import finish_fit, summary
 from .inference import run_inference
-from .interventions import apply_to_inputs, describe, resolve_intervention
-from .model import Model, as_model, inspect_model, linear_model, logistic_model
-from ._sinks import ZarrSink, write_tree
-from .predictive import PredictiveEngine, Request
-from .schema import Labels, encode_attr, flatten_chains, make_dataset, make_tree
+from .layout import InputLayout
+from .model import Model, as_model, builtin_scales, linear_model, logistic_model
+from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
+from .program import build_program, training_model
+from .schema import Labels, log_likelihood_tree, posterior_tree, prior_tree
 
 __all__ = ["ImpactRegressor", "ImpactClassifier"]
 
-_INFERENCE = ("svi", "nuts", "map")
 
-# NumPyro's effect handlers live on one global stack, so two threads tracing models at once
-# corrupt each other (threaded joblib or Dask workers). Fitting and predicting hold this lock.
-_NUMPYRO_LOCK = threading.RLock()
+class _RoutingMixin:
+    """``set_*_request`` for model inputs, whose names scikit-learn cannot read from the
+    ``**inputs`` signatures."""
+
+    def set_fit_request(self, **requests):
+        """Request metadata for ``fit`` (model inputs by name, ``sample_weight``) when
+        metadata routing is enabled; returns ``self``.
+
+        Model inputs arrive as ``**inputs``, whose names scikit-learn cannot read from the
+        signature, so any name is accepted: ``est.set_fit_request(C=True)``.
+        """
+        return self._set_request("fit", requests)
+
+    def set_predict_request(self, **requests):
+        """Request metadata (model inputs by name) for ``predict``; returns ``self``."""
+        return self._set_request("predict", requests)
+
+    def set_score_request(self, **requests):
+        """Request metadata (model inputs, ``sample_weight``) for ``score``; returns ``self``."""
+        return self._set_request("score", requests)
+
+    def _set_request(self, method, requests):
+        from sklearn import get_config
+        from sklearn.utils.metadata_routing import UNCHANGED
+
+        if not get_config().get("enable_metadata_routing", False):
+            raise RuntimeError(
+                f"set_{method}_request is only available when metadata routing is enabled: "
+                "sklearn.set_config(enable_metadata_routing=True)."
+            )
+        metadata = self._get_metadata_request()
+        for name, alias in requests.items():
+            if alias is not UNCHANGED:
+                getattr(metadata, method).add_request(param=name, alias=alias)
+        self._metadata_request = metadata
+        return self
 
 
-def _serialised(method):
-    """Run ``method`` while holding the lock that guards NumPyro's handler stack."""
+class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
+    """Shared scikit-learn face of the skimpact estimators (not public)."""
 
-    @functools.wraps(method)
-    def wrapper(*args, **kwargs):
-        with _NUMPYRO_LOCK:
-            return method(*args, **kwargs)
-
-    return wrapper
-
-
-class _LikelihoodOnly(Messenger):
-    """Scale and mask the log-density of one site only (the outcome), leaving the priors of
-    global parameters unscaled: ``handlers.scale`` / ``handlers.mask`` restricted to a site."""
-
-    def __init__(self, fn=None, site=None, scale=None, mask=None):
-        self.site, self.scale, self.mask = site, scale, mask
-        super().__init__(fn)
-
-    def process_message(self, msg):
-        if msg["type"] != "sample" or msg["name"] != self.site:
-            return
-        if self.scale is not None:
-            msg["scale"] = self.scale if msg["scale"] is None else msg["scale"] * self.scale
-        if self.mask is not None:
-            msg["fn"] = msg["fn"].mask(self.mask)
-
-
-class _ImpactBase(BaseEstimator):
-    """Shared machinery of the skimpact estimators (not public)."""
+    _parameter_constraints = {
+        "model": [Model, callable, None],
+        "inference": [StrOptions({"svi", "nuts", "map"})],
+        "guide": [str, type, callable],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "num_steps": [Interval(Integral, 1, None, closed="left")],
+        "num_warmup": [Interval(Integral, 0, None, closed="left")],
+        "num_samples": [Interval(Integral, 1, None, closed="left")],
+        "num_chains": [Interval(Integral, 1, None, closed="left")],
+        "target_accept_prob": [Interval(Real, 0, 1, closed="neither")],
+        "reparam": [dict, None],
+        "outcome": [str],
+        "inputs": [list, tuple, None],
+        "missing": [StrOptions({"error", "mask"})],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "fit_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "progress_bar": ["boolean"],
+    }
 
     def __init__(
         self,
@@ -110,12 +142,10 @@ class _ImpactBase(BaseEstimator):
         self.random_state = random_state
         self.progress_bar = progress_bar
 
-    # --------------------------------------------------------------------- sklearn
+    # ------------------------------------------------------------- sklearn protocol
     def __getstate__(self):
-        from .model import _check_picklable
-
         if callable(self.model) and not isinstance(self.model, Model):
-            _check_picklable(self.model, "Model")
+            as_model(self.model).__getstate__()  # a clear error for lambdas and closures
         return super().__getstate__()
 
     def __sklearn_tags__(self):
@@ -125,8 +155,15 @@ class _ImpactBase(BaseEstimator):
         tags.input_tags.allow_nan = False
         return tags
 
-    # ------------------------------------------------------------------------ fit
-    @_serialised
+    @abstractmethod
+    def _default_factory(self, classes):
+        """The built-in model factory and its hyperparameters for ``model=None``."""
+
+    @abstractmethod
+    def _encode_fit_outcome(self, y, sample_weight):
+        """``(y as the model observes it, classes or None)``; sets nothing."""
+
+    # -------------------------------------------------------------------------- fit
     def fit(self, X, y, sample_weight=None, **inputs):
         """Fit the model's posterior to ``(X, y)``.
 
@@ -147,393 +184,123 @@ class _ImpactBase(BaseEstimator):
         -------
         self : object
         """
-        self._check_params()
+        self._validate_params()
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        X, inputs = self._split_inputs(X, inputs, reset=True)
-        X, y = self._validate_xy(X, y)
-        inputs = self._validate_inputs(inputs, X.shape[0], reset=True)
-        y_obs, mask = self._observed(y)
-        scale = None
-        if sample_weight is not None:
-            sample_weight = _validated_sample_weight(sample_weight, X.shape[0])
-            self._check_weighted_targets(y, sample_weight)
-            scale = jnp.asarray(sample_weight)
-        self.model_ = self._resolve_model(X)
-        inputs = {**self._default_inputs(X, y_obs, mask, sample_weight), **inputs}
-        model = self._prediction_model()
-        self.model_info_ = inspect_model(model, X, self.outcome, y_obs, inputs)
-        train_model = model
-        if self.fit_batch_size is not None and (scale is not None or mask is not None):
+        if any(not isinstance(c, str) for c in self.inputs or ()):
+            raise ValueError(f"`inputs` must list column names (str); got {self.inputs!r}.")
+        with NUMPYRO_LOCK:
+            fitted = self._fit(X, y, sample_weight, inputs)
+        # one swap of the fitted state, so a concurrent prediction sees old or new, not both
+        vars(self).update(fitted)
+        self.diagnostics_ = finish_fit(self.diagnostics_, self.inference_, self.posterior_)
+        return self
+
+    def _fit(self, X, y, sample_weight, inputs):
+        factory = self._default_factory(None)[0]
+        builtin = self.model is None or (isinstance(self.model, Model)
+                                         and self.model.factory is factory)
+        layout = InputLayout(tuple(self.inputs or ()), owner=type(self).__name__,
+                             center=builtin, allow_nan_y=self.missing == "mask")
+        X64, y, inputs, weights = layout.fit(
+            X, y, inputs, y_numeric=not isinstance(self, ClassifierMixin),
+            sample_weight=sample_weight,
+        )
+        y_model, classes = self._encode_fit_outcome(y, weights)
+        hyper = self._default_factory(classes)[1]
+        observed = ~pd.isna(y)
+        mask = None if observed.all() else jnp.asarray(observed)
+        y_model = np.where(observed, y_model, 0).astype(y_model.dtype)
+        if self.fit_batch_size is not None and (weights is not None or mask is not None):
             raise ValueError(
                 "`fit_batch_size` cannot be combined with sample_weight or masked outcomes."
             )
-        if scale is not None or mask is not None:
-            train_model = _LikelihoodOnly(
-                model, site=self.model_info_.outcome_site, scale=scale, mask=mask
-            )
+        spec = Model(factory, **hyper) if self.model is None else as_model(self.model)
+        w = observed if weights is None else weights * observed
+        scales = builtin_scales(spec.factory, X64, y_model, w) if builtin else None
+        Xm = layout.cast(X64)
+        program = build_program(
+            spec, Xm, jnp.asarray(y_model), inputs, reparam=self.reparam,
+            outcome=self.outcome, scales=scales, row_inputs=layout.row_inputs_,
+        )
+        info = program.info
         result = run_inference(
             self.inference,
-            train_model,
-            (X,),
-            {self.outcome: y_obs, **inputs},
-            latent_sites=self.model_info_.latent_sites,
-            deterministic_sites=self.model_info_.deterministic_sites,
-            key=self._key("fit"),
+            training_model(program, scale=None if weights is None else jnp.asarray(weights),
+                           mask=mask),
+            (Xm,),
+            {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)},
+            latent_sites=info.latent_sites,
+            deterministic_sites=info.deterministic_sites,
+            key=make_key(self.random_state, "fit"),
             settings=self.get_params(deep=False),
-            row_plate=self.model_info_.row_dim if self.model_info_.site_row_axis.get(
-                self.model_info_.outcome_site) is not None else None,
-            local_sites=tuple(self.model_info_.local_sites),
-            cache_key=self._cache_key() if train_model is model else None,
+            row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
+            else None,
+            local_sites=tuple(info.local_sites),
+            cache_key=program.cache_key if weights is None and mask is None else None,
         )
-        self.diagnostics_ = result.diagnostics
-        labels = self._labels(self._row_labels_fit, self.model_info_)
-        posterior = {**result.draws, **result.deterministic}
-        row_axes = {k: self.model_info_.site_row_axis.get(k) for k in posterior}
-        groups = {
-            "posterior": make_dataset(posterior, labels, row_axes),
-            "observed_data": self._observed_dataset(y, labels),
+        attrs = _tree_attrs(self.get_params(deep=False), spec)
+        draws = {**result.draws, **result.deterministic}
+        labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
+                        feature_names=getattr(layout, "feature_names_in_", None))
+        y_obs = np.where(observed, y_model, np.nan) if mask is not None else y_model
+        tree = posterior_tree(
+            draws, labels, {k: info.site_row_axis.get(k) for k in draws},
+            observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
+            attrs=attrs,
+        )
+        fitted = {
+            "posterior_": tree,
+            "diagnostics_": result.diagnostics,
+            "model_": program.spec,
+            "model_info_": info,
+            "inference_": self.inference,
+            "predictor_": FittedPosterior(
+                program, result.draws, layout, attrs=attrs, classes=classes,
+                random_state=self.random_state, batch_size=self.batch_size,
+                progress_bar=self.progress_bar,
+            ),
+            "input_names_": layout.input_names_,
+            "n_features_in_": layout.n_features_in_,
         }
-        if "diverging" in result.diagnostics:
-            groups["sample_stats"] = make_dataset(
-                {"diverging": result.diagnostics["diverging"]}, labels
-            )
-        self.posterior_ = make_tree(groups, attrs=self._attrs())
-        self._finish_fit()
-        return self
+        if hasattr(layout, "feature_names_in_"):
+            fitted["feature_names_in_"] = layout.feature_names_in_
+        else:
+            vars(self).pop("feature_names_in_", None)
+        if classes is not None:
+            fitted["classes_"] = classes
+        return fitted
 
-    def _finish_fit(self):
-        """Hook for diagnostics after a fit (see :mod:`skimpact.diagnostics`)."""
-        from .diagnostics import finish_fit
+    def _predictor(self):
+        check_is_fitted(self, "predictor_")
+        return self.predictor_
 
-        finish_fit(self)
-
+    # ------------------------------------------------------------------ posterior
     def summary(self, var_names=None, prob=0.94):
         """Posterior summary per parameter element, like NumPyro's ``print_summary``.
 
-        Parameters
-        ----------
-        var_names : list of str, optional
-            Parameters to summarise; default those that do not vary by row.
-        prob : float, default=0.94
-            Probability mass of the highest-density interval.
-
-        Returns
-        -------
-        pandas.DataFrame
-            Columns ``mean``, ``sd``, ``median``, ``hdi_lower``, ``hdi_upper``,
-            ``ess_bulk``, ``ess_tail``, ``r_hat``; one row per parameter element.
+        See :func:`skimpact.diagnostics.summary`; ESS and r_hat are NaN after SVI and MAP,
+        whose draws are independent.
         """
-        from .diagnostics import summary
-
         check_is_fitted(self, "posterior_")
         return summary(self.posterior_, var_names=var_names, prob=prob)
 
-    def _check_params(self):
-        if self.inference not in _INFERENCE:
-            raise ValueError(f"`inference` must be one of {_INFERENCE}; got {self.inference!r}.")
-        for name in ("num_steps", "num_samples", "num_chains", "num_warmup"):
-            value = getattr(self, name)
-            low = 0 if name == "num_warmup" else 1
-            if not isinstance(value, numbers.Integral) or value < low:
-                raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
-        if not 0 < self.target_accept_prob < 1:
-            raise ValueError("`target_accept_prob` must be in (0, 1).")
-        if self.missing not in ("error", "mask"):
-            raise ValueError(f"`missing` must be 'error' or 'mask'; got {self.missing!r}.")
-
-    def _resolve_model(self, X):
-        if self.model is None:
-            return self._default_model()
-        return as_model(self.model)
-
-    def _prediction_model(self):
-        model = self.model_.build()
-        if self.reparam:
-            model = handlers.reparam(model, config=self.reparam)
-        return model
-
-    def _cache_key(self):
-        reparam = None
-        if self.reparam:
-            reparam = tuple(
-                (k, type(r).__name__, repr(sorted(vars(r).items())))
-                for k, r in sorted(self.reparam.items())
-            )
-        return (self.model_.cache_key(), reparam, self.outcome)
-
-    def _default_inputs(self, X, y, mask, sample_weight=None):
-        return {}
-
-    def _check_weighted_targets(self, y, sample_weight):
-        """Hook: reject targets that positive weights reduce to a degenerate problem."""
-
-    # ----------------------------------------------------------------- validation
-    def _split_inputs(self, X, inputs, reset=False):
-        """Take the columns named in ``inputs=`` out of a DataFrame X as keyword inputs."""
-        names = list(self.inputs or ())
-        if names:
-            if not isinstance(X, pd.DataFrame):
-                raise TypeError(
-                    f"`inputs={names}` takes model inputs from DataFrame columns, but X is "
-                    f"{type(X).__name__}. Pass a DataFrame, or pass the inputs as keyword "
-                    "arguments."
-                )
-            missing = [c for c in names if c not in X.columns]
-            if missing:
-                raise ValueError(f"Input column(s) {missing} are not columns of X.")
-            inputs = {**{c: X[c].to_numpy() for c in names}, **inputs}
-            X = X.drop(columns=names)
-        if reset:
-            self._row_labels_fit = _row_labels(X)
-        return X, inputs
-
-    def _validate_xy(self, X, y):
-        _check_finite(X, "X")
-        _check_finite(y, "y", allow_nan=self.missing == "mask")
-        if self.missing == "mask":
-            return self._validate_xy_masked(X, y)
-        return validate_data(
-            self, X, y, reset=True, dtype=np.float32,
-            y_numeric=not isinstance(self, ClassifierMixin),
-        )
-
-    def _validate_xy_masked(self, X, y):
-        X = validate_data(self, X, reset=True, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float32 if not isinstance(self, ClassifierMixin) else None)
-        if y.ndim != 1 or y.shape[0] != X.shape[0]:
-            raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
-        return X, y
-
-    def _validate_X(self, X):
-        _check_finite(X, "X")
-        return validate_data(self, X, reset=False, dtype=np.float32)
-
-    def _validate_inputs(self, inputs, n, reset=False):
-        if reset:
-            self.input_names_ = tuple(inputs)
-        else:
-            missing = [k for k in self.input_names_ if k not in inputs]
-            extra = [k for k in inputs if k not in self.input_names_]
-            if missing or extra:
-                raise ValueError(
-                    f"The model was fitted with inputs {list(self.input_names_)}; "
-                    + (f"missing {missing}. " if missing else "")
-                    + (f"unexpected {extra}." if extra else "")
-                )
-        out = {}
-        for k, v in inputs.items():
-            arr = np.asarray(v)
-            if arr.dtype.kind in "fc":
-                arr = arr.astype(np.float32)
-            elif arr.dtype.kind == "b":
-                arr = arr.astype(np.int32)
-            _check_finite(arr, f"input {k!r}")
-            out[k] = jnp.asarray(arr)
-        if reset:
-            self.row_inputs_ = tuple(k for k, v in out.items() if v.ndim >= 1 and v.shape[0] == n)
-        for k in self.row_inputs_:
-            if out[k].shape[0] != n:
-                raise ValueError(
-                    f"Input {k!r} has {out[k].shape[0]} rows; X has {n}. Per-row inputs need "
-                    "one entry per row of X."
-                )
-        return out
-
-    def _observed(self, y):
-        """The outcome as the model observes it and, with ``missing='mask'``, its mask."""
-        y = np.asarray(y)
-        if self.missing == "mask" and y.dtype.kind == "f" and np.isnan(y).any():
-            mask = ~np.isnan(y)
-            return jnp.asarray(np.where(mask, y, 0.0).astype(y.dtype)), jnp.asarray(mask)
-        return jnp.asarray(y), None
-
-    def _observed_dataset(self, y, labels):
-        y = np.asarray(y)
-        return make_dataset({self.model_info_.outcome_site: y[None, None]}, labels, {
-            self.model_info_.outcome_site: -1
-        }).squeeze(("chain", "draw"), drop=True)
-
-    def _labels(self, rows, info):
-        return Labels(
-            info.row_dim,
-            rows,
-            site_plates=info.site_plates,
-            feature_names=getattr(self, "feature_names_in_", None),
-        )
-
-    # -------------------------------------------------------------- randomness
-    def _key(self, purpose):
-        """A JAX key for ``purpose``: fixed for an int ``random_state``, fresh for None."""
-        rs = self.random_state
-        if isinstance(rs, numbers.Integral):
-            seed = int(rs)
-        elif isinstance(rs, np.random.Generator):
-            seed = int(rs.integers(2**31 - 1))
-        else:
-            seed = int(check_random_state(rs).randint(2**31 - 1))
-        salt = {"fit": 0, "predict": 1, "prior": 2}[purpose]
-        return jax.random.fold_in(jax.random.PRNGKey(seed), salt)
-
-    def _attrs(self, **extra):
-        settings = {
-            k: v
-            for k, v in self.get_params(deep=False).items()
-            if k not in ("model", "reparam", "guide")
-        }
-        attrs = {
-            "inference": self.inference,
-            "inference_settings": encode_attr(settings),
-            "model": repr(self.model_),
-            "guide": encode_attr(self.guide if isinstance(self.guide, str) else repr(self.guide)),
-            "reparam": encode_attr({k: type(v).__name__ for k, v in (self.reparam or {}).items()}),
-        }
-        attrs.update({k: encode_attr(v) for k, v in extra.items()})
-        return attrs
-
-    # ---------------------------------------------------------------- prediction
-    def _draws(self):
-        post = self.posterior_["posterior"]
-        return flatten_chains({k: post[k].values for k in self.model_info_.latent_sites})
-
-    def _engine(self):
-        return PredictiveEngine(self._prediction_model(), self._cache_key(), self.model_info_)
-
-    def _prepare(self, X, inputs, intervention=None):
-        """Validated X, inputs and the resolved intervention for a prediction call."""
-        check_is_fitted(self, "posterior_")
-        X, inputs = self._split_inputs(X, inputs)
-        n = _num_rows(X)
-        columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(_num_cols(X)))
-        resolved = resolve_intervention(
-            intervention,
-            info=self.model_info_,
-            input_names=self.input_names_,
-            columns=columns,
-            n_rows=n,
-        )
-        rows = _row_labels(X)
-        X, inputs = apply_to_inputs(resolved, X, inputs)
-        Xa = self._validate_X(X)
-        inputs = self._validate_inputs(inputs, Xa.shape[0])
-        inputs = {**self._default_inputs(None, None, None), **inputs}
-        return Xa, inputs, resolved, rows
-
-    @_serialised
-    def _run(
-        self, X, inputs, resolved, *, return_sites, outcome_stat="sample", in_sample=False,
-        key=None, sink=None,
-    ):
-        """Run the engine; returns ``(arrays with (chain, draw) axes, row_axes)``."""
-        info = self.model_info_
-        if in_sample and info.local_sites and X.shape[0] != self._n_train():
-            raise ValueError(
-                f"in_sample=True uses the fitted values of the local latent sites "
-                f"{sorted(info.local_sites)}, one per training row; X has {X.shape[0]} rows, "
-                f"the training data {self._n_train()}. Use in_sample=False for new rows."
-            )
-        request = Request(
-            return_sites=tuple(return_sites),
-            do_sites=tuple(resolved.sites),
-            fixed_sites=tuple(resolved.fixed),
-            shifts=resolved.shifts,
-            outcome_stat=outcome_stat,
-            local_from_posterior=bool(in_sample),
-        )
-        values = {**resolved.sites, **resolved.fixed}
-        if self.progress_bar:
-            from .diagnostics import _ProgressSink
-
-            sink = _ProgressSink(sink, X.shape[0])
-        out, row_axes = self._engine().run(
-            self._draws(),
-            X,
-            inputs,
-            values,
-            request,
-            self._key("predict") if key is None else key,
-            batch_size=self.batch_size,
-            sink=sink,
-        )
-        n_chain = self.posterior_["posterior"].sizes["chain"]
-        if isinstance(out, dict):
-            out = {k: v.reshape((n_chain, -1) + v.shape[1:]) for k, v in out.items()}
-        return out, row_axes
-
-    def _n_train(self):
-        return self.posterior_["observed_data"].sizes[self.model_info_.row_dim]
-
-    def _return_sites(self, return_sites):
-        info = self.model_info_
-        if return_sites is None:
-            return (info.outcome_site, *[s for s in info.local_sites])
-        known = set(info.sites)
-        unknown = [s for s in return_sites if s not in known]
-        if unknown:
-            raise KeyError(f"Unknown site(s) {unknown} in return_sites; the model has {sorted(known)}.")
-        return tuple(return_sites)
-
-    def _outcome_draws(self, X, inputs, intervention=None, stat="sample"):
-        X, inputs, resolved, _ = self._prepare(X, inputs, intervention)
-        out, _ = self._run(
-            X, inputs, resolved, return_sites=(self.model_info_.outcome_site,), outcome_stat=stat
-        )
-        return flatten_chains(out)[self.model_info_.outcome_site]
-
-    def sample_posterior_predictive(
-        self, X, intervention=None, *, in_sample=False, return_sites=None, store=None, **inputs
-    ):
-        """Posterior predictive draws for the rows of ``X`` as a DataTree.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        intervention : dict, optional
-            ``{site or input: value}``; see :meth:`counterfactual_predict`.
-        in_sample : bool, default=False
-            ``True``: X are the training rows; draws are stored in the ``posterior_predictive``
-            group and local latent sites keep their fitted values. ``False``: new rows; draws
-            go to ``predictions`` and local latents are drawn given the global parameters.
-        return_sites : list of str, optional
-            Sites to keep; default the outcome and the local latent sites.
-        store : str, os.PathLike or zarr store, optional
-            Stream every batch to this Zarr store as it is computed, so memory is bounded
-            by the batch; the returned DataTree reads lazily (Dask) from the store. A path
-            must not exist yet; it is written under a temporary name and renamed when
-            complete.
-        **inputs : array-like
-            The model's keyword inputs.
-
-        Returns
-        -------
-        xarray.DataTree
-            Groups ``posterior`` and ``posterior_predictive`` or ``predictions``.
-        """
-        return effects.counterfactual_predict(
-            self, X, intervention, in_sample=in_sample, return_sites=return_sites, store=store,
-            **inputs,
-        )
-
-    def sample_prior_predictive(
-        self, X, *, num_samples=None, return_sites=None, store=None, **inputs
-    ):
-        """Draws of the fitted model's prior and prior predictive for the rows of ``X``.
-
-        The model runs with its hyperparameters (and, for the built-in models, the data
-        scaling found at fit) but without the outcome and without the posterior.
+    def sample_prior_predictive(self, X, *, num_samples=None, return_sites=None, store=None,
+                                **inputs):
+        """Draws of the fitted model's prior and prior predictive for the rows of ``X``
+        (the fitted hyperparameters and data scaling, no outcome, no posterior).
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         num_samples : int, optional
-            Number of prior draws; default the estimator's ``num_samples``.
+            Number of prior draws; default the fitted ``num_samples``.
         return_sites : list of str, optional
             Sites to keep; default every latent, deterministic and observed site.
         store : str, os.PathLike or zarr store, optional
-            Write the tree to this Zarr store (under a temporary name, renamed when
-            complete) and return it read lazily from there.
+            Write the tree to this Zarr store and return it read lazily from there.
         **inputs : array-like
             The model's keyword inputs.
 
@@ -541,32 +308,22 @@ class _ImpactBase(BaseEstimator):
         -------
         xarray.DataTree
             Groups ``prior`` (latent and deterministic sites) and ``prior_predictive``
-            (observed sites, the outcome among them), with dims ``chain`` (one chain),
-            ``draw`` and the model's named dims.
+            (observed sites, the outcome among them).
         """
-        from numpyro.infer import Predictive
-
-        X, inputs, _, rows = self._prepare(X, inputs)
-        info = self.model_info_
-        sites = list(info.sites) if return_sites is None else list(self._return_sites(return_sites))
-        n = int(num_samples or self.num_samples)
-        draws = Predictive(self._prediction_model(), num_samples=n, return_sites=sites)(
-            self._key("prior"), X, **inputs
-        )
-        draws = {k: np.asarray(v)[None] for k, v in draws.items() if k in sites}
-        labels = self._labels(rows, info)
-        observed = set(info.observed_sites)
-        groups = {}
-        for group, names in (
-            ("prior", [k for k in draws if k not in observed]),
-            ("prior_predictive", [k for k in draws if k in observed]),
-        ):
-            if names:
-                groups[group] = make_dataset(
-                    {k: draws[k] for k in names}, labels,
-                    {k: info.site_row_axis.get(k) for k in names},
-                )
-        tree = make_tree(groups, attrs=self._attrs(quantity="prior"))
+        pred = self._predictor()
+        n = self.posterior_["posterior"].sizes["draw"] * pred.n_chain
+        n = n if num_samples is None else num_samples
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"num_samples must be a positive integer; got {num_samples!r}.")
+        if store is not None:
+            check_target(store)
+        info = pred.info
+        rows = pred.rows(X, inputs)
+        sites = info.sites if return_sites is None else pred.return_sites(return_sites)
+        draws = pred.prior(rows, int(n), sites, pred.key("prior"))
+        labels = _labels(pred, rows.labels)
+        tree = prior_tree(draws, labels, {k: info.site_row_axis.get(k) for k in draws},
+                          info.observed_sites, attrs={**pred.attrs, "quantity": "prior"})
         return tree if store is None else write_tree(tree, store)
 
     def render_model(self, X, y=None, *, filename=None, render_distributions=False,
@@ -577,55 +334,36 @@ class _ImpactBase(BaseEstimator):
         """
         from .plotting import render_model
 
-        return render_model(
-            self, X, y, filename=filename, render_distributions=render_distributions,
-            render_params=render_params, **inputs,
+        return render_model(self, X, y, filename=filename,
+                            render_distributions=render_distributions,
+                            render_params=render_params, **inputs)
+
+    # ---------------------------------------------------------------- predictions
+    def sample_posterior_predictive(self, X, intervention=None, *, in_sample=False,
+                                    return_sites=None, store=None, **inputs):
+        """Posterior predictive draws for the rows of ``X`` as a DataTree.
+
+        See :func:`skimpact.counterfactual_predict`; ``in_sample=True`` means X are the
+        training rows (checked), stored under ``posterior_predictive`` with the local latent
+        sites at their fitted values; else ``predictions``.
+        """
+        return effects.counterfactual_predict(
+            self, X, intervention, in_sample=in_sample, return_sites=return_sites,
+            store=store, **inputs,
         )
 
-    def counterfactual_predict(
-        self, X, intervention, *, in_sample=False, return_sites=None, store=None, **inputs
-    ):
+    def counterfactual_predict(self, X, intervention, *, in_sample=False, return_sites=None,
+                               store=None, **inputs):
         """Predict under a do-intervention, keeping every posterior draw.
 
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        intervention : dict
-            Maps names to values. A **model site** (sample or deterministic) is set with
-            NumPyro's ``handlers.do`` semantics, so sites downstream follow it; an **input**
-            (a keyword input or a column of X) is replaced before the model runs. Values are
-            scalars or arrays broadcasting to the per-row shape; a callable
-            ``f(factual) -> value`` shifts the factual value (e.g. ``lambda p: 1.1 * p``).
-        in_sample : bool, default=False
-            Store draws under ``posterior_predictive`` (training rows) or ``predictions``.
-        return_sites : list of str, optional
-            Sites to keep; default the outcome and the local latent sites.
-        store : str, os.PathLike or zarr store, optional
-            Stream the draws to this Zarr store; see :meth:`sample_posterior_predictive`.
-        **inputs : array-like
-            The model's keyword inputs.
-
-        Returns
-        -------
-        xarray.DataTree
-            As :meth:`sample_posterior_predictive`, with the intervention in the attrs.
+        See :func:`skimpact.counterfactual_predict`.
         """
-        return self.sample_posterior_predictive(
-            X, intervention, in_sample=in_sample, return_sites=return_sites, store=store,
-            **inputs,
+        return effects.counterfactual_predict(
+            self, X, intervention, in_sample=in_sample, return_sites=return_sites,
+            store=store, **inputs,
         )
 
-    def _tree(self, out, row_axes, rows, in_sample, intervention, group=None, extra_attrs=None):
-        labels = self._labels(rows, self.model_info_)
-        group = group or ("posterior_predictive" if in_sample else "predictions")
-        attrs = self._attrs(intervention=describe(intervention), **(extra_attrs or {}))
-        return make_tree(
-            {"posterior": self.posterior_["posterior"].to_dataset(),
-             group: make_dataset(out, labels, row_axes)},
-            attrs=attrs,
-        )
-
-    def effect(self, X, intervention, baseline=None, *, kind="predictive", in_sample=False,
+    def effect(self, X, intervention, baseline=None, *, kind=None, in_sample=False,
                return_sites=None, store=None, **inputs):
         """Effect of ``intervention`` against ``baseline`` per draw and row.
 
@@ -660,9 +398,9 @@ class _ImpactBase(BaseEstimator):
         ndarray of shape (n_samples, n_quantiles) or DataFrame indexed like X
         """
         q = np.atleast_1d(np.asarray(q, dtype=float))
-        if np.any((q < 0) | (q > 1)):
-            raise ValueError(f"Quantiles must lie in [0, 1]; got {q}.")
-        draws = self._outcome_draws(X, inputs, intervention)
+        if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
+            raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
+        draws = effects.outcome_draws(self, X, intervention, **inputs)
         out = np.quantile(draws, q, axis=0).T
         if isinstance(X, pd.DataFrame):
             return pd.DataFrame(out, index=X.index, columns=list(q))
@@ -675,8 +413,8 @@ class _ImpactBase(BaseEstimator):
         -------
         ndarray of shape (n_samples, 2) or DataFrame with columns ``lower`` and ``upper``
         """
-        if not 0 < coverage < 1:
-            raise ValueError(f"coverage must be in (0, 1); got {coverage}.")
+        if not isinstance(coverage, Real) or not 0 < coverage < 1:
+            raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
         out = self.predict_quantiles(
             X, [(1 - coverage) / 2, (1 + coverage) / 2], intervention, **inputs
         )
@@ -685,25 +423,11 @@ class _ImpactBase(BaseEstimator):
         return out
 
     def score(self, X, y, sample_weight=None, **inputs):
-        """R² (regressor) or accuracy (classifier) of :meth:`predict` on ``(X, y)``.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), optional
-        **inputs : array-like
-            The model's keyword inputs.
-
-        Returns
-        -------
-        float
-        """
+        """R² (regressor) or accuracy (classifier) of :meth:`predict` on ``(X, y)``."""
         metric = accuracy_score if isinstance(self, ClassifierMixin) else r2_score
         return metric(y, self.predict(X, **inputs), sample_weight=sample_weight)
 
-    # ------------------------------------------------------------ log-likelihood
-    @_serialised
+    # -------------------------------------------------------------- log-likelihood
     def log_likelihood(self, X, y, *, in_sample=False, store=None, **inputs):
         """Pointwise log-likelihood of ``y`` given ``X`` for every posterior draw.
 
@@ -717,70 +441,47 @@ class _ImpactBase(BaseEstimator):
         y : array-like of shape (n_samples,)
             Observed outcomes (class labels for a classifier).
         in_sample : bool, default=False
-            ``True``: X are the training rows and local latent sites keep their fitted
-            values (what PSIS-LOO needs). ``False``: new rows; local latent sites are drawn
-            given the global parameters.
+            ``True``: X are the training rows (checked) and local latent sites keep their
+            fitted values (what PSIS-LOO needs). ``False``: new rows.
         store : str, os.PathLike or zarr store, optional
-            Stream the log-likelihood to this Zarr store batch by batch; see
-            :meth:`sample_posterior_predictive`.
+            Stream the log-likelihood to this Zarr store batch by batch.
         **inputs : array-like
             The model's keyword inputs.
 
         Returns
         -------
         xarray.DataTree
-            Groups ``posterior``, ``log_likelihood`` (the outcome site with dims ``chain``,
-            ``draw`` and the row dim) and ``observed_data``.
+            Groups ``posterior``, ``log_likelihood`` and ``observed_data``.
         """
-        Xa, inputs, resolved, rows = self._prepare(X, inputs)
-        _check_finite(y, "y")
-        site = self.model_info_.outcome_site
-        # the substitute + trace recipe: the outcome observed, its log-density per draw
-        inputs = {**inputs, self.outcome: jnp.asarray(self._encode_outcome(y, Xa.shape[0]))}
-        labels = self._labels(rows, self.model_info_)
+        pred = self._predictor()
+        if store is not None:
+            check_target(store)
+        rows = pred.rows(X, inputs)
+        if pd.isna(np.asarray(y, dtype=object)).any():
+            raise ValueError("y contains NaN; the log-likelihood needs every outcome observed.")
+        site, outcome = pred.info.outcome_site, pred.program.outcome
+        y_model = pred.encode_outcome(y, rows.n)
+        rows = replace(rows, inputs={**rows.inputs, outcome: jnp.asarray(y_model)},
+                       row_inputs=rows.row_inputs + (outcome,))
+        labels = _labels(pred, rows.labels)
+        posterior = self.posterior_["posterior"].to_dataset()
 
         def build(arrays, row_axes):
-            return make_tree(
-                {
-                    "posterior": self.posterior_["posterior"].to_dataset(),
-                    "log_likelihood": make_dataset(arrays, labels, row_axes),
-                    "observed_data": self._observed_dataset(y, labels),
-                },
-                attrs=self._attrs(),
-            )
+            return log_likelihood_tree(posterior, arrays, labels, row_axes,
+                                       (site, np.asarray(y)), attrs=pred.attrs)
 
-        sink = None if store is None else ZarrSink(
-            store, build, group="log_likelihood",
-            n_chain=self.posterior_["posterior"].sizes["chain"],
-        )
-        out, row_axes = self._run(
-            Xa, inputs, resolved, return_sites=(site,), outcome_stat="log_prob",
-            in_sample=in_sample, sink=sink,
-        )
+        sink = None if store is None else ZarrSink(store, build, group="log_likelihood",
+                                                   n_chain=pred.n_chain)
+        request = pred.request(return_sites=(site,), outcome_stat="log_prob",
+                               in_sample=in_sample)
+        out, row_axes = pred.predict(rows, request, pred.key(), sink=sink, in_sample=in_sample)
         return out if store is not None else build(out, row_axes)
-
-    def _encode_outcome(self, y, n):
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape ({n},); got {y.shape}.")
-        return y.astype(np.float32)
 
     def loo(self, X, y, *, pointwise=False, **inputs):
         """PSIS-LOO estimate of the expected log pointwise predictive density (ELPD).
 
-        Computed from the fitted posterior and the training data, without refitting, with
-        :func:`arviz_stats.loo`; compare models by their ``elpd``.
-
-        Parameters
-        ----------
-        X : array-like or DataFrame
-            The training features (the rows the posterior was fitted to).
-        y : array-like
-            The training outcome.
-        pointwise : bool, default=False
-            Also return the pointwise ELPD and Pareto k values.
-        **inputs : array-like
-            The model's keyword inputs.
+        Computed from the fitted posterior and the training rows (checked), without
+        refitting, with :func:`arviz_stats.loo`; compare models by their ``elpd``.
 
         Returns
         -------
@@ -791,42 +492,27 @@ class _ImpactBase(BaseEstimator):
 
         tree = self.log_likelihood(X, y, in_sample=True, **inputs)
         # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
-        reff = None if self.inference == "nuts" else 1.0
+        reff = None if self.inference_ == "nuts" else 1.0
         return loo(tree, pointwise=pointwise, var_name=self.model_info_.outcome_site, reff=reff)
 
-    # ----------------------------------------------------------- metadata routing
-    def set_fit_request(self, **requests):
-        """Request metadata for ``fit`` (model inputs by name, ``sample_weight``) when
-        metadata routing is enabled; returns ``self``.
 
-        Model inputs arrive as ``**inputs``, whose names scikit-learn cannot read from the
-        signature, so any name is accepted: ``est.set_fit_request(C=True)``.
-        """
-        return self._set_request("fit", requests)
+def _tree_attrs(params, spec):
+    """What every output tree of a fit records about its settings."""
+    settings = {k: v for k, v in params.items() if k not in ("model", "reparam", "guide")}
+    guide = params["guide"]
+    return {
+        "inference": params["inference"],
+        "inference_settings": settings,
+        "model": repr(spec),
+        "guide": guide if isinstance(guide, str) else repr(guide),
+        "reparam": {k: type(v).__name__ for k, v in (params["reparam"] or {}).items()},
+    }
 
-    def set_predict_request(self, **requests):
-        """Request metadata (model inputs by name) for ``predict``; returns ``self``."""
-        return self._set_request("predict", requests)
 
-    def set_score_request(self, **requests):
-        """Request metadata (model inputs, ``sample_weight``) for ``score``; returns ``self``."""
-        return self._set_request("score", requests)
-
-    def _set_request(self, method, requests):
-        from sklearn import get_config
-        from sklearn.utils.metadata_routing import UNCHANGED
-
-        if not get_config().get("enable_metadata_routing", False):
-            raise RuntimeError(
-                f"set_{method}_request is only available when metadata routing is enabled: "
-                "sklearn.set_config(enable_metadata_routing=True)."
-            )
-        metadata = self._get_metadata_request()
-        for name, alias in requests.items():
-            if alias is not UNCHANGED:
-                getattr(metadata, method).add_request(param=name, alias=alias)
-        self._metadata_request = metadata
-        return self
+def _labels(pred, row_labels):
+    info = pred.info
+    return Labels(info.row_dim, row_labels, site_plates=info.site_plates,
+                  feature_names=getattr(pred.layout, "feature_names_in_", None))
 
 
 class ImpactRegressor(RegressorMixin, _ImpactBase):
@@ -838,7 +524,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         A :class:`~skimpact.Model` (factory and hyperparameters, tunable as
         ``model__<name>``), a bare NumPyro model ``model(X, y=None, **inputs)``, or
         ``None`` for a Bayesian linear regression with weakly informative priors scaled to
-        the data.
+        the data (:func:`skimpact.model.linear_model`).
     inference : {"svi", "nuts", "map"}, default="svi"
         Variational inference with ``guide``, NUTS MCMC, or a MAP point estimate.
     guide : str, AutoGuide class or callable, default="AutoNormal"
@@ -846,7 +532,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``init_to_median``), or ``callable(model) -> guide`` such as
         ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``.
     learning_rate : float, default=0.01
-        Adam step size for SVI and MAP.
+        Adam step size for SVI and MAP (positive).
     num_steps : int, default=3000
         SVI / MAP optimisation steps.
     num_warmup : int, default=500
@@ -859,7 +545,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         NUTS target acceptance probability.
     reparam : dict, optional
         ``{site: Reparam}`` applied with ``numpyro.handlers.reparam``, e.g.
-        ``{"theta": LocScaleReparam(centered=0)}``.
+        ``{"theta": LocScaleReparam(centered=0)}``; every key must be a latent site.
     outcome : str, default="y"
         The model's keyword argument that receives ``y``.
     inputs : list of str, optional
@@ -872,8 +558,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     fit_batch_size : int, optional
         Minibatch SVI / MAP: each step runs the model on this many random rows, the
         log-likelihood of the data plate scaled by ``n_rows / fit_batch_size`` (the ELBO
-        stays unbiased), so memory per step does not grow with the data. Models with local
-        latent sites need full batches.
+        stays unbiased). Models with local latent sites need full batches.
     random_state : int, RandomState, Generator or None, default=None
         Seeds fitting and every prediction method; an int makes them deterministic.
     progress_bar : bool, default=False
@@ -885,14 +570,19 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     posterior_ : xarray.DataTree
         Groups ``posterior`` (draws with dims ``chain``, ``draw``, ...), ``observed_data``
         and, for NUTS, ``sample_stats``.
+    predictor_ : FittedPosterior
+        The fitted program, draws and input layout every prediction runs through.
     model_ : Model
         The model that was fitted.
     model_info_ : ModelInfo
         Outcome site, row plate, latent and deterministic sites found by tracing the model.
+    inference_ : str
+        The inference method of the fit.
     diagnostics_ : dict
         What inference reported (SVI loss trace, NUTS divergences, timings) and the
-        convergence checks of :mod:`skimpact.diagnostics` (``r_hat``, ``ess_bulk``,
-        ``ess_tail``, ``elbo_rel_change``, ``converged``).
+        convergence checks of :mod:`skimpact.diagnostics` (``converged`` among them).
+    input_names_ : tuple of str
+        The model's keyword inputs at fit.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when X had string column names.
@@ -912,25 +602,11 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     # the mixin's score() takes no model inputs; ours passes them on to predict()
     score = _ImpactBase.score
 
-    def _default_model(self):
-        return Model(linear_model)
+    def _default_factory(self, classes):
+        return linear_model, {}
 
-    def _default_inputs(self, X, y, mask, sample_weight=None):
-        if not _is_builtin(self.model, linear_model):
-            return {}
-        if X is not None:
-            w = np.ones(np.shape(y)) if sample_weight is None else np.asarray(sample_weight)
-            if mask is not None:
-                w = w * np.asarray(mask)
-            x_loc, x_scale = _weighted_loc_scale(X, w)
-            y_loc, y_scale = _weighted_loc_scale(np.asarray(y)[:, None], w)
-            self._scales = {
-                "x_loc": jnp.asarray(x_loc),
-                "x_scale": jnp.asarray(x_scale),
-                "y_loc": jnp.asarray(y_loc[0]),
-                "y_scale": jnp.asarray(y_scale[0]),
-            }
-        return dict(self._scales)
+    def _encode_fit_outcome(self, y, sample_weight):
+        return np.asarray(y, dtype=np.float32), None
 
     def predict(self, X, intervention=None, **inputs):
         """Posterior mean of the outcome's expected value per row.
@@ -946,26 +622,24 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         -------
         ndarray of shape (n_samples,)
         """
-        try:
-            draws = self._outcome_draws(X, inputs, intervention, stat="mean")
-        except ValueError as exc:
-            if "closed-form mean" not in str(exc):
-                raise
-            draws = self._outcome_draws(X, inputs, intervention)
-        return draws.mean(axis=0)
+        stat = "mean" if "mean" in self._predictor().info.outcome_stats else "sample"
+        return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
+
 
 class ImpactClassifier(ClassifierMixin, _ImpactBase):
     """A NumPyro model as a scikit-learn classifier with a full posterior.
 
     Labels of any type are encoded as ``0 .. n_classes - 1`` before the model sees them.
     With ``model=None`` the model is a Bayesian logistic (two classes) or multinomial
-    logistic regression with weakly informative priors on standardised features. The
-    parameters are those of :class:`ImpactRegressor`.
+    logistic regression with weakly informative priors on standardised features
+    (:func:`skimpact.model.logistic_model`). The parameters are those of
+    :class:`ImpactRegressor`.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    posterior_, model_, model_info_, diagnostics_, n_features_in_, feature_names_in_
+    posterior_, predictor_, model_, model_info_, inference_, diagnostics_, input_names_, \
+n_features_in_, feature_names_in_
         As for :class:`ImpactRegressor`.
 
     Examples
@@ -982,48 +656,42 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
     True
     """
 
+    score = _ImpactBase.score
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
         return tags
 
-    def _validate_xy(self, X, y):
-        y_arr = np.asarray(y)
-        if not (self.missing == "mask" and y_arr.dtype.kind == "f"):
+    def _default_factory(self, classes):
+        return logistic_model, {"n_classes": 0 if classes is None else len(classes)}
+
+    def fit(self, X, y, sample_weight=None, **inputs):
+        y_arr = np.asarray(y) if y is not None else None
+        if y_arr is not None and not (self.missing == "mask" and y_arr.dtype.kind == "f"):
             check_classification_targets(y)
-        X, y = super()._validate_xy(X, y)
-        self._encoder = LabelEncoder()
+        return super().fit(X, y, sample_weight, **inputs)
+
+    fit.__doc__ = _ImpactBase.fit.__doc__
+
+    def _encode_fit_outcome(self, y, sample_weight):
         observed = ~pd.isna(y)
-        y_enc = np.full(y.shape, np.nan) if not observed.all() else np.empty(y.shape, np.int32)
-        y_enc[observed] = self._encoder.fit_transform(y[observed])
-        self.classes_ = self._encoder.classes_
-        if len(self.classes_) < 2:
+        classes = np.unique(y[observed])
+        if len(classes) < 2:
             raise ValueError(
-                f"ImpactClassifier needs at least 2 classes in y; got {len(self.classes_)} "
-                f"class ({self.classes_.tolist()})."
+                f"ImpactClassifier needs at least 2 classes in y; got {len(classes)} "
+                f"class ({classes.tolist()})."
             )
-        return X, y_enc.astype(np.int32) if observed.all() else y_enc.astype(np.float32)
-
-    score = _ImpactBase.score
-
-    def _default_model(self):
-        return Model(logistic_model, n_classes=len(self.classes_))
-
-    def _default_inputs(self, X, y, mask, sample_weight=None):
-        if not _is_builtin(self.model, logistic_model):
-            return {}
-        if X is not None:
-            x_loc, x_scale = _weighted_loc_scale(X, sample_weight)
-            self._scales = {"x_loc": jnp.asarray(x_loc), "x_scale": jnp.asarray(x_scale)}
-        return dict(self._scales)
-
-    def _check_weighted_targets(self, y, sample_weight):
-        kept = np.unique(np.asarray(y)[(sample_weight > 0) & ~pd.isna(y)])
-        if kept.size < 2:
-            raise ValueError(
-                f"ImpactClassifier needs rows of at least 2 classes with positive "
-                f"sample_weight; got {kept.size} class."
-            )
+        if sample_weight is not None:
+            kept = np.unique(y[(sample_weight > 0) & observed])
+            if kept.size < 2:
+                raise ValueError(
+                    "ImpactClassifier needs rows of at least 2 classes with positive "
+                    f"sample_weight; got {kept.size} class."
+                )
+        codes = np.zeros(y.shape, np.int32)
+        codes[observed] = np.searchsorted(classes, y[observed])
+        return codes, classes
 
     def predict_proba(self, X, intervention=None, **inputs):
         """Posterior mean class probabilities per row.
@@ -1032,109 +700,15 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        check_is_fitted(self, "posterior_")
-        try:
-            probs = self._outcome_draws(X, inputs, intervention, stat="probs")
-            probs = np.asarray(probs, dtype=np.float64).mean(0)
-        except AttributeError:  # the outcome distribution has no `probs`: count draws
-            draws = self._outcome_draws(X, inputs, intervention).astype(int)
-            probs = np.stack([(draws == k).mean(0) for k in range(len(self.classes_))], -1)
-        return np.asarray(probs, dtype=np.float64)
+        pred = self._predictor()
+        if "probs" in pred.info.outcome_stats:
+            probs = effects.outcome_draws(self, X, intervention, stat="probs", **inputs)
+            return np.asarray(probs, dtype=np.float64).mean(0)
+        # an outcome distribution without class probabilities: count the sampled classes
+        draws = effects.outcome_draws(self, X, intervention, **inputs).astype(int)
+        return np.stack([(draws == k).mean(0) for k in range(len(pred.classes))], -1)
 
     def predict(self, X, intervention=None, **inputs):
         """Most probable class label per row (posterior mean probabilities)."""
-        check_is_fitted(self, "posterior_")
-        return self.classes_[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]
-
-    def _encode_outcome(self, y, n):
-        y = np.asarray(y)
-        if y.shape != (n,):
-            raise ValueError(f"y must have shape ({n},); got {y.shape}.")
-        unknown = np.setdiff1d(y, self.classes_)
-        if unknown.size:
-            raise ValueError(f"y holds labels {unknown.tolist()} not seen in fit.")
-        return self._encoder.transform(y).astype(np.int32)
-
-
-# ------------------------------------------------------------------------ helpers
-def _check_finite(X, what, allow_nan=False):
-    """Raise a ValueError naming the columns of ``X`` that hold NaN or infinity."""
-    if isinstance(X, pd.DataFrame):
-        cols = [c for c in X.columns if X[c].dtype.kind in "fc"]
-        bad = [c for c in cols if not np.all(np.isfinite(X[c].to_numpy(dtype=float, na_value=np.nan)))]
-        if bad:
-            raise ValueError(
-                f"{what} contains NaN or infinity in column(s) {bad}. Impute or drop these "
-                "values first (e.g. sklearn.impute.SimpleImputer in a Pipeline)."
-            )
-        return
-    try:
-        arr = np.asarray(X, dtype=float)
-    except (TypeError, ValueError):
-        return
-    finite = np.isfinite(arr) | (np.isnan(arr) if allow_nan else False)
-    if finite.all():
-        return
-    if arr.ndim == 2:
-        where = f"column(s) {sorted(set(np.nonzero(~finite)[1].tolist()))}"
-    else:
-        where = f"{int((~finite).sum())} entries"
-    hint = " or fit with missing='mask'" if what == "y" else ""
-    raise ValueError(
-        f"{what} contains NaN or infinity in {where}. Impute or drop these values first{hint}."
-    )
-
-
-def _safe_std(X):
-    s = np.asarray(X, dtype=np.float32).std(0)
-    return np.where(s > 0, s, 1.0).astype(np.float32)
-
-
-def _row_labels(X):
-    if isinstance(X, (pd.DataFrame, pd.Series)):
-        return X.index.to_numpy()
-    return np.arange(_num_rows(X))
-
-
-def _num_rows(X):
-    if hasattr(X, "shape"):
-        return X.shape[0]
-    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
-
-
-def _is_builtin(model, factory):
-    """Whether ``model`` (the estimator's parameter) is the built-in ``factory``, which
-    takes the data's location and scale as inputs: ``None`` or ``Model(factory, ...)``."""
-    return model is None or (isinstance(model, Model) and model.factory is factory)
-
-
-def _weighted_loc_scale(X, weight=None):
-    """Column means and standard deviations of ``X`` (float32) under frequency weights,
-    so that a row of weight 2 gives the same scaling as that row repeated."""
-    X = np.asarray(X, dtype=np.float64)
-    if weight is None:
-        return X.mean(0).astype(np.float32), _safe_std(X)
-    w = np.asarray(weight, dtype=np.float64)
-    loc = (w @ X) / w.sum()
-    scale = np.sqrt((w @ (X - loc) ** 2) / w.sum())
-    return loc.astype(np.float32), np.where(scale > 0, scale, 1.0).astype(np.float32)
-
-
-def _validated_sample_weight(sample_weight, n):
-    """``sample_weight`` as a float32 array of shape ``(n,)``, finite, non-negative and not
-    all zero (any array-like: list, Series, objects with ``__array__``)."""
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    if sample_weight.ndim == 0:
-        sample_weight = np.full(n, float(sample_weight))
-    if sample_weight.shape != (n,):
-        raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({n},).")
-    if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
-        raise ValueError("sample_weight must be finite and non-negative.")
-    if not np.any(sample_weight > 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
-    return sample_weight.astype(np.float32)
-
-
-def _num_cols(X):
-    shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
-    return shape[1] if len(shape) > 1 else 1
+        classes = self._predictor().classes
+        return classes[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]

@@ -142,13 +142,9 @@ def predictive_draws(estimator, X, **inputs):
     ndarray of shape (n_draws, n_rows)
         Draws with chains flattened.
     """
-    from .effects import _final, counterfactual_predict
+    from .effects import outcome_draws
 
-    site = _final(estimator).model_info_.outcome_site
-    tree = counterfactual_predict(estimator, X, {}, **inputs)
-    da = tree["predictions"][site]
-    values = da.values
-    return values.reshape((-1,) + values.shape[2:])
+    return outcome_draws(estimator, X, **inputs)
 
 
 # ---------------------------------------------------------------------------- scorers
@@ -288,7 +284,7 @@ def _log_lik_array(log_likelihood):
 
 def _log_likelihood(estimator, X, y, inputs):
     """Pointwise log-likelihood ``(n_draws, n_rows)`` of a fitted estimator or Pipeline."""
-    from .effects import _through_pipeline
+    from .effects import through_pipeline
 
-    est, Xt, _ = _through_pipeline(estimator, X, None)
+    est, Xt = through_pipeline(estimator, X, None)[:2]
     return _log_lik_array(est.log_likelihood(Xt, y, **inputs))

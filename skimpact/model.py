@@ -5,17 +5,19 @@ a NumPyro model ``model(X, y=None, **inputs)``. :class:`Model` wraps a factory s
 hyperparameters take part in scikit-learn's ``get_params`` / ``set_params`` / ``clone``.
 """
 
+import copy
 import hashlib
 import inspect
 from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 
-__all__ = ["Model", "linear_model", "logistic_model"]
+__all__ = ["Model", "linear_model", "logistic_model", "builtin_scales"]
 
 
 class Model:
@@ -82,6 +84,14 @@ class Model:
                 "def model(X, y=None): ...; return model`."
             )
         return model
+
+    def snapshot(self):
+        """An independent copy whose hyperparameters later ``set_params`` calls on this
+        one do not change (what a fitted estimator keeps)."""
+        new = object.__new__(type(self))
+        new.__dict__ = {**self.__dict__,
+                        "hyperparameters": copy.deepcopy(self.hyperparameters)}
+        return new
 
     def cache_key(self):
         """A hashable key equal for models that build the same NumPyro program."""
@@ -224,19 +234,21 @@ def linear_model(prior_scale=2.5):
     order one whatever the units of ``X`` and ``y``: intercept and coefficients per feature
     standard deviation ~ Normal(0, prior_scale), noise ~ Exponential(1), all in units of
     ``y``'s standard deviation. Deterministic sites ``intercept``, ``coef`` and ``sigma``
-    report the parameters in the data's units. The estimator passes the data's ``x_loc``,
-    ``x_scale``, ``y_loc`` and ``y_scale`` as inputs.
+    report the parameters in the data's units. The estimator passes X centred on the
+    training means ``x_loc`` (subtracted in float64, so no offset swallows the signal) and
+    the data's ``x_loc``, ``x_scale``, ``y_loc`` and ``y_scale`` as inputs.
     """
 
     def model(X, y=None, *, x_loc=0.0, x_scale=1.0, y_loc=0.0, y_scale=1.0):
         n, p = X.shape
         alpha = numpyro.sample("alpha", dist.Normal(0.0, prior_scale))
-        beta = numpyro.sample("beta", dist.Normal(0.0, prior_scale).expand([p]).to_event(1))
+        with numpyro.plate("feature", p):
+            beta = numpyro.sample("beta", dist.Normal(0.0, prior_scale))
+            coef = numpyro.deterministic("coef", beta * y_scale / x_scale)
         noise = numpyro.sample("noise", dist.Exponential(1.0))
-        coef = numpyro.deterministic("coef", beta * y_scale / x_scale)
         numpyro.deterministic("intercept", y_loc + y_scale * alpha - jnp.sum(coef * x_loc))
         sigma = numpyro.deterministic("sigma", y_scale * noise)
-        mu = y_loc + y_scale * (alpha + ((X - x_loc) / x_scale) @ beta)
+        mu = y_loc + y_scale * (alpha + (X / x_scale) @ beta)
         with numpyro.plate("obs", n):
             numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
@@ -247,18 +259,18 @@ def logistic_model(n_classes=2, prior_scale=2.5):
     """Bayesian logistic (``n_classes == 2``) or multinomial logistic regression.
 
     Coefficients per feature standard deviation ~ Normal(0, prior_scale); the outcome site
-    ``y`` takes labels encoded as ``0 .. n_classes - 1``. The estimator passes the
-    features' ``x_loc`` and ``x_scale`` as inputs.
+    ``y`` takes labels encoded as ``0 .. n_classes - 1``. The estimator passes X centred on
+    the training means and the features' ``x_scale`` as an input.
     """
 
-    def model(X, y=None, *, x_loc=0.0, x_scale=1.0):
+    def model(X, y=None, *, x_scale=1.0):
         n, p = X.shape
         k = 1 if n_classes == 2 else n_classes
-        alpha = numpyro.sample("alpha", dist.Normal(0.0, prior_scale).expand([k]).to_event(1))
-        beta = numpyro.sample(
-            "beta", dist.Normal(0.0, prior_scale).expand([p, k]).to_event(2)
-        )
-        logits = alpha + ((X - x_loc) / x_scale) @ beta
+        with numpyro.plate("class", k, dim=-1):
+            alpha = numpyro.sample("alpha", dist.Normal(0.0, prior_scale))
+            with numpyro.plate("feature", p, dim=-2):
+                beta = numpyro.sample("beta", dist.Normal(0.0, prior_scale))
+        logits = alpha + (X / x_scale) @ beta
         with numpyro.plate("obs", n):
             if n_classes == 2:
                 numpyro.sample("y", dist.Bernoulli(logits=logits[:, 0]), obs=y)
@@ -266,6 +278,48 @@ def logistic_model(n_classes=2, prior_scale=2.5):
                 numpyro.sample("y", dist.Categorical(logits=logits), obs=y)
 
     return model
+
+
+def builtin_scales(factory, X, y=None, weights=None):
+    """The data scales a built-in model takes as inputs, or ``None`` for other factories.
+
+    Parameters
+    ----------
+    factory : callable
+        The model factory.
+    X : ndarray of shape (n, p)
+        Training features (float64, not centred).
+    y : ndarray of shape (n,), optional
+        Training outcome (the linear model's location and scale).
+    weights : ndarray of shape (n,), optional
+        Frequency weights (sample weights times the observed mask): a row of weight 2
+        gives the scales of that row repeated.
+
+    Returns
+    -------
+    dict or None
+    """
+    if factory not in (linear_model, logistic_model):
+        return None
+    x_loc, x_scale = _loc_scale(X, weights)
+    if factory is logistic_model:
+        return {"x_scale": jnp.asarray(x_scale, dtype=jnp.float32)}
+    y_loc, y_scale = _loc_scale(np.asarray(y, dtype=np.float64)[:, None], weights)
+    return {
+        "x_loc": jnp.asarray(x_loc, dtype=jnp.float32),
+        "x_scale": jnp.asarray(x_scale, dtype=jnp.float32),
+        "y_loc": jnp.asarray(y_loc[0], dtype=jnp.float32),
+        "y_scale": jnp.asarray(y_scale[0], dtype=jnp.float32),
+    }
+
+
+def _loc_scale(X, weights=None):
+    """Weighted column means and standard deviations (1 where a column is constant)."""
+    X = np.asarray(X, dtype=np.float64)
+    w = np.ones(X.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    loc = (w @ X) / w.sum()
+    scale = np.sqrt((w @ (X - loc) ** 2) / w.sum())
+    return loc, np.where(scale > 0, scale, 1.0)
 
 
 # ------------------------------------------------------------------------ introspection
@@ -282,6 +336,8 @@ class ModelInfo:
     site_plates: dict = field(default_factory=dict)  # name -> {plate: axis from the end}
     site_shapes: dict = field(default_factory=dict)
     site_row_axis: dict = field(default_factory=dict)  # name -> row axis (negative) or None
+    plate_sizes: dict = field(default_factory=dict)  # plate name -> size at fit
+    outcome_stats: tuple = ("sample",)  # what the outcome distribution gives in closed form
 
     @property
     def sites(self):
@@ -291,18 +347,32 @@ class ModelInfo:
 
 
 def trace_model(model, args, kwargs, seed=0):
-    """Trace ``model`` once with a fixed seed."""
+    """Trace ``model`` once with a fixed seed.
+
+    A model that fails on the data gets an error naming the last site it reached.
+    """
     with handlers.trace() as tr, handlers.seed(rng_seed=seed):
-        model(*args, **kwargs)
+        try:
+            model(*args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            sites = [k for k, s in tr.items() if s["type"] in ("sample", "deterministic")]
+            where = f"after its site {sites[-1]!r}" if sites else "before its first site"
+            raise type(exc)(
+                f"The model failed on the training data {where}: {exc}"
+            ) from exc
     return tr
 
 
-def inspect_model(model, X, outcome, y, inputs):
+def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
     """Trace ``model(X, outcome=y, **inputs)`` and find the outcome site, row plate and sites.
 
     The outcome site is the observed sample site whose value is ``y``. The row plate is the
     plate of that site whose size is the number of rows; sample sites inside it are local
-    latents (one value per row).
+    latents (one value per row). Dims of every site come from its plates (and, for sample
+    sites, its event dims), as ArviZ's NumPyro converter names them. A deterministic site
+    computed outside the row plate but from per-row values (``numpyro.deterministic("mu",
+    X @ b)``) has its row axis found by tracing the model on one row and on two: the axis
+    that grows holds rows. ``row_inputs`` names the keyword inputs with one entry per row.
     """
     n = X.shape[0]
     tr = trace_model(model, (X,), {outcome: y, **inputs})
@@ -327,10 +397,10 @@ def inspect_model(model, X, outcome, y, inputs):
             f"`obs={outcome}`, or set the estimator's `outcome=` to the name of the model "
             "argument that receives y."
         )
-    row_dim, row_plate_dim = "obs", None
+    row_dim, row_plate = "obs", None
     for frame in tr[outcome_site]["cond_indep_stack"]:
         if frame.size == n:
-            row_dim, row_plate_dim = frame.name, frame.dim
+            row_dim, row_plate = frame.name, frame
             break
     latent = tuple(k for k, s in samples.items() if not s["is_observed"])
     site_plates = {}  # site -> {plate name: axis of the site's value, counted from the end}
@@ -345,16 +415,13 @@ def inspect_model(model, X, outcome, y, inputs):
         if s["type"] in ("sample", "deterministic")
     }
     row_axis = {
-        k: (plates.get(row_dim) if row_plate_dim is not None else None)
+        k: (plates.get(row_dim) if row_plate is not None else None)
         for k, plates in site_plates.items()
     }
-    if row_plate_dim is not None:
-        # a deterministic site computed outside the plate but with one entry per row
-        # (numpyro.deterministic("mu", X @ b)): its last axis as long as the data holds rows
-        for k in row_axis:
-            if row_axis[k] is None and tr[k]["type"] == "deterministic":
-                shape = shapes[k]
-                row_axis[k] = next((a for a in range(-1, -len(shape) - 1, -1) if shape[a] == n), None)
+    outside = [k for k in row_axis if row_axis[k] is None and tr[k]["type"] == "deterministic"]
+    if row_plate is not None and outside:
+        grown = _growing_axes(model, X, outcome, y, inputs, row_inputs, outside)
+        row_axis.update({k: grown.get(k) for k in outside})
     local = {k: row_axis[k] for k in latent if row_axis[k] is not None}
     return ModelInfo(
         outcome_site=outcome_site,
@@ -366,4 +433,52 @@ def inspect_model(model, X, outcome, y, inputs):
         site_plates=site_plates,
         site_shapes=shapes,
         site_row_axis=row_axis,
+        outcome_stats=_outcome_stats(tr[outcome_site]["fn"]),
+        plate_sizes={
+            f.name: f.size
+            for s in tr.values()
+            for f in s.get("cond_indep_stack", ())
+        },
     )
+
+
+_CLASS_DISTRIBUTIONS = (
+    dist.BernoulliProbs, dist.BernoulliLogits, dist.CategoricalProbs, dist.CategoricalLogits,
+)
+
+
+def _outcome_stats(fn):
+    """``sample`` and ``log_prob`` always; ``mean`` and ``probs`` where ``fn`` has them."""
+    stats = ["sample", "log_prob"]
+    try:
+        fn.mean
+        stats.append("mean")
+    except NotImplementedError:
+        pass
+    if isinstance(fn, _CLASS_DISTRIBUTIONS):
+        stats.append("probs")
+    return tuple(stats)
+
+
+def _growing_axes(model, X, outcome, y, inputs, row_inputs, names):
+    """The axis (negative) of each site in ``names`` that grows from one row to two."""
+
+    def shapes(rows):
+        kwargs = {k: (np.asarray(v)[rows] if k in row_inputs else v) for k, v in inputs.items()}
+        kwargs[outcome] = np.asarray(y)[rows]
+
+        def run():
+            tr = trace_model(model, (np.asarray(X)[rows],), kwargs)
+            return {k: tr[k]["value"] for k in names}
+
+        return jax.eval_shape(run)
+
+    try:
+        one, two = shapes(np.zeros(1, int)), shapes(np.zeros(2, int))
+    except Exception:  # a model that cannot run on one row: its sites keep no row axis
+        return {}
+    axes = {}
+    for k in names:
+        diff = [i for i, (a, b) in enumerate(zip(one[k].shape, two[k].shape)) if a != b]
+        axes[k] = diff[0] - len(one[k].shape) if diff else None
+    return axes

@@ -10,6 +10,10 @@ functions need the ``plot`` extra (``pip install skimpact[plot]``).
 import numpy as np
 from arviz_stats.base import array_stats
 
+from .diagnostics import loss_window
+from .posterior import NUMPYRO_LOCK
+from .schema import PREDICTIVE_GROUPS
+
 __all__ = [
     "plot_effect",
     "plot_effect_by_feature",
@@ -18,8 +22,6 @@ __all__ = [
     "plot_trace",
     "render_model",
 ]
-
-_EFFECT_GROUPS = ("predictions", "posterior_predictive")
 
 
 def plot_effect(effects, *, var=None, kind="forest", prob=0.94, ax=None):
@@ -199,7 +201,7 @@ def plot_loss(estimator, *, smooth=None, log=False, ax=None):
     if "loss" not in diag:
         raise ValueError("No loss trace: the loss is recorded by SVI and MAP fits, not NUTS.")
     loss = np.asarray(diag["loss"], dtype=float)
-    window = int(smooth or diag.get("elbo_window") or max(len(loss) // 10, 1))
+    window = int(smooth or diag.get("elbo_window") or loss_window(len(loss)))
     window = max(1, min(window, len(loss)))
     steps = np.arange(1, len(loss) + 1)
     ax = _axes(ax)
@@ -231,13 +233,13 @@ def plot_trace(estimator, var_names=None, *, axes=None):
     ndarray of matplotlib.axes.Axes
         Shape ``(len(var_names), 2)``.
     """
-    from .diagnostics import _chain_draw_flat, _row_dims
+    from .diagnostics import draws_by_chain, row_dims
 
     tree = getattr(estimator, "posterior_", estimator)
     post = tree["posterior"].to_dataset()
     if var_names is None:
-        row_dims = _row_dims(post)
-        var_names = [k for k, da in post.data_vars.items() if not set(da.dims) & row_dims]
+        rows = row_dims(post)
+        var_names = [k for k, da in post.data_vars.items() if not set(da.dims) & rows]
     if not var_names:
         raise ValueError("No parameters to plot.")
     if axes is None:
@@ -248,7 +250,7 @@ def plot_trace(estimator, var_names=None, *, axes=None):
                                squeeze=False)
     axes = np.asarray(axes).reshape(len(var_names), 2)
     for row, name in zip(axes, var_names):
-        values = _chain_draw_flat(post[name])
+        values = draws_by_chain(post[name])
         for c in range(values.shape[0]):
             for k in range(values.shape[2]):
                 grid, density = _density(values[c, :, k])
@@ -294,21 +296,23 @@ def render_model(estimator, X, y=None, *, filename=None, render_distributions=Fa
         ) from exc
     import numpyro
 
-    Xa, inp, _, _ = estimator._prepare(X, inputs)
-    kwargs = dict(inp)
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, "predictor_")
+    pred = estimator.predictor_
+    rows = pred.rows(X, inputs)
+    kwargs = pred.program.inputs(rows.inputs)
     if y is not None:
-        y = np.asarray(y)
-        if hasattr(estimator, "classes_"):
-            y = estimator._encoder.transform(y)
-        kwargs[estimator.outcome] = y
-    return numpyro.render_model(
-        estimator._prediction_model(),
-        model_args=(Xa,),
-        model_kwargs=kwargs,
-        filename=filename,
-        render_distributions=render_distributions,
-        render_params=render_params,
-    )
+        kwargs[pred.program.outcome] = pred.encode_outcome(y, rows.n)
+    with NUMPYRO_LOCK:
+        return numpyro.render_model(
+            pred.program.model,
+            model_args=(rows.X,),
+            model_kwargs=kwargs,
+            filename=filename,
+            render_distributions=render_distributions,
+            render_params=render_params,
+        )
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -323,7 +327,7 @@ def _axes(ax):
 
 def _effect_draws(tree, var):
     """``(samples, rows)`` draws of an effect tree's variable (rows = 1 without a row dim)."""
-    group = next((g for g in _EFFECT_GROUPS if g in tree.children), None)
+    group = next((g for g in PREDICTIVE_GROUPS if g in tree.children), None)
     if group is None:
         raise ValueError(f"The tree has no effect group; it has {list(tree.children)}.")
     ds = tree[group].to_dataset()

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
-from ._sinks import MemorySink as _MemorySink
+from ._sinks import MemorySink
+from .interventions import apply_shift
 
 __all__ = ["Request", "PredictiveEngine"]
 
@@ -99,7 +100,7 @@ class PredictiveEngine:
             if request.shifts:
                 factual = _trace(handlers.substitute(model, data=latent), key, X, inputs)
                 for name, fn in request.shifts:
-                    values[name] = fn(factual[name]["value"])
+                    values[name] = apply_shift(name, fn, factual[name]["value"])
             do_vals = {k: values[k] for k in request.do_sites + _shift_names(request, "sample", self.info)}
             fixed = {k: v for k, v in values.items() if k not in do_vals}
             m = handlers.substitute(model, data=fixed) if fixed else model
@@ -118,7 +119,8 @@ class PredictiveEngine:
         return one
 
     # ------------------------------------------------------------------- public entry
-    def run(self, draws, X, inputs, values, request, key, *, batch_size=None, sink=None):
+    def run(self, draws, X, inputs, values, request, key, *, batch_size=None, sink=None,
+            row_inputs=()):
         """Predict for every draw and row.
 
         Parameters
@@ -128,8 +130,8 @@ class PredictiveEngine:
         X : ndarray of shape (n_rows, ...)
             The model's first argument.
         inputs : dict
-            Keyword inputs of the model; arrays whose leading axis has ``n_rows`` entries
-            are split into row batches, others are passed whole.
+            Keyword inputs of the model; those named in ``row_inputs`` are split into row
+            batches, the others are passed whole.
         values : dict
             Intervention values for ``request.do_sites`` and ``request.fixed_sites``; per-row
             values are given with their row axis at the site's row-plate position.
@@ -146,6 +148,8 @@ class PredictiveEngine:
             arrays; see :mod:`skimpact._sinks`. Row counts below ``batch_size`` are padded
             to the next power of two, so they share a bounded number of compilations; with
             several devices and a draw count they divide, draws are sharded across them.
+        row_inputs : tuple of str
+            The inputs with one entry per row (decided once, at fit).
 
         Returns
         -------
@@ -162,12 +166,14 @@ class PredictiveEngine:
             for k, v in draws.items()
             if request.local_from_posterior or k not in local
         }
-        row_axes = self._row_axes(latent, X, inputs, values, request, key, n_draws)
+        row_axes = self._row_axes(latent, X, inputs, values, request, key, n_draws, row_inputs)
         if batch_size is None:
             batch_size = _batch_size_for_budget(row_axes, self._shapes, n_draws, n)
+        elif batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
         batch_size = max(1, min(int(batch_size), _bucket(n)))
         fn = self.compiled(request)
-        sink = sink if sink is not None else _MemorySink()
+        sink = sink if sink is not None else MemorySink()
         sink.allocate(
             {k: _full_shape(s, row_axes[k], n) for k, s in self._shapes.items()},
             self._dtypes,
@@ -175,7 +181,7 @@ class PredictiveEngine:
             batch_size=batch_size,
         )
         X = np.asarray(X)
-        row_inputs = {k: np.asarray(v) for k, v in inputs.items() if _is_per_row(v, n)}
+        row_inputs = {k: np.asarray(inputs[k]) for k in row_inputs}
         per_row_values = _per_row(values, self._value_axes(values), n)
         values = {k: (np.asarray(v) if per_row_values[k] is not None else v) for k, v in values.items()}
         shard = _draw_sharding(n_draws)
@@ -228,7 +234,7 @@ class PredictiveEngine:
                 sink.write(name, tuple(index), arr)
             del out
 
-    def _row_axes(self, latent, X, inputs, values, request, key, n_draws):
+    def _row_axes(self, latent, X, inputs, values, request, key, n_draws, row_inputs):
         """Trace one draw on one row and on that row twice: the axes that grow hold rows."""
         fn = self._one_draw(request)
         value_axes = self._value_axes(values)
@@ -240,7 +246,7 @@ class PredictiveEngine:
             }
             vals = {k: _slice_value(v, rows, value_axes[k]) for k, v in values.items()}
             inp = {
-                k: (np.asarray(v)[rows] if _is_per_row(v, X.shape[0]) else v)
+                k: (np.asarray(v)[rows] if k in row_inputs else v)
                 for k, v in inputs.items()
             }
             shapes.append(jax.eval_shape(fn, key, lat, np.asarray(X)[rows], inp, vals))
@@ -279,17 +285,7 @@ def _outcome_stat(fn, stat, value):
     if stat == "probs":
         probs = fn.probs
         return jnp.stack([1 - probs, probs], -1) if probs.shape == fn.batch_shape else probs
-    try:
-        return fn.mean
-    except NotImplementedError as exc:
-        raise ValueError(
-            f"The outcome distribution {type(fn).__name__} has no closed-form mean; use "
-            "kind='predictive' (a contrast of sampled outcomes) instead."
-        ) from exc
-
-
-def _is_per_row(v, n):
-    return jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n
+    return fn.mean
 
 
 def _per_row(values, axes, n):

@@ -1,19 +1,63 @@
 """Output schema: labelled ``xarray.DataTree`` objects with ArviZ group names.
 
-Every array skimpact returns has dims ``chain`` and ``draw`` followed by named dims: the
-row dim is named after the model's data plate (``obs`` when it has none) with the user's
-row labels as coordinate values; other plates name their dims; a dim as long as the
-feature list is ``feature`` with the column names; the rest are ``<site>_dim_<i>``.
-This module knows nothing of JAX or scikit-learn.
+This module owns every group name skimpact writes and has one builder per kind of tree
+(posterior, predictive, prior, log-likelihood, effect). Every array has dims ``chain`` and
+``draw`` followed by dims named from the model's plates, as ArviZ's NumPyro converter
+names them: the row dim is the model's data plate (``obs`` when it has none) with the
+user's row labels as coordinate values, a plate named ``feature`` over the columns of X
+carries the column names, other plates name their dims, and the remaining axes (event
+dims) are ``<site>_dim_<i>``. This module knows nothing of JAX or scikit-learn.
 """
 
 import json
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["Labels", "make_dataset", "make_tree"]
+__all__ = [
+    "POSTERIOR",
+    "POSTERIOR_PREDICTIVE",
+    "PREDICTIONS",
+    "PREDICTIVE_GROUPS",
+    "PRIOR",
+    "PRIOR_PREDICTIVE",
+    "LOG_LIKELIHOOD",
+    "OBSERVED_DATA",
+    "SAMPLE_STATS",
+    "Labels",
+    "predictive_group",
+    "posterior_tree",
+    "predictive_tree",
+    "prior_tree",
+    "log_likelihood_tree",
+    "effect_tree",
+    "effect_tree_of",
+    "observed_dataset",
+    "encode_attr",
+]
+
+POSTERIOR = "posterior"
+POSTERIOR_PREDICTIVE = "posterior_predictive"
+PREDICTIONS = "predictions"
+#: Groups that hold draws per row: in-sample first, then new rows.
+PREDICTIVE_GROUPS = (POSTERIOR_PREDICTIVE, PREDICTIONS)
+PRIOR = "prior"
+PRIOR_PREDICTIVE = "prior_predictive"
+LOG_LIKELIHOOD = "log_likelihood"
+OBSERVED_DATA = "observed_data"
+SAMPLE_STATS = "sample_stats"
+
+try:
+    _VERSION = version("skimpact")
+except PackageNotFoundError:  # a source tree that was never installed
+    _VERSION = "unknown"
+
+
+def predictive_group(in_sample):
+    """``posterior_predictive`` for the training rows, ``predictions`` for new rows."""
+    return POSTERIOR_PREDICTIVE if in_sample else PREDICTIONS
 
 
 class Labels:
@@ -25,17 +69,31 @@ class Labels:
         Name of the row dim.
     row_coords : array-like
         Row labels (a DataFrame's index, or ``range(n)``).
-    site_plates : dict
+    site_plates : dict, optional
         ``{site: {plate name: axis counted from the end}}`` as found by tracing the model.
     feature_names : array-like of str, optional
-        Column names of X.
+        Column names of X: the coordinates of a plate named ``feature`` of that size.
+    trailing : dict, optional
+        ``{site: (dim, ...)}``: names of a site's last axes that no plate names (the class
+        axis of class probabilities).
+    dim_coords : dict, optional
+        ``{dim: values}``: coordinates of further named dims (the classes).
+
+    Examples
+    --------
+    >>> labels = Labels("obs", ["a", "b"], site_plates={"mu": {"obs": -1}})
+    >>> labels.dims("mu", (2,), row_axis=-1), labels.dims("beta", (3,))
+    (['obs'], ['beta_dim_0'])
     """
 
-    def __init__(self, row_dim, row_coords, site_plates=None, feature_names=None):
+    def __init__(self, row_dim, row_coords, site_plates=None, feature_names=None,
+                 trailing=None, dim_coords=None):
         self.row_dim = row_dim
         self.row_coords = np.asarray(row_coords)
         self.site_plates = site_plates or {}
         self.feature_names = None if feature_names is None else np.asarray(feature_names)
+        self.trailing = trailing or {}
+        self.dim_coords = dim_coords or {}
 
     def dims(self, name, shape, row_axis=None):
         """Dim names for a site value of ``shape`` (without chain and draw)."""
@@ -44,30 +102,29 @@ class Labels:
         for plate, axis in self.site_plates.get(name, {}).items():
             if -ndim <= axis < 0 and plate != self.row_dim:
                 dims[ndim + axis] = plate
+        for i, dim in enumerate(reversed(self.trailing.get(name, ()))):
+            if i < ndim:
+                dims[ndim - 1 - i] = dim
         if row_axis is not None:
             dims[ndim + row_axis] = self.row_dim
-        for i, size in enumerate(shape):
-            if (
-                dims[i] is None
-                and self.feature_names is not None
-                and size == len(self.feature_names)
-                and "feature" not in dims
-            ):
-                dims[i] = "feature"
         return [d if d is not None else f"{name}_dim_{i}" for i, d in enumerate(dims)]
 
     def coords(self, dims, shape):
+        """Coordinates of the row dim, the feature plate and the dims in ``dim_coords``."""
         coords = {}
         for dim, size in zip(dims, shape):
             if dim == self.row_dim and size == len(self.row_coords):
                 coords[dim] = self.row_coords
-            elif dim == "feature":
+            elif (dim == "feature" and self.feature_names is not None
+                  and size == len(self.feature_names)):
                 coords[dim] = self.feature_names
+            elif dim in self.dim_coords and size == len(self.dim_coords[dim]):
+                coords[dim] = np.asarray(self.dim_coords[dim])
         return coords
 
 
-def make_dataset(arrays, labels, row_axes=None, attrs=None):
-    """A Dataset of ``(chain, draw, ...)`` arrays with named dims and row coordinates."""
+def _dataset(arrays, labels, row_axes=None):
+    """A Dataset of ``(chain, draw, ...)`` arrays with named dims and coordinates."""
     row_axes = row_axes or {}
     variables, coords = {}, {}
     for name, arr in arrays.items():
@@ -78,24 +135,99 @@ def make_dataset(arrays, labels, row_axes=None, attrs=None):
         first = next(iter(arrays.values()))
         coords["chain"] = np.arange(first.shape[0])
         coords["draw"] = np.arange(first.shape[1])
-    return xr.Dataset(variables, coords=coords, attrs=dict(attrs or {}))
+    return xr.Dataset(variables, coords=coords)
 
 
-def make_tree(groups, attrs=None):
-    """A DataTree from ``{group name: Dataset}`` with creation time and version in attrs."""
+def _tree(groups, attrs):
     tree = xr.DataTree.from_dict({f"/{k}": v for k, v in groups.items() if v is not None})
-    tree.attrs = {**base_attrs(), **(attrs or {})}
+    tree.attrs = {
+        "created_at": datetime.now(timezone.utc).isoformat(),
+        "skimpact_version": _VERSION,
+        "inference_library": "numpyro",
+        **{k: encode_attr(v) for k, v in (attrs or {}).items()},
+    }
     return tree
 
 
-def base_attrs():
-    from . import __version__
+def observed_dataset(site, y, labels):
+    """The ``observed_data`` group: the outcome ``y`` along the row dim."""
+    y = np.asarray(y)
+    return _dataset({site: y[None, None]}, labels, {site: -1}).squeeze(
+        ("chain", "draw"), drop=True
+    )
 
-    return {
-        "created_at": datetime.now(timezone.utc).isoformat(),
-        "skimpact_version": __version__,
-        "inference_library": "numpyro",
-    }
+
+def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, attrs=None):
+    """The fitted posterior: groups ``posterior``, ``observed_data`` and, for MCMC,
+    ``sample_stats`` (``diverging``).
+
+    Parameters
+    ----------
+    draws : dict of str to ndarray
+        ``(chain, draw, ...)`` draws of latent and deterministic sites.
+    labels : Labels
+    row_axes : dict
+        Row axis of each site (negative) or None.
+    observed : tuple of (str, ndarray), optional
+        The outcome site and its observed values.
+    diverging : ndarray of shape (chain, draw), optional
+    attrs : dict, optional
+    """
+    groups = {POSTERIOR: _dataset(draws, labels, row_axes)}
+    if observed is not None:
+        groups[OBSERVED_DATA] = observed_dataset(*observed, labels)
+    if diverging is not None:
+        groups[SAMPLE_STATS] = _dataset({"diverging": diverging}, labels)
+    return _tree(groups, attrs)
+
+
+def predictive_tree(posterior, arrays, labels, row_axes, *, in_sample, attrs=None):
+    """Draws per row: groups ``posterior`` and ``posterior_predictive`` (``in_sample``) or
+    ``predictions``."""
+    return _tree(
+        {POSTERIOR: posterior, predictive_group(in_sample): _dataset(arrays, labels, row_axes)},
+        attrs,
+    )
+
+
+def effect_tree(posterior, arrays, labels, row_axes, *, in_sample, attrs=None):
+    """An effect (intervention minus baseline per draw): a predictive tree whose attrs say
+    ``quantity="effect"``."""
+    return predictive_tree(
+        posterior, arrays, labels, row_axes, in_sample=in_sample,
+        attrs={**(attrs or {}), "quantity": "effect"},
+    )
+
+
+def effect_tree_of(posterior, group, dataset, attrs=None):
+    """An effect tree from an already labelled ``dataset`` of differences in ``group``."""
+    return _tree({POSTERIOR: posterior, group: dataset}, {**(attrs or {}), "quantity": "effect"})
+
+
+def prior_tree(arrays, labels, row_axes, observed_sites, attrs=None):
+    """Prior draws: latent and deterministic sites in ``prior``, observed sites in
+    ``prior_predictive``."""
+    observed = set(observed_sites)
+    groups = {}
+    for group, names in (
+        (PRIOR, [k for k in arrays if k not in observed]),
+        (PRIOR_PREDICTIVE, [k for k in arrays if k in observed]),
+    ):
+        if names:
+            groups[group] = _dataset({k: arrays[k] for k in names}, labels, row_axes)
+    return _tree(groups, attrs)
+
+
+def log_likelihood_tree(posterior, arrays, labels, row_axes, observed, attrs=None):
+    """Groups ``posterior``, ``log_likelihood`` and ``observed_data``."""
+    return _tree(
+        {
+            POSTERIOR: posterior,
+            LOG_LIKELIHOOD: _dataset(arrays, labels, row_axes),
+            OBSERVED_DATA: observed_dataset(*observed, labels),
+        },
+        attrs,
+    )
 
 
 def encode_attr(value):
@@ -103,8 +235,3 @@ def encode_attr(value):
     if isinstance(value, (str, int, float, bool, np.integer, np.floating)):
         return value
     return json.dumps(value, default=repr, sort_keys=True)
-
-
-def flatten_chains(arrays):
-    """``(chain, draw, ...)`` to ``(chain * draw, ...)``."""
-    return {k: v.reshape((-1,) + v.shape[2:]) for k, v in arrays.items()}

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .diagnostics import loss_window
+
 __all__ = ["diagnostic_metrics", "log_estimator"]
 
 
@@ -117,7 +119,7 @@ def diagnostic_metrics(estimator):
             out.update({f"{key}.{k}": float(v) for k, v in values.items()})
     if "loss" in diag:
         loss = np.asarray(diag["loss"], dtype=float)
-        window = int(diag.get("elbo_window") or max(len(loss) // 10, 1))
+        window = int(diag.get("elbo_window") or loss_window(len(loss)))
         out["final_loss"] = float(loss[-window:].mean())
         out["elbo_rel_change"] = float(diag.get("elbo_rel_change", math.nan))
     if "converged" in diag:
@@ -126,9 +128,9 @@ def diagnostic_metrics(estimator):
 
 
 def _version():
-    from . import __version__
+    from importlib.metadata import version
 
-    return __version__
+    return version("skimpact")
 
 
 def _params(estimator):

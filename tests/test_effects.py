@@ -110,7 +110,7 @@ def test_kind_mean_contrasts_the_conditional_mean(est, data):
         eff["predictions"]["y"].values[0], np.broadcast_to(2 * _b1(est)[:, None], (400, N)),
         rtol=1e-4, atol=1e-4,
     )
-    with pytest.raises(ValueError, match="'predictive' or 'mean'"):
+    with pytest.raises(ValueError, match="'predictive', 'mean' or 'probs'"):
         est.effect(X, {1: 2.0}, kind="median")
 
 

@@ -345,7 +345,7 @@ def test_nan_svi_loss_is_an_error_with_the_step_number(data):
 
 def test_bad_inference_setting_is_rejected(data):
     X, y = data
-    with pytest.raises(ValueError, match="`inference` must be one of"):
+    with pytest.raises(ValueError, match="inference. parameter of ImpactRegressor must be a str among"):
         ImpactRegressor(inference="vi").fit(X, y)
 
 

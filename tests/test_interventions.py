@@ -211,7 +211,7 @@ def test_deterministic_site_outside_the_data_plate_takes_per_row_values():
 
 
 def _compilations(est):
-    key = est._cache_key()
+    key = est.predictor_.program.cache_key
     return {k[1]: fn._cache_size() for k, fn in _COMPILED.items() if k[0] == key}
 
 
@@ -234,7 +234,10 @@ def test_repeated_calls_with_same_names_and_shapes_do_not_recompile(est, data):
             est.counterfactual_predict(X, make(value), t=t)
             est.effect(X, make(value), kind="mean", t=t)
         assert _compilations(est) == before
-    # The counter does see compilations: a per-row value where a scalar was is a new shape.
+    # The counter does see compilations: a new shift function is a new program.
+    def other_shift(u):
+        return u - 0.5
+
     before = sum(_compilations(est).values())
-    est.counterfactual_predict(X, {"mu": np.zeros(N), "u": shift}, t=t)
+    est.counterfactual_predict(X, {"mu": 0.0, "u": other_shift}, t=t)
     assert sum(_compilations(est).values()) == before + 1

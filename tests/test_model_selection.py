@@ -87,7 +87,7 @@ def test_effect_on_a_model_site_inside_the_final_estimator():
     est = pipe[-1]
     alpha = est.posterior_["posterior"]["alpha"].values  # (chain, draw)
     eff = skimpact.effect(pipe, X, {"alpha": 0.0}, kind="mean")
-    y_scale = float(est._scales["y_scale"])
+    y_scale = float(est.predictor_.program.scales["y_scale"])
     expected = np.broadcast_to((-alpha * y_scale)[..., None], eff["predictions"]["y"].shape)
     np.testing.assert_allclose(eff["predictions"]["y"].values, expected, rtol=1e-4, atol=1e-4)
 

@@ -1,0 +1,405 @@
+"""The input layout: how the rows of X and the model's keyword inputs reach the model.
+
+:class:`InputLayout` is fitted once on the training data (``fit``) and then turns every
+prediction call's ``X``, inputs and intervention into what the model runs on
+(``transform``): it validates X (numeric, finite, the fitted columns), takes the columns
+named in ``inputs=`` out of a DataFrame, decides once which inputs hold one entry per row,
+keeps the row labels, applies column and input interventions before the float32 cast, and
+fingerprints the training rows so that in-sample predictions can check they get them.
+"""
+
+import hashlib
+import warnings
+from dataclasses import dataclass, replace
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import validate_data
+
+from .interventions import apply_to_columns, apply_to_inputs, resolve_intervention
+
+__all__ = ["InputLayout", "Rows", "FLOAT32_RESOLUTION"]
+
+#: The largest float32 spacing, relative to a column's spread, that keeps its signal:
+#: beyond it the float32 values a model computes with lose most digits of the variation.
+FLOAT32_RESOLUTION = 1e-2
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The validated input of one prediction call.
+
+    Attributes
+    ----------
+    X : ndarray of float32
+        The model's first argument.
+    inputs : dict
+        The model's keyword inputs as JAX arrays.
+    intervention : skimpact.interventions.Intervention
+        The intervention sorted into sites, shifts, columns and inputs.
+    labels : ndarray
+        Row labels (a DataFrame's index, else positions).
+    fingerprint : str
+        A hash of X and the per-row inputs before the intervention.
+    row_inputs : tuple of str
+        The inputs with one entry per row.
+    """
+
+    X: np.ndarray
+    inputs: dict
+    intervention: object
+    labels: np.ndarray
+    fingerprint: str
+    row_inputs: tuple = ()
+
+    @property
+    def n(self):
+        """Number of rows."""
+        return self.X.shape[0]
+
+
+class InputLayout(BaseEstimator):
+    """Validation and layout of X and the model's keyword inputs, fitted on the training data.
+
+    Parameters
+    ----------
+    input_columns : tuple of str
+        Columns of a DataFrame X passed to the model as keyword inputs.
+    owner : str
+        The estimator's name, used in messages.
+    center : bool
+        Subtract the training columns' means (in float64) before the float32 cast; the
+        built-in models take X so, and then no offset can swallow the signal.
+    allow_nan_y : bool
+        Whether NaN outcomes are allowed (they are masked out of the likelihood).
+
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_
+        As scikit-learn estimators define them.
+    columns_ : list
+        Column labels of X after the input columns are taken out (positions for arrays).
+    input_names_ : tuple of str
+        The model's keyword inputs.
+    row_inputs_ : tuple of str
+        Inputs with one entry per training row: batched with the rows and checked for
+        length on every call.
+    x_loc_ : ndarray of float64 or None
+        Column means subtracted when ``center``.
+    labels_ : ndarray
+        Training row labels.
+    fingerprint_ : str
+        Hash of the training X and per-row inputs.
+    """
+
+    def __init__(self, input_columns=(), owner="estimator", center=False, allow_nan_y=False):
+        self.input_columns = input_columns
+        self.owner = owner
+        self.center = center
+        self.allow_nan_y = allow_nan_y
+
+    # ----------------------------------------------------------------------- fit
+    def fit(self, X, y, inputs, *, y_numeric=True, sample_weight=None):
+        """Learn the layout from the training data.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        inputs : dict
+            The model's keyword inputs.
+        y_numeric : bool
+            Whether y must be numeric (regression).
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        X : ndarray of float64
+            Validated, not yet centred (see :meth:`cast`).
+        y : ndarray
+        inputs : dict of JAX arrays
+        sample_weight : ndarray of float32 or None
+            Validated weights.
+        """
+        X, inputs = self._split(X, inputs)
+        self.labels_ = _row_labels(X)
+        _check_columns(X, "X")
+        _check_finite(X, "X")
+        _check_finite(y, "y", allow_nan=self.allow_nan_y)
+        if self.allow_nan_y:
+            X = validate_data(self, X, reset=True, dtype=np.float64)
+            y = np.asarray(y, dtype=np.float64 if y_numeric else None)
+            if y.ndim != 1 or y.shape[0] != X.shape[0]:
+                raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
+        else:
+            X, y = validate_data(self, X, y, reset=True, dtype=np.float64, y_numeric=y_numeric)
+        n = X.shape[0]
+        self.columns_ = (
+            list(self.feature_names_in_) if hasattr(self, "feature_names_in_")
+            else list(range(X.shape[1]))
+        )
+        self.input_names_ = tuple(inputs)
+        arrays = {k: _input_array(k, v) for k, v in inputs.items()}
+        self.row_inputs_ = tuple(k for k, v in arrays.items() if v.ndim >= 1 and v.shape[0] == n)
+        weights = None
+        if sample_weight is not None:
+            weights = _validated_sample_weight(sample_weight, n)
+        self.x_loc_ = None
+        if self.center:
+            w = np.ones(n) if weights is None else weights.astype(np.float64)
+            self.x_loc_ = (w * ~pd.isna(y)) @ X / (w * ~pd.isna(y)).sum()
+        self.fingerprint_ = _fingerprint(X, arrays, self.row_inputs_)
+        if not self.center:
+            _warn_float32_range(X, self.columns_)
+        return X, y, {k: jnp.asarray(v) for k, v in arrays.items()}, weights
+
+    # ----------------------------------------------------------------- transform
+    def transform(self, X, inputs, intervention=None, *, info, raw_columns=(), factual=None):
+        """Validate a prediction call's input and apply the intervention's columns and inputs.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+        inputs : dict
+            The model's keyword inputs for these rows.
+        intervention : dict or None
+        info : skimpact.model.ModelInfo
+            The fitted model's sites (to sort the intervention's names).
+        raw_columns : sequence, optional
+            Columns of a Pipeline's raw input, listed in the message for an unknown name.
+        factual : array-like or DataFrame, optional
+            X before a Pipeline changed its raw columns: the rows to fingerprint.
+
+        Returns
+        -------
+        Rows
+        """
+        given = inputs
+        X, inputs = self._split(X, inputs)
+        labels = _row_labels(X)
+        n = _num_rows(X)
+        self._check_n_features(X)
+        resolved = resolve_intervention(
+            intervention, info=info, input_names=self.input_names_, columns=self.columns_,
+            n_rows=n, raw_columns=raw_columns,
+        )
+        self._check_inputs(inputs)
+        _check_columns(X, "X")
+        _check_finite(X, "X")
+        Xf = validate_data(self, X, reset=False, dtype=np.float64)
+        arrays = {k: _input_array(k, v) for k, v in inputs.items()}
+        for k in self.row_inputs_:
+            if arrays[k].ndim < 1 or arrays[k].shape[0] != n:
+                raise ValueError(
+                    f"Input {k!r} has {arrays[k].shape[0] if arrays[k].ndim else 'no'} rows; X "
+                    f"has {n}. Per-row inputs need one entry per row of X."
+                )
+        if factual is not None:
+            factual = validate_data(self, self._split(factual, given)[0], reset=False,
+                                    dtype=np.float64)
+        fingerprint = _fingerprint(Xf if factual is None else factual, arrays, self.row_inputs_)
+        if resolved.columns:  # on the caller's X, so a Series is aligned by its index
+            Xf = validate_data(self, apply_to_columns(X, resolved.columns), reset=False,
+                               dtype=np.float64)
+        arrays = apply_to_inputs(replace(resolved, columns={}), Xf, arrays)[1]
+        for k, v in arrays.items():
+            _check_finite(np.asarray(v), f"input {k!r} after the intervention")
+        _check_finite(Xf, "X after the intervention")
+        return Rows(
+            X=self.cast(np.asarray(Xf, dtype=np.float64)),
+            inputs={k: jnp.asarray(_input_array(k, v)) for k, v in arrays.items()},
+            intervention=resolved,
+            labels=labels,
+            fingerprint=fingerprint,
+            row_inputs=self.row_inputs_,
+        )
+
+    def is_training_rows(self, rows):
+        """Whether ``rows`` (from :meth:`transform`) are the training rows, in order."""
+        return rows.fingerprint == self.fingerprint_
+
+    # -------------------------------------------------------------------- helpers
+    def _split(self, X, inputs):
+        """Take the columns named in ``input_columns`` out of a DataFrame X."""
+        names = list(self.input_columns or ())
+        if not names:
+            return X, dict(inputs)
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError(
+                f"`inputs={names}` takes model inputs from DataFrame columns, but X is "
+                f"{type(X).__name__}. Pass a DataFrame, or pass the inputs as keyword "
+                "arguments."
+            )
+        missing = [c for c in names if c not in X.columns]
+        if missing:
+            raise ValueError(
+                f"Input column(s) {missing} named in `inputs=` are not columns of X; X has "
+                f"{list(X.columns)}."
+            )
+        both = [c for c in names if c in inputs]
+        if both:
+            raise ValueError(
+                f"Input(s) {both} are given both as columns of X (`inputs=`) and as keyword "
+                "arguments; give each once."
+            )
+        return X.drop(columns=names), {**{c: X[c].to_numpy() for c in names}, **inputs}
+
+    def _check_n_features(self, X):
+        k = _num_cols(X)
+        if k != self.n_features_in_:
+            raise ValueError(
+                f"X has {k} features, but {self.owner} is expecting {self.n_features_in_} "
+                "features as input."
+            )
+
+    def _check_inputs(self, inputs):
+        missing = [k for k in self.input_names_ if k not in inputs]
+        extra = [k for k in inputs if k not in self.input_names_]
+        if missing or extra:
+            raise ValueError(
+                f"The model was fitted with inputs {list(self.input_names_)}; "
+                + (f"missing {missing}. " if missing else "")
+                + (f"unexpected {extra}. " if extra else "")
+                + "Pass the same keyword inputs as at fit."
+            )
+
+    def cast(self, X):
+        """Validated float64 X as the model takes it: float32, centred when ``center``."""
+        if self.x_loc_ is not None:
+            X = X - self.x_loc_
+        return np.asarray(X, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------- checks
+def _check_columns(X, what):
+    """Duplicate or non-numeric columns get an error that names them and the fix."""
+    if isinstance(X, pd.DataFrame):
+        dup = X.columns[X.columns.duplicated()].unique().tolist()
+        if dup:
+            raise ValueError(
+                f"{what} has duplicate column name(s) {dup}; give every column a unique name."
+            )
+        bad = [c for c in X.columns if not (
+            pd.api.types.is_numeric_dtype(X[c]) and not isinstance(X[c].dtype, pd.CategoricalDtype)
+        )]
+        if bad:
+            raise ValueError(
+                f"{what} has non-numeric column(s) {bad} (dtypes "
+                f"{[str(X[c].dtype) for c in bad]}). Encode them first, e.g. with "
+                "sklearn.preprocessing.OneHotEncoder or OrdinalEncoder in a ColumnTransformer "
+                "in a Pipeline before the estimator."
+            )
+        return
+    arr = np.asarray(X) if not hasattr(X, "dtype") else X
+    if getattr(arr, "dtype", None) is not None and arr.dtype.kind in "OUSV":
+        try:
+            np.asarray(arr, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{what} holds non-numeric values (dtype {arr.dtype}). Encode them first, e.g. "
+                "with sklearn.preprocessing.OneHotEncoder in a Pipeline before the estimator."
+            ) from None
+
+
+def _check_finite(X, what, allow_nan=False):
+    """Raise a ValueError naming the columns of ``X`` that hold NaN or infinity."""
+    if isinstance(X, pd.DataFrame):
+        cols = [c for c in X.columns if X[c].dtype.kind in "fc"]
+        bad = [c for c in cols
+               if not np.all(np.isfinite(X[c].to_numpy(dtype=float, na_value=np.nan)))]
+        if bad:
+            raise ValueError(
+                f"{what} contains NaN or infinity in column(s) {bad}. Impute or drop these "
+                "values first (e.g. sklearn.impute.SimpleImputer in a Pipeline)."
+            )
+        return
+    try:
+        arr = np.asarray(X, dtype=float)
+    except (TypeError, ValueError):
+        return
+    finite = np.isfinite(arr) | (np.isnan(arr) if allow_nan else False)
+    if finite.all():
+        return
+    if arr.ndim == 2:
+        where = f"column(s) {sorted(set(np.nonzero(~finite)[1].tolist()))}"
+    else:
+        where = f"{int((~finite).sum())} entries"
+    hint = " or fit with missing='mask'" if what == "y" else ""
+    raise ValueError(
+        f"{what} contains NaN or infinity in {where}. Impute or drop these values first{hint}."
+    )
+
+
+def _warn_float32_range(X, columns):
+    """Warn when float32 cannot resolve a column's variation around its offset."""
+    if X.shape[0] < 2:
+        return
+    spread = X.std(axis=0)
+    spacing = np.abs(X).max(axis=0) * np.finfo(np.float32).eps
+    bad = [c for c, s, e in zip(columns, spread, spacing) if s > 0 and e > FLOAT32_RESOLUTION * s]
+    if bad:
+        warnings.warn(
+            f"Column(s) {bad} of X vary little relative to their size: in float32 (what the "
+            "model computes in) their variation loses most of its digits, so predictions "
+            "and effects can be wrong. Centre and scale them first (e.g. "
+            "sklearn.preprocessing.StandardScaler in a Pipeline) or use the built-in model.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _validated_sample_weight(sample_weight, n):
+    """``sample_weight`` as float32 of shape ``(n,)``: finite, non-negative, not all zero."""
+    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    if sample_weight.ndim == 0:
+        sample_weight = np.full(n, float(sample_weight))
+    if sample_weight.shape != (n,):
+        raise ValueError(f"sample_weight has shape {sample_weight.shape}; expected ({n},).")
+    if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
+        raise ValueError("sample_weight must be finite and non-negative.")
+    if not np.any(sample_weight > 0):
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+    return sample_weight.astype(np.float32)
+
+
+def _input_array(name, value):
+    arr = np.asarray(value)
+    if arr.dtype.kind in "OUSV":
+        raise ValueError(
+            f"Model input {name!r} holds non-numeric values (dtype {arr.dtype}); encode it as "
+            "numbers first."
+        )
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int32)
+    _check_finite(arr, f"input {name!r}")
+    if arr.dtype.kind in "fc":
+        return arr.astype(np.float32)
+    return arr
+
+
+def _fingerprint(X, inputs, row_inputs):
+    h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    h.update(str(X.shape).encode())
+    for k in row_inputs:
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(inputs[k]).tobytes())
+    return h.hexdigest()
+
+
+def _row_labels(X):
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.index.to_numpy()
+    return np.arange(_num_rows(X))
+
+
+def _num_rows(X):
+    if hasattr(X, "shape"):
+        return X.shape[0]
+    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+
+
+def _num_cols(X):
+    shape = X.shape if hasattr(X, "shape") else np.asarray(X).shape
+    return shape[1] if len(shape) > 1 else 1

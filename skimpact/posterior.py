@@ -1,0 +1,200 @@
+"""The fitted posterior: draws and program, and the one ``predict`` behind every output.
+
+:class:`FittedPosterior` is built once at fit from the inference result. It holds the flat
+draws of the latent sites (chains stacked), the chain count, the :class:`~skimpact.program.
+Program` and the fingerprint of the training rows, and predicts with the compiled engine
+of :mod:`skimpact.predictive`. Effects, metrics and plots use it (and public API) only;
+nothing here knows of scikit-learn estimators.
+"""
+
+import numbers
+import threading
+
+import jax
+import numpy as np
+from numpyro.infer import Predictive
+from sklearn.utils import check_random_state
+
+from ._sinks import ProgressSink
+from .predictive import PredictiveEngine, Request
+
+__all__ = ["FittedPosterior", "NUMPYRO_LOCK", "make_key"]
+
+_SALT = {"fit": 0, "predict": 1, "prior": 2}
+
+#: NumPyro's effect handlers live on one global stack, so two threads tracing models at
+#: once corrupt each other (threaded joblib or Dask workers). Everything that traces a
+#: model (fit, predictions, prior draws, rendering) holds this lock.
+NUMPYRO_LOCK = threading.RLock()
+
+
+class FittedPosterior:
+    """Posterior draws of a fitted program, with the input layout of its training data.
+
+    Parameters
+    ----------
+    program : skimpact.program.Program
+    draws : dict of str to ndarray
+        ``(chain, draw, ...)`` draws of the latent sample sites.
+    layout : skimpact.layout.InputLayout
+        Fitted on the training rows.
+    attrs : dict
+        Attributes every output tree carries (inference settings, model).
+    classes : ndarray, optional
+        Labels of the outcome's categories (classifiers), encoded ``0 .. K - 1``.
+    random_state : int, RandomState, Generator or None
+        Source of prediction keys: an int gives the same key on every call.
+    batch_size : int, optional
+        Rows per prediction batch (chosen from a memory budget when None).
+    progress_bar : bool
+        Show a bar over the rows of predictions computed in several batches.
+    """
+
+    def __init__(self, program, draws, layout, *, attrs=None, classes=None, random_state=None,
+                 batch_size=None, progress_bar=False):
+        self.program = program
+        first = next(iter(draws.values())) if draws else np.zeros((1, 1))
+        self.n_chain, self.n_draw = first.shape[:2]
+        self.draws = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in draws.items()}
+        self.layout = layout
+        self.attrs = dict(attrs or {})
+        self.classes = classes
+        self.random_state = random_state
+        self.batch_size = batch_size
+        self.progress_bar = progress_bar
+        self._engine = PredictiveEngine(program.model, program.cache_key, program.info)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_engine")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        program = self.program
+        self._engine = PredictiveEngine(program.model, program.cache_key, program.info)
+
+    def key(self, purpose="predict"):
+        """A JAX key for ``purpose``: fixed for an int ``random_state``, fresh otherwise."""
+        return make_key(self.random_state, purpose)
+
+    def rows(self, X, inputs, intervention=None, *, raw_columns=(), factual=None):
+        """Validate ``X`` and ``inputs`` for this posterior and resolve ``intervention``
+        (see :meth:`skimpact.layout.InputLayout.transform`)."""
+        return self.layout.transform(
+            X, inputs, intervention, info=self.info, raw_columns=raw_columns, factual=factual,
+        )
+
+    def encode_outcome(self, y, n):
+        """``y`` as the model observes it: class codes for a classifier, else float32."""
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},); got {y.shape}.")
+        if self.classes is None:
+            return y.astype(np.float32)
+        unknown = np.setdiff1d(y, self.classes)
+        if unknown.size:
+            raise ValueError(
+                f"y holds labels {unknown.tolist()} not seen in fit; the classes are "
+                f"{self.classes.tolist()}."
+            )
+        return np.searchsorted(self.classes, y).astype(np.int32)
+
+    @property
+    def info(self):
+        """The program's :class:`~skimpact.model.ModelInfo`."""
+        return self.program.info
+
+    def request(self, *, return_sites=None, intervention=None, outcome_stat="sample",
+                in_sample=False):
+        """The engine request for ``return_sites`` under a resolved ``intervention``."""
+        return Request(
+            return_sites=self.return_sites(return_sites),
+            do_sites=tuple(intervention.sites) if intervention else (),
+            fixed_sites=tuple(intervention.fixed) if intervention else (),
+            shifts=intervention.shifts if intervention else (),
+            outcome_stat=outcome_stat,
+            local_from_posterior=bool(in_sample),
+        )
+
+    def return_sites(self, sites=None):
+        """Sites to return: by default the outcome and the local latent sites."""
+        info = self.info
+        if sites is None:
+            return (info.outcome_site, *info.local_sites)
+        if isinstance(sites, str):
+            sites = (sites,)
+        unknown = [s for s in sites if s not in info.sites]
+        if unknown:
+            raise KeyError(
+                f"Unknown site(s) {unknown} in return_sites; the model has {sorted(info.sites)}."
+            )
+        return tuple(sites)
+
+    def prior(self, rows, num_samples, sites, key):
+        """Draws of ``sites`` from the program's prior for ``rows``: ``{site: (1, draw,
+        ...)}``."""
+        with NUMPYRO_LOCK:
+            draws = Predictive(self.program.model, num_samples=num_samples,
+                               return_sites=list(sites))(
+                key, rows.X, **self.program.inputs(rows.inputs)
+            )
+        return {k: np.asarray(v)[None] for k, v in draws.items() if k in sites}
+
+    def predict(self, rows, request, key, *, batch_size=None, sink=None, in_sample=False):
+        """Run the engine for ``rows`` (a :class:`skimpact.layout.Rows`) and ``request``.
+
+        Parameters
+        ----------
+        rows : skimpact.layout.Rows
+        request : skimpact.predictive.Request
+        key : jax.random key
+            The same key gives the same random numbers per draw and row.
+        batch_size : int, optional
+        sink : object, optional
+            See :meth:`skimpact.predictive.PredictiveEngine.run`.
+        in_sample : bool
+            The rows are the training rows (checked by fingerprint when the model has
+            local latent sites, whose fitted values belong to those rows).
+
+        Returns
+        -------
+        outputs : dict of str to ndarray with leading ``(chain, draw)`` axes, or what the
+            sink's ``close()`` returns
+        row_axes : dict of str to int or None
+        """
+        info = self.info
+        if in_sample and not self.layout.is_training_rows(rows):
+            raise ValueError(
+                "in_sample=True means X (and the per-row inputs) are the training rows in "
+                f"their training order, but these {rows.n} rows differ from the "
+                f"{self.layout.labels_.shape[0]} training rows"
+                + (f"; their local latent sites {sorted(info.local_sites)} have fitted values "
+                   "only for the training rows" if info.local_sites else "")
+                + ". Use in_sample=False for new rows."
+            )
+        resolved = rows.intervention
+        values = {**resolved.sites, **resolved.fixed}
+        if self.progress_bar:
+            sink = ProgressSink(sink, rows.n)
+        with NUMPYRO_LOCK:
+            out, row_axes = self._engine.run(
+                self.draws, rows.X, self.program.inputs(rows.inputs), values, request, key,
+                batch_size=self.batch_size if batch_size is None else batch_size, sink=sink,
+                row_inputs=rows.row_inputs,
+            )
+        if isinstance(out, dict):
+            out = {k: v.reshape((self.n_chain, -1) + v.shape[1:]) for k, v in out.items()}
+        return out, row_axes
+
+
+def make_key(random_state, purpose):
+    """A JAX key for ``purpose`` ("fit", "predict" or "prior") from a scikit-learn
+    ``random_state``: fixed for an int, drawn afresh from a RandomState, Generator or None."""
+    if isinstance(random_state, numbers.Integral):
+        seed = int(random_state)
+    elif isinstance(random_state, np.random.Generator):
+        seed = int(random_state.integers(2**31 - 1))
+    else:
+        seed = int(check_random_state(random_state).randint(2**31 - 1))
+    return jax.random.fold_in(jax.random.PRNGKey(seed), _SALT[purpose])
