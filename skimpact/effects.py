@@ -215,11 +215,16 @@ def effect(
     stat = "sample" if kind == "predictive" else kind
     key = pred.key()
     scratch = scratch_dir(store)
-    (out_i, _, _), (out_b, row_axes, rows) = [
-        _predict_scenario(estimator, X, scenario, inputs, in_sample=in_sample, sites=sites,
-                          stat=stat, key=key, sink=scratch_sink_in(scratch))
-        for scenario in (intervention, baseline)
-    ]
+    try:
+        (out_i, _, _), (out_b, row_axes, rows) = [
+            _predict_scenario(estimator, X, scenario, inputs, in_sample=in_sample,
+                              sites=sites, stat=stat, key=key, sink=scratch_sink_in(scratch))
+            for scenario in (intervention, baseline)
+        ]
+    except BaseException:
+        if scratch is not None:
+            scratch.cleanup()
+        raise
     diff = {k: out_i[k] - out_b[k] for k in out_i}
     labels = _labels(pred, rows.labels, probs_site=site if kind == "probs" else None)
     attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
@@ -285,45 +290,50 @@ def estimate_effect(
     est = final_estimator(estimator)
     key = None
     scratch = scratch_dir(store)
-    trees = {}
-    for side, output, args in (
-        ("baseline", output_baseline, args_baseline),
-        ("intervention", output_intervention, args_intervention),
-    ):
-        if (output is None) == (args is None):
-            raise ValueError(
-                f"Give exactly one of output_{side} (a DataTree) and args_{side} (a dict of "
-                f"counterfactual_predict arguments) for the {side} scenario; got "
-                f"{'both' if output is not None else 'neither'}."
-            )
-        if output is None:
-            if not isinstance(args, dict) or "X" not in args:
-                raise ValueError(f"args_{side} must be a dict with at least 'X'; got {args!r}.")
-            args = dict(args)
-            X, intervention = args.pop("X"), args.pop("intervention", None)
-            in_sample = args.pop("in_sample", False)
-            return_sites = args.pop("return_sites", None)
-            check_is_fitted(est, "predictor_")
-            pred = est.predictor_
-            # One key for both lazy scenarios: common random numbers even when
-            # random_state is None (an int random_state gives counterfactual_predict's key).
-            key = pred.key() if key is None else key
-            out, row_axes, rows = _predict_scenario(
-                estimator, X, intervention, args, in_sample=in_sample, sites=return_sites,
-                stat="sample", key=key, sink=scratch_sink_in(scratch),
-            )
-            output = predictive_tree(
-                _posterior(estimator), out, _labels(pred, rows.labels), row_axes,
-                in_sample=in_sample,
-                attrs={**pred.attrs, "intervention": describe(intervention),
-                       "rows_fingerprint": rows.fingerprint},
-            )
-        elif not isinstance(output, xr.DataTree):
-            raise TypeError(
-                f"output_{side} must be an xarray.DataTree from counterfactual_predict; got "
-                f"{type(output).__name__}."
-            )
-        trees[side] = output
+    try:
+        trees = {}
+        for side, output, args in (
+            ("baseline", output_baseline, args_baseline),
+            ("intervention", output_intervention, args_intervention),
+        ):
+            if (output is None) == (args is None):
+                raise ValueError(
+                    f"Give exactly one of output_{side} (a DataTree) and args_{side} (a dict of "
+                    f"counterfactual_predict arguments) for the {side} scenario; got "
+                    f"{'both' if output is not None else 'neither'}."
+                )
+            if output is None:
+                if not isinstance(args, dict) or "X" not in args:
+                    raise ValueError(f"args_{side} must be a dict with at least 'X'; got {args!r}.")
+                args = dict(args)
+                X, intervention = args.pop("X"), args.pop("intervention", None)
+                in_sample = args.pop("in_sample", False)
+                return_sites = args.pop("return_sites", None)
+                check_is_fitted(est, "predictor_")
+                pred = est.predictor_
+                # One key for both lazy scenarios: common random numbers even when
+                # random_state is None (an int random_state gives counterfactual_predict's key).
+                key = pred.key() if key is None else key
+                out, row_axes, rows = _predict_scenario(
+                    estimator, X, intervention, args, in_sample=in_sample, sites=return_sites,
+                    stat="sample", key=key, sink=scratch_sink_in(scratch),
+                )
+                output = predictive_tree(
+                    _posterior(estimator), out, _labels(pred, rows.labels), row_axes,
+                    in_sample=in_sample,
+                    attrs={**pred.attrs, "intervention": describe(intervention),
+                           "rows_fingerprint": rows.fingerprint},
+                )
+            elif not isinstance(output, xr.DataTree):
+                raise TypeError(
+                    f"output_{side} must be an xarray.DataTree from counterfactual_predict; got "
+                    f"{type(output).__name__}."
+                )
+            trees[side] = output
+    except BaseException:
+        if scratch is not None:
+            scratch.cleanup()
+        raise
     group = _common_group(trees)
     base, inter = trees["baseline"][group].to_dataset(), trees["intervention"][group].to_dataset()
     _check_alignment(group, base, inter)
@@ -375,6 +385,14 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     >>> summarize_effect(tree)["mean"].round(1).tolist()
     [2.0]
     """
+    if not isinstance(tree, xr.DataTree):
+        raise TypeError(
+            f"summarize_effect takes the xarray.DataTree that effect() or estimate_effect() "
+            f"returns; got {type(tree).__name__}."
+        )
+    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) \
+            or not 0 < prob < 1:
+        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
     group = _group_of(tree)
     ds = tree[group].to_dataset()
     if var is None:

@@ -218,9 +218,9 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 "`fit_batch_size` cannot be combined with sample_weight or masked outcomes."
             )
         spec = Model(factory, **hyper) if self.model is None else as_model(self.model)
+        Xm = layout.cast(X64)
         w = observed if weights is None else weights * observed
         scales = builtin_scales(spec.factory, X64, y_model, w) if builtin else None
-        Xm = layout.cast(X64)
         program = build_program(
             spec, Xm, jnp.asarray(y_model), inputs, reparam=self.reparam,
             outcome=self.outcome, scales=scales, row_inputs=layout.row_inputs_,
@@ -397,7 +397,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         -------
         ndarray of shape (n_samples, n_quantiles) or DataFrame indexed like X
         """
-        q = np.atleast_1d(np.asarray(q, dtype=float))
+        try:
+            q = np.atleast_1d(np.asarray(q, dtype=float))
+        except (TypeError, ValueError):
+            raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q!r}.") from None
         if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
             raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
         draws = effects.outcome_draws(self, X, intervention, **inputs)

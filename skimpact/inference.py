@@ -70,6 +70,22 @@ def run_inference(
     ``cache_key``, equal for fits that run the same program (model, guide, optimiser), lets
     them share one compilation of the SVI steps; ``None`` compiles per fit.
     """
+    try:
+        return _run(method, model, args, kwargs, latent_sites=latent_sites,
+                    deterministic_sites=deterministic_sites, key=key, settings=settings,
+                    row_plate=row_plate, local_sites=local_sites, cache_key=cache_key)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
+            jax.errors.TracerBoolConversionError) as exc:
+        raise TypeError(
+            "The model converts a traced JAX value to NumPy or Python (a NumPy function such "
+            "as np.exp, float(), or an `if` on a sampled value). Inference compiles the "
+            "model, so write it with jax.numpy (import jax.numpy as jnp) and jnp.where "
+            f"instead of `if`. JAX said: {type(exc).__name__}."
+        ) from exc
+
+
+def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
+         row_plate, local_sites, cache_key):
     batch = settings.get("fit_batch_size")
     if batch is not None:
         _check_minibatch(method, batch, row_plate, local_sites)

@@ -127,6 +127,14 @@ class InputLayout(BaseEstimator):
         self.labels_ = _row_labels(X)
         _check_columns(X, "X")
         _check_finite(X, "X")
+        if y_numeric and np.asarray(y).dtype.kind in "OUSV":
+            try:
+                np.asarray(y, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"y holds non-numeric values (dtype {np.asarray(y).dtype}); a regressor "
+                    "needs a numeric outcome. For class labels use ImpactClassifier."
+                ) from None
         _check_finite(y, "y", allow_nan=self.allow_nan_y)
         if self.allow_nan_y:
             X = validate_data(self, X, reset=True, dtype=np.float64)
@@ -152,7 +160,9 @@ class InputLayout(BaseEstimator):
             self.x_loc_ = (w * ~pd.isna(y)) @ X / (w * ~pd.isna(y)).sum()
         self.fingerprint_ = _fingerprint(X, arrays, self.row_inputs_)
         if not self.center:
-            _warn_float32_range(X, self.columns_)
+            _warn_float32_range(X, self.columns_, "X")
+        if y_numeric:
+            _warn_float32_range(np.asarray(y, dtype=np.float64)[:, None], ["y"], "the outcome")
         return X, y, {k: jnp.asarray(v) for k, v in arrays.items()}, weights
 
     # ----------------------------------------------------------------- transform
@@ -201,8 +211,9 @@ class InputLayout(BaseEstimator):
                                     dtype=np.float64)
         fingerprint = _fingerprint(Xf if factual is None else factual, arrays, self.row_inputs_)
         if resolved.columns:  # on the caller's X, so a Series is aligned by its index
-            Xf = validate_data(self, apply_to_columns(X, resolved.columns), reset=False,
-                               dtype=np.float64)
+            changed = apply_to_columns(X, resolved.columns)
+            _check_columns(changed, "X after the intervention")
+            Xf = validate_data(self, changed, reset=False, dtype=np.float64)
         arrays = apply_to_inputs(replace(resolved, columns={}), Xf, arrays)[1]
         for k, v in arrays.items():
             _check_finite(np.asarray(v), f"input {k!r} after the intervention")
@@ -247,6 +258,8 @@ class InputLayout(BaseEstimator):
         return X.drop(columns=names), {**{c: X[c].to_numpy() for c in names}, **inputs}
 
     def _check_n_features(self, X):
+        if np.ndim(X) != 2:  # validate_data says how to reshape
+            return
         k = _num_cols(X)
         if k != self.n_features_in_:
             raise ValueError(
@@ -269,6 +282,13 @@ class InputLayout(BaseEstimator):
         """Validated float64 X as the model takes it: float32, centred when ``center``."""
         if self.x_loc_ is not None:
             X = X - self.x_loc_
+        big = np.abs(X).max(axis=0, initial=0.0) > np.finfo(np.float32).max
+        if big.any():
+            raise ValueError(
+                f"Column(s) {[c for c, b in zip(self.columns_, big) if b]} of X exceed "
+                f"float32's range (about {np.finfo(np.float32).max:.1e}), which the model "
+                "computes in. Rescale them first (e.g. sklearn.preprocessing.StandardScaler)."
+            )
         return np.asarray(X, dtype=np.float32)
 
 
@@ -296,10 +316,10 @@ def _check_columns(X, what):
     if getattr(arr, "dtype", None) is not None and arr.dtype.kind in "OUSV":
         try:
             np.asarray(arr, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"{what} holds non-numeric values (dtype {arr.dtype}). Encode them first, e.g. "
-                "with sklearn.preprocessing.OneHotEncoder in a Pipeline before the estimator."
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(
+                f"{what} holds non-numeric values ({exc}). Encode them first, e.g. with "
+                "sklearn.preprocessing.OneHotEncoder in a Pipeline before the estimator."
             ) from None
 
 
@@ -332,19 +352,19 @@ def _check_finite(X, what, allow_nan=False):
     )
 
 
-def _warn_float32_range(X, columns):
+def _warn_float32_range(X, columns, what):
     """Warn when float32 cannot resolve a column's variation around its offset."""
     if X.shape[0] < 2:
         return
-    spread = X.std(axis=0)
-    spacing = np.abs(X).max(axis=0) * np.finfo(np.float32).eps
+    spread = np.nanstd(X, axis=0)
+    spacing = np.nanmax(np.abs(X), axis=0) * np.finfo(np.float32).eps
     bad = [c for c, s, e in zip(columns, spread, spacing) if s > 0 and e > FLOAT32_RESOLUTION * s]
     if bad:
         warnings.warn(
-            f"Column(s) {bad} of X vary little relative to their size: in float32 (what the "
-            "model computes in) their variation loses most of its digits, so predictions "
-            "and effects can be wrong. Centre and scale them first (e.g. "
-            "sklearn.preprocessing.StandardScaler in a Pipeline) or use the built-in model.",
+            f"Column(s) {bad} of {what} vary little relative to their size: in float32 (what "
+            "the model computes in) their variation loses most of its digits, so predictions "
+            "and effects can be wrong. Centre and scale them first (e.g. subtract the mean, "
+            "or sklearn.preprocessing.StandardScaler in a Pipeline for X).",
             UserWarning,
             stacklevel=4,
         )

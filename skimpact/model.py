@@ -338,6 +338,7 @@ class ModelInfo:
     site_row_axis: dict = field(default_factory=dict)  # name -> row axis (negative) or None
     plate_sizes: dict = field(default_factory=dict)  # plate name -> size at fit
     outcome_stats: tuple = ("sample",)  # what the outcome distribution gives in closed form
+    site_supports: dict = field(default_factory=dict)  # sample site -> its support constraint
 
     @property
     def sites(self):
@@ -434,6 +435,7 @@ def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
         site_shapes=shapes,
         site_row_axis=row_axis,
         outcome_stats=_outcome_stats(tr[outcome_site]["fn"]),
+        site_supports={k: s["fn"].support for k, s in samples.items()},
         plate_sizes={
             f.name: f.size
             for s in tr.values()

@@ -1,0 +1,1114 @@
+"""Bad inputs and faults, as a hostile but ordinary user would try them.
+
+A table-driven matrix: every case is a callable that does one bad (or tricky) thing with
+the public API, and either
+
+* the exception type it must raise and a regex of the words that name the problem and the
+  fix (``pytest.raises(T, match=...)``), or a warning type (``pytest.warns``), or
+* ``None``: the callable itself asserts the correct result.
+
+The cases are grouped by what goes wrong (inputs, parameters, factories, interventions,
+effects, stores, numerics, concurrency), one table and one test per group. Fitted
+estimators are module-scoped fixtures, fitted once and reused; cases that need to change an
+estimator work on a deep copy.
+
+Every warning is an error here unless a case asks for it: fixtures and cases silence the
+ConvergenceWarning of their deliberately short fits explicitly.
+"""
+
+import copy
+import json
+import pickle
+import subprocess
+import sys
+import threading
+import warnings
+from types import SimpleNamespace
+from unittest import mock
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pandas as pd
+import pytest
+from numpyro.infer.reparam import LocScaleReparam
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skimpact import (
+    ImpactClassifier,
+    ImpactRegressor,
+    Model,
+    counterfactual_predict,
+    effect,
+    estimate_effect,
+    summarize_effect,
+)
+from skimpact.posterior import FittedPosterior
+
+pytestmark = pytest.mark.filterwarnings("error")
+
+FAST = {"num_steps": 500, "num_samples": 50, "random_state": 0}
+
+
+# ------------------------------------------------------------------------------ data
+def _make_data():
+    rng = np.random.default_rng(0)
+    n = 200
+    df = pd.DataFrame({
+        "dose": rng.integers(0, 5, n).astype(np.int64),
+        "age": rng.normal(size=n),
+        "bmi": rng.normal(size=n),
+    })
+    y = (1.0 + 2.0 * df["dose"] + 1.0 * df["age"] - 0.5 * df["bmi"]
+         + rng.normal(0, 0.3, n)).to_numpy()
+    # integer ndarray for the Pipeline: slope 3 on column 0, -1 on column 1
+    xi = np.column_stack([rng.integers(0, 10, n), rng.integers(-5, 5, n)]).astype(np.int64)
+    yi = 0.5 + 3.0 * xi[:, 0] - 1.0 * xi[:, 1] + rng.normal(0, 0.3, n)
+    # three classes with string labels
+    xc = rng.normal(size=(240, 2))
+    score = xc @ np.array([2.0, -1.0])
+    yc = np.where(score < -0.7, "lo", np.where(score > 0.7, "hi", "mid"))
+    # small ndarray data for NUTS
+    xn = rng.normal(size=(100, 2))
+    yn = 0.5 + xn @ np.array([1.0, -1.0]) + rng.normal(0, 0.3, 100)
+    # a string column for the ColumnTransformer
+    dfc = df[["age", "bmi"]].assign(city=rng.choice(["a", "b", "c"], n))
+    yct = (df["age"] + np.where(dfc["city"] == "b", 2.0, 0.0)
+           + rng.normal(0, 0.3, n)).to_numpy()
+    return SimpleNamespace(df=df, y=y, xi=xi, yi=yi, xc=xc, yc=yc, xn=xn, yn=yn, dfc=dfc,
+                           yct=yct, rng=rng)
+
+
+D = _make_data()
+N = len(D.df)
+TRUE_DOSE = 2.0
+XK = D.df[["age", "bmi"]].to_numpy()  # the features of the custom model (dose is an input)
+DOSE = D.df["dose"].to_numpy()
+TRUE_XI0 = 3.0
+
+
+# ---------------------------------------------------------------------------- models
+def dose_model(X, y=None, dose=None):
+    """Linear in the features plus ``g * dose``, ``dose`` a keyword input (per row)."""
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    g = numpyro.sample("g", dist.Normal(0.0, 2.0))
+    a = numpyro.sample("a", dist.Normal(0.0, 5.0))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("obs", X.shape[0]):
+        mu = numpyro.deterministic("mu", a + X @ b + g * dose)
+        numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
+
+
+def plain_model(X, y=None):
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    a = numpyro.sample("a", dist.Normal(0.0, 5.0))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(a + X @ b, 1.0), obs=y)
+
+
+def payments_model(X, payments=None):
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("payments", dist.Normal(X @ b, 1.0), obs=payments)
+
+
+def negative_scale_model(X, y=None):
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ b, -1.0), obs=y)
+
+
+def numpy_model(X, y=None):
+    """Uses NumPy functions on latent (traced) values: works eagerly, fails under jit."""
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    s = numpyro.sample("s", dist.Normal(0.0, 1.0))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(np.dot(X, b), np.exp(s)), obs=y)
+
+
+def other_linear(prior_scale=0.1):
+    def model(X, y=None):
+        b = numpyro.sample("b", dist.Normal(0.0, prior_scale).expand([X.shape[1]]).to_event(1))
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
+
+    return model
+
+
+def failing_factory(prior_scale=1.0):
+    raise RuntimeError("boom")
+
+
+def not_a_model_factory(prior_scale=1.0):
+    return 5
+
+
+def plus_half(v):
+    return v + 0.5
+
+
+def shift_site_numpy(v):
+    return np.exp(v)
+
+
+def shift_site_wrong_shape(v):
+    return jnp.ones(7)
+
+
+def shift_column_wrong_shape(v):
+    return v[:3]
+
+
+def shift_column_nan(v):
+    return v * np.nan
+
+
+# -------------------------------------------------------------------------- fixtures
+def _fit(est, X, y, **kw):
+    """Fit quietly: short fits may not converge, which these tests do not judge."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y, **kw)
+
+
+@pytest.fixture(scope="module")
+def reg():
+    """The default model on a DataFrame with an int64 column ``dose``."""
+    return _fit(ImpactRegressor(**FAST), D.df, D.y)
+
+
+@pytest.fixture(scope="module")
+def custom():
+    """A custom model whose ``dose`` (int64) comes from a DataFrame column via inputs=."""
+    return _fit(ImpactRegressor(dose_model, inputs=["dose"], **FAST), D.df, D.y)
+
+
+@pytest.fixture(scope="module")
+def custom_kw():
+    """The same model with ``dose`` passed as a keyword input to fit."""
+    X = XK
+    return _fit(ImpactRegressor(dose_model, **FAST), X, D.y, dose=DOSE)
+
+
+@pytest.fixture(scope="module")
+def nuts():
+    return _fit(ImpactRegressor(inference="nuts", num_warmup=100, num_samples=100,
+                                random_state=0), D.xn, D.yn)
+
+
+@pytest.fixture(scope="module")
+def clf():
+    """Three classes with string labels."""
+    return _fit(ImpactClassifier(**FAST), D.xc, D.yc)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """StandardScaler + the default model on an integer ndarray."""
+    return _fit(make_pipeline(StandardScaler(), ImpactRegressor(**FAST)), D.xi, D.yi)
+
+
+@pytest.fixture(scope="module")
+def ct_pipe():
+    """ColumnTransformer (scaled numbers, one-hot city) + the default model."""
+    ct = ColumnTransformer([
+        ("num", StandardScaler(), ["age", "bmi"]),
+        ("cat", OneHotEncoder(sparse_output=False), ["city"]),
+    ])
+    return _fit(Pipeline([("ct", ct), ("est", ImpactRegressor(**FAST))]), D.dfc, D.yct)
+
+
+@pytest.fixture(scope="module")
+def reg_effect(reg):
+    return reg.effect(D.df, {"dose": 1}, baseline={"dose": 0}, kind="mean")
+
+
+class Fixtures:
+    """Lazy access to fixtures by attribute, so a case fits only what it uses."""
+
+    def __init__(self, request):
+        self._request = request
+
+    def __getattr__(self, name):
+        return self._request.getfixturevalue(name)
+
+
+def run_case(fn, expected, match, request):
+    fx = Fixtures(request)
+    if expected is None:
+        fn(fx)
+    elif isinstance(expected, type) and issubclass(expected, Warning):
+        with pytest.warns(expected, match=match):
+            fn(fx)
+    else:
+        with pytest.raises(expected, match=match):
+            fn(fx)
+
+
+def case(id, fn, expected=None, match=None):
+    return pytest.param(fn, expected, match, id=id)
+
+
+def ate(tree, var=None):
+    return float(summarize_effect(tree, var=var)["mean"].iloc[0])
+
+
+def unfitted():
+    return ImpactRegressor(**FAST)
+
+
+def with_city(df):
+    return df.assign(city=np.where(df["age"] > 0, "north", "south"))
+
+
+def fit_quick(est, X=None, y=None, **kw):
+    return _fit(est, D.df if X is None else X, D.y if y is None else y, **kw)
+
+
+# ============================================================================== inputs
+def _nan_at(df, col, value=np.nan):
+    out = df.copy()
+    out[col] = out[col].astype(float)
+    out.loc[out.index[3], col] = value
+    return out
+
+
+INPUT_CASES = [
+    case("string-column-fit", lambda fx: fit_quick(ImpactRegressor(**FAST), with_city(D.df)),
+         ValueError, r"city.*OneHotEncoder"),
+    case("string-column-predict",
+         lambda fx: fx.reg.predict(D.df.assign(dose=D.df["dose"].astype(str))),
+         ValueError, r"dose.*(OneHotEncoder|OrdinalEncoder)"),
+    case("categorical-column-fit",
+         lambda fx: fit_quick(ImpactRegressor(**FAST),
+                              D.df.assign(dose=D.df["dose"].astype("category"))),
+         ValueError, r"dose.*(OneHotEncoder|OrdinalEncoder)"),
+    case("object-ndarray-fit",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), np.array([["a", 1.0]] * N, dtype=object)),
+         ValueError, r"non-numeric.*OneHotEncoder"),
+    case("duplicate-column-names",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), pd.concat([D.df, D.df[["age"]]], axis=1)),
+         ValueError, r"duplicate column.*age.*unique"),
+    case("nan-in-X-fit", lambda fx: fit_quick(ImpactRegressor(**FAST), _nan_at(D.df, "age")),
+         ValueError, r"NaN.*age.*(Impute|SimpleImputer)"),
+    case("inf-in-X-fit",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), _nan_at(D.df, "bmi", np.inf)),
+         ValueError, r"infinity.*bmi"),
+    case("nan-in-X-predict", lambda fx: fx.reg.predict(_nan_at(D.df, "age")),
+         ValueError, r"NaN.*age"),
+    case("nan-in-y-fit", lambda fx: fit_quick(ImpactRegressor(**FAST), y=np.r_[np.nan, D.y[1:]]),
+         ValueError, r"y contains NaN.*missing='mask'"),
+    case("wrong-y-length-fit", lambda fx: fit_quick(ImpactRegressor(**FAST), y=D.y[:50]),
+         ValueError, r"inconsistent numbers of samples"),
+    case("y-none-fit", lambda fx: ImpactRegressor(**FAST).fit(D.df, None),
+         ValueError, r"requires y"),
+    case("string-y-regressor",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), y=np.array(["a", "b"] * (N // 2))),
+         ValueError, r"(?i)\by\b.*numeric.*ImpactClassifier"),
+    case("wrong-feature-count-predict", lambda fx: fx.reg.predict(D.df[["dose", "age"]]),
+         ValueError, r"2 features.*expecting 3"),
+    case("renamed-columns-predict", lambda fx: fx.reg.predict(D.df.rename(columns={"age": "AGE"})),
+         ValueError, r"feature names"),
+    case("one-dimensional-X-predict", lambda fx: fx.nuts.predict(D.xn[:, 0]),
+         ValueError, r"(?s)Expected 2D array.*Reshape your data"),
+    case("empty-X-predict", lambda fx: fx.reg.predict(D.df.iloc[:0]),
+         ValueError, r"0 sample"),
+    case("score-wrong-y-length", lambda fx: fx.reg.score(D.df, D.y[:10]),
+         ValueError, r"inconsistent numbers of samples"),
+    case("negative-sample-weight",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=-np.ones(N)),
+         ValueError, r"sample_weight.*non-negative"),
+    case("sample-weight-wrong-length",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=np.ones(3)),
+         ValueError, r"sample_weight has shape \(3,\)"),
+    case("missing-model-input-predict", lambda fx: fx.custom_kw.predict(XK),
+         ValueError, r"missing \['dose'\].*same keyword inputs"),
+    case("extra-model-input-predict",
+         lambda fx: fx.custom_kw.predict(XK, dose=DOSE,
+                                         C=np.ones(N)),
+         ValueError, r"unexpected \['C'\]"),
+    case("input-column-missing-predict", lambda fx: fx.custom.predict(D.df[["age", "bmi"]]),
+         ValueError, r"\['dose'\].*not columns of X"),
+    case("input-column-and-keyword", lambda fx: fx.custom.predict(D.df, dose=np.ones(N)),
+         ValueError, r"both as columns of X.*once"),
+    case("input-nan-predict",
+         lambda fx: fx.custom_kw.predict(XK, dose=np.r_[np.nan, np.ones(N - 1)]),
+         ValueError, r"input 'dose'.*NaN"),
+    case("input-wrong-length-predict",
+         lambda fx: fx.custom_kw.predict(XK, dose=np.ones(N - 1)),
+         ValueError, r"'dose' has 199 rows; X has 200"),
+    case("input-string-values",
+         lambda fx: fx.custom_kw.predict(XK, dose=np.array(["x"] * N)),
+         ValueError, r"'dose' holds non-numeric"),
+    case("inputs-with-ndarray-X",
+         lambda fx: fit_quick(ImpactRegressor(dose_model, inputs=["dose"], **FAST),
+                              D.df.to_numpy()),
+         TypeError, r"DataFrame"),
+    case("classifier-one-class",
+         lambda fx: _fit(ImpactClassifier(**FAST), D.xc, np.array(["a"] * 240)),
+         ValueError, r"at least 2 classes"),
+    case("classifier-continuous-y", lambda fx: _fit(ImpactClassifier(**FAST), D.xc, D.xc[:, 0]),
+         ValueError, r"Unknown label type"),
+    case("classifier-unseen-label-loglik",
+         lambda fx: fx.clf.log_likelihood(D.xc, np.r_[["zz"], D.yc[1:]]),
+         ValueError, r"not seen in fit.*classes"),
+    case("loglik-nan-y", lambda fx: fx.reg.log_likelihood(D.df, np.r_[np.nan, D.y[1:]]),
+         ValueError, r"y contains NaN"),
+    case("loglik-wrong-y-length", lambda fx: fx.reg.log_likelihood(D.df, D.y[:5]),
+         ValueError, r"y must have shape \(200,\)"),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", INPUT_CASES)
+def test_inputs(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# ========================================================================== parameters
+def _params_frozen(fx, **params):
+    """After fit, set_params changes nothing until the next fit."""
+    est = copy.deepcopy(fx.reg)
+    before = est.predict(D.df)
+    ll_before = est.log_likelihood(D.df, D.y)["log_likelihood"]["y"].values
+    est.set_params(**params)
+    np.testing.assert_array_equal(est.predict(D.df), before)
+    np.testing.assert_array_equal(est.log_likelihood(D.df, D.y)["log_likelihood"]["y"].values,
+                                  ll_before)
+
+
+def _stalled(fx):
+    with pytest.warns(ConvergenceWarning, match=r"learning_rate"):
+        est = ImpactRegressor(num_steps=300, num_samples=20, learning_rate=1e-9,
+                              random_state=0).fit(D.df, D.y)
+    assert est.diagnostics_["converged"] is False
+
+
+def _diverged(fx):
+    # the loss climbs from ~1100 to ~1800: the advice must be to lower the step size
+    with pytest.warns(ConvergenceWarning, match=r"diverged.*[Ll]ower `?learning_rate"):
+        est = ImpactRegressor(num_steps=400, num_samples=20, learning_rate=3.0,
+                              random_state=0).fit(D.df, D.y)
+    assert est.diagnostics_["converged"] is False
+
+
+PARAMETER_CASES = [
+    case("learning-rate-negative", lambda fx: fit_quick(ImpactRegressor(learning_rate=-1)),
+         InvalidParameterError, r"learning_rate"),
+    case("learning-rate-zero", lambda fx: fit_quick(ImpactRegressor(learning_rate=0)),
+         InvalidParameterError, r"learning_rate"),
+    case("learning-rate-string", lambda fx: fit_quick(ImpactRegressor(learning_rate="fast")),
+         InvalidParameterError, r"learning_rate"),
+    case("learning-rate-tiny-stalls-not-converged", _stalled),
+    case("learning-rate-huge-diverges-not-converged", _diverged),
+    case("unknown-inference", lambda fx: fit_quick(ImpactRegressor(inference="vi")),
+         InvalidParameterError, r"'inference'.*svi"),
+    case("unknown-guide-name", lambda fx: fit_quick(ImpactRegressor(guide="AutoFoo", **FAST)),
+         ValueError, r"Unknown guide 'AutoFoo'.*AutoNormal"),
+    case("guide-not-callable", lambda fx: fit_quick(ImpactRegressor(guide=5)),
+         InvalidParameterError, r"'guide'"),
+    case("outcome-not-str", lambda fx: fit_quick(ImpactRegressor(outcome=5)),
+         InvalidParameterError, r"'outcome'"),
+    case("outcome-unknown-argument",
+         lambda fx: fit_quick(ImpactRegressor(plain_model, outcome="yy")),
+         ValueError, r"no argument 'yy'.*outcome="),
+    case("inputs-string-not-list", lambda fx: fit_quick(ImpactRegressor(inputs="dose")),
+         InvalidParameterError, r"'inputs'"),
+    case("inputs-non-str-names", lambda fx: fit_quick(ImpactRegressor(inputs=[1])),
+         ValueError, r"`inputs` must list column names"),
+    case("inputs-unknown-column",
+         lambda fx: fit_quick(ImpactRegressor(dose_model, inputs=["nope"], **FAST)),
+         ValueError, r"\['nope'\].*not columns of X"),
+    case("batch-size-zero", lambda fx: fit_quick(ImpactRegressor(batch_size=0)),
+         InvalidParameterError, r"'batch_size'"),
+    case("batch-size-negative", lambda fx: fit_quick(ImpactRegressor(batch_size=-5)),
+         InvalidParameterError, r"'batch_size'"),
+    case("fit-batch-size-zero", lambda fx: fit_quick(ImpactRegressor(fit_batch_size=0)),
+         InvalidParameterError, r"'fit_batch_size'"),
+    case("fit-batch-size-with-nuts",
+         lambda fx: fit_quick(ImpactRegressor(inference="nuts", fit_batch_size=10, num_warmup=10,
+                                              num_samples=10)),
+         ValueError, r"fit_batch_size.*'svi' or 'map'"),
+    case("num-steps-zero", lambda fx: fit_quick(ImpactRegressor(num_steps=0)),
+         InvalidParameterError, r"'num_steps'"),
+    case("num-samples-float", lambda fx: fit_quick(ImpactRegressor(num_samples=2.5)),
+         InvalidParameterError, r"'num_samples'"),
+    case("target-accept-above-one", lambda fx: fit_quick(ImpactRegressor(target_accept_prob=1.5)),
+         InvalidParameterError, r"'target_accept_prob'"),
+    case("missing-unknown-option", lambda fx: fit_quick(ImpactRegressor(missing="drop")),
+         InvalidParameterError, r"'missing'.*mask"),
+    case("random-state-string", lambda fx: fit_quick(ImpactRegressor(random_state="seed")),
+         InvalidParameterError, r"'random_state'"),
+    case("model-string", lambda fx: fit_quick(ImpactRegressor(model="linear")),
+         InvalidParameterError, r"'model'"),
+    case("reparam-unknown-site",
+         lambda fx: fit_quick(ImpactRegressor(reparam={"theta": LocScaleReparam(0)}, **FAST)),
+         ValueError, r"'theta'.*latent sites are.*alpha"),
+    case("prior-num-samples-zero", lambda fx: fx.reg.sample_prior_predictive(D.df, num_samples=0),
+         ValueError, r"num_samples must be a positive integer"),
+    case("prior-num-samples-float",
+         lambda fx: fx.reg.sample_prior_predictive(D.df, num_samples=2.5),
+         ValueError, r"num_samples must be a positive integer"),
+    case("set-params-reparam-frozen",
+         lambda fx: _params_frozen(fx, reparam={"alpha": LocScaleReparam(0)})),
+    case("set-params-outcome-frozen", lambda fx: _params_frozen(fx, outcome="payments")),
+    case("set-params-inference-frozen", lambda fx: _params_frozen(fx, inference="nuts")),
+    case("set-params-model-frozen", lambda fx: _params_frozen(fx, model=Model(other_linear))),
+    case("set-params-batch-size-frozen",
+         lambda fx: _params_frozen(fx, batch_size=7, num_samples=3)),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", PARAMETER_CASES)
+def test_parameters(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# =========================================================================== factories
+def _lambda_model_pickle(fx):
+    est = ImpactRegressor(lambda X, y=None: None)
+    pickle.dumps(est)
+
+
+FACTORY_CASES = [
+    case("outcome-argument-not-y", lambda fx: fit_quick(ImpactRegressor(payments_model, **FAST)),
+         ValueError, r"outcome='payments'"),
+    case("invalid-distribution-parameter",
+         lambda fx: fit_quick(ImpactRegressor(negative_scale_model, **FAST)),
+         # the distribution is built before its site: naming the site before it is fine
+         ValueError, r"(Site 'y'|after its site 'b').*scale"),
+    case("numpy-on-traced-values-in-model",
+         lambda fx: fit_quick(ImpactRegressor(numpy_model, **FAST), D.xn, D.yn),
+         TypeError, r"jax\.numpy"),
+    case("unknown-hyperparameter", lambda fx: Model(other_linear, prior_sd=1.0),
+         ValueError, r"Unknown hyperparameter.*prior_sd.*prior_scale"),
+    case("factory-not-callable", lambda fx: Model(5), TypeError, r"factory must be callable"),
+    case("factory-raises", lambda fx: fit_quick(ImpactRegressor(Model(failing_factory), **FAST)),
+         ValueError, r"failing_factory failed.*boom"),
+    case("factory-returns-non-model",
+         lambda fx: fit_quick(ImpactRegressor(Model(not_a_model_factory), **FAST)),
+         TypeError, r"returned int, not a NumPyro model"),
+    case("lambda-model-pickle", _lambda_model_pickle, pickle.PicklingError, r"lambda.*top level"),
+    case("grid-hyperparameter-set-params-unknown",
+         lambda fx: ImpactRegressor(Model(other_linear)).set_params(model__prior_sd=2.0),
+         ValueError, r"Unknown hyperparameter.*prior_sd"),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", FACTORY_CASES)
+def test_factories(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# ======================================================================= interventions
+def _int_column_scalar(fx):
+    eff = fx.reg.effect(D.df, {"dose": 0.5}, baseline={"dose": 0}, kind="mean")
+    coef = float(fx.reg.posterior_["posterior"]["coef"].sel(feature="dose").mean())
+    assert ate(eff) == pytest.approx(0.5 * coef, rel=1e-3)
+    assert ate(eff) == pytest.approx(0.5 * TRUE_DOSE, abs=0.1)
+
+
+def _int_column_shift(fx):
+    eff = fx.reg.effect(D.df, {"dose": plus_half}, kind="mean")
+    assert ate(eff) == pytest.approx(0.5 * TRUE_DOSE, abs=0.1)
+
+
+def _int_input_scalar(fx):
+    eff = fx.custom.effect(D.df, {"dose": 0.5}, baseline={"dose": 0}, kind="mean")
+    g = float(fx.custom.posterior_["posterior"]["g"].mean())
+    assert ate(eff) == pytest.approx(0.5 * g, rel=1e-3)
+    assert ate(eff) == pytest.approx(0.5 * TRUE_DOSE, abs=0.1)
+
+
+def _int_kw_input_shift(fx):
+    X = XK
+    eff = fx.custom_kw.effect(X, {"dose": plus_half}, kind="mean", dose=DOSE)
+    assert ate(eff) == pytest.approx(0.5 * TRUE_DOSE, abs=0.1)
+
+
+def _pipeline_int_ndarray_shift(fx):
+    eff = effect(fx.pipe, D.xi, {0: plus_half}, kind="mean")
+    assert ate(eff) == pytest.approx(0.5 * TRUE_XI0, abs=0.15)
+
+
+def _pipeline_int_ndarray_scalar(fx):
+    eff = effect(fx.pipe, D.xi, {0: 0.5}, baseline={0: 0}, kind="mean")
+    assert ate(eff) == pytest.approx(0.5 * TRUE_XI0, abs=0.15)
+
+
+def _scalar_on_vector_site(fx):
+    a = fx.reg.predict(D.df, {"beta": 0.0})
+    b = fx.reg.predict(D.df, {"beta": np.zeros(3)})
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+    assert np.ptp(a) < 1e-4  # no feature effect left: one value for every row
+
+
+def _numpy_int_key(fx):
+    a = fx.nuts.predict(D.xn, {np.int64(1): 0.0})
+    b = fx.nuts.predict(D.xn, {1: 0.0})
+    np.testing.assert_array_equal(a, b)
+
+
+def _aligned_series(fx):
+    a = fx.reg.predict(D.df, {"age": D.df["age"] + 1.0})
+    b = fx.reg.predict(D.df, {"age": (D.df["age"] + 1.0).to_numpy()})
+    np.testing.assert_array_equal(a, b)
+
+
+def _ct_raw_column(fx):
+    eff = effect(fx.ct_pipe, D.dfc, {"age": D.dfc["age"] + 1.0}, kind="mean")
+    assert ate(eff) == pytest.approx(1.0, abs=0.1)
+
+
+def _ct_raw_string_column(fx):
+    eff = effect(fx.ct_pipe, D.dfc, {"city": "b"}, baseline={"city": "a"}, kind="mean")
+    assert ate(eff) == pytest.approx(2.0, abs=0.2)
+
+
+def _bad_intervention(method, value):
+    def fn(fx):
+        if method == "effect":
+            fx.reg.effect(D.df, value)
+        elif method == "predict":
+            fx.reg.predict(D.df, value)
+        else:
+            fx.reg.counterfactual_predict(D.df, value)
+
+    return fn
+
+
+NOT_A_DICT = [("list", []), ("zero", 0), ("empty-string", ""), ("set", set())]
+
+INTERVENTION_CASES = [
+    case("int-column-scalar-0.5-keeps-value", _int_column_scalar),
+    case("int-column-shift-plus-0.5", _int_column_shift),
+    case("int-model-input-scalar-0.5", _int_input_scalar),
+    case("int-keyword-input-shift-plus-0.5", _int_kw_input_shift),
+    case("pipeline-int-ndarray-shift-plus-0.5", _pipeline_int_ndarray_shift),
+    case("pipeline-int-ndarray-scalar-0.5", _pipeline_int_ndarray_scalar),
+    case("pipeline-columntransformer-raw-column", _ct_raw_column),
+    case("pipeline-columntransformer-raw-string-column", _ct_raw_string_column),
+    *[
+        case(f"{method}-intervention-{name}", _bad_intervention(method, value),
+             TypeError, r"intervention.*must be a dict")
+        for method in ("effect", "counterfactual_predict") for name, value in NOT_A_DICT
+    ],
+    case("nan-column-value", lambda fx: fx.reg.predict(D.df, {"dose": np.nan}),
+         ValueError, r"column 'dose'.*NaN"),
+    case("inf-column-array",
+         lambda fx: fx.reg.predict(D.df, {"age": np.r_[np.inf, np.zeros(N - 1)]}),
+         ValueError, r"column 'age'.*infinite"),
+    case("inf-site-value", lambda fx: fx.reg.predict(D.df, {"alpha": np.inf}),
+         ValueError, r"site 'alpha'.*infinite"),
+    case("nan-input-value", lambda fx: fx.custom.predict(D.df, {"dose": np.nan}),
+         ValueError, r"input 'dose'.*NaN"),
+    case("nan-from-column-shift", lambda fx: fx.reg.predict(D.df, {"age": shift_column_nan}),
+         ValueError, r"shift_column_nan.*'age'.*NaN"),
+    case("none-column-value", lambda fx: fx.reg.predict(D.df, {"age": None}),
+         ValueError, r"column 'age'.*missing"),
+    case("unknown-name-lists-sites", lambda fx: fx.reg.predict(D.df, {"price": 1.0}),
+         KeyError, r"'price'.*Model sites.*alpha.*columns of X.*dose"),
+    case("outcome-site", lambda fx: fx.reg.predict(D.df, {"y": 0.0}),
+         ValueError, r"outcome site 'y'.*upstream"),
+    case("bool-key", lambda fx: fx.nuts.predict(D.xn, {True: 0.0}),
+         TypeError, r"True is a bool.*int position"),
+    case("float-key", lambda fx: fx.nuts.predict(D.xn, {1.0: 0.0}),
+         TypeError, r"1\.0 is a float.*int position"),
+    case("out-of-range-int-key", lambda fx: fx.nuts.predict(D.xn, {5: 0.0}),
+         KeyError, r"Unknown intervention name 5.*columns of X: \[0, 1\]"),
+    case("numpy-int64-key-like-int", _numpy_int_key),
+    case("scalar-on-vector-site-broadcasts", _scalar_on_vector_site),
+    case("site-value-wrong-shape", lambda fx: fx.reg.predict(D.df, {"beta": np.zeros(4)}),
+         ValueError, r"site 'beta'.*shape \(4,\).*broadcast"),
+    case("site-value-string", lambda fx: fx.reg.predict(D.df, {"alpha": "high"}),
+         TypeError, r"site 'alpha' must be numeric"),
+    case("site-value-outside-support",
+         lambda fx: fx.reg.counterfactual_predict(D.df, {"noise": -1.0}),
+         ValueError, r"'noise'.*(support|positive)"),
+    case("column-value-wrong-length", lambda fx: fx.reg.predict(D.df, {"age": np.zeros(3)}),
+         ValueError, r"column 'age' has shape \(3,\).*\(200,\)"),
+    case("column-value-2d", lambda fx: fx.reg.predict(D.df, {"age": np.zeros((N, 1))}),
+         ValueError, r"column 'age' has shape \(200, 1\)"),
+    case("column-value-string-on-numeric", lambda fx: fx.reg.predict(D.df, {"age": "old"}),
+         ValueError, r"non-numeric column\(s\) \['age'\]"),
+    case("column-shift-wrong-shape",
+         lambda fx: fx.reg.predict(D.df, {"age": shift_column_wrong_shape}),
+         ValueError, r"shift_column_wrong_shape.*'age' returned shape \(3,\)"),
+    case("site-shift-wrong-shape",
+         lambda fx: fx.reg.predict(D.df, {"alpha": shift_site_wrong_shape}),
+         ValueError, r"shift_site_wrong_shape.*'alpha'.*\(7,\).*broadcast"),
+    case("site-shift-uses-numpy", lambda fx: fx.reg.predict(D.df, {"alpha": shift_site_numpy}),
+         TypeError, r"shift_site_numpy.*jax\.numpy"),
+    case("input-value-wrong-shape", lambda fx: fx.custom.predict(D.df, {"dose": np.zeros(3)}),
+         ValueError, r"input 'dose' has shape \(3,\).*broadcast"),
+    case("series-index-mismatch",
+         lambda fx: fx.reg.predict(
+             D.df, {"age": pd.Series(D.df["age"].to_numpy(), index=D.df.index + 1000)}),
+         ValueError, r"index does not match.*to_numpy"),
+    case("series-aligned-works", _aligned_series),
+    case("pipeline-unknown-name-lists-raw-columns",
+         lambda fx: counterfactual_predict(fx.pipe, D.xi, {"dose": 1.0}),
+         KeyError, r"raw columns of the Pipeline's input: \[0, 1\]"),
+    case("pipeline-ct-unknown-name-lists-raw-columns",
+         lambda fx: counterfactual_predict(fx.ct_pipe, D.dfc, {"dose": 1.0}),
+         KeyError, r"raw columns of the Pipeline's input: \['age', 'bmi', 'city'\]"),
+    case("pipeline-raw-column-wrong-length",
+         lambda fx: counterfactual_predict(fx.pipe, D.xi, {0: np.zeros(5)}),
+         ValueError, r"column 0 has shape \(5,\).*\(200,\)"),
+    case("pipeline-raw-column-nan",
+         lambda fx: counterfactual_predict(fx.pipe, D.xi, {1: np.nan}),
+         ValueError, r"column 1.*NaN"),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", INTERVENTION_CASES)
+def test_interventions(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# ============================================================================= effects
+def _multiclass_default_kind(fx):
+    eff = fx.clf.effect(D.xc, {0: D.xc[:, 0] + 1.0})
+    da = eff["predictions"]["y"]
+    assert "class" in da.dims
+    assert list(da["class"].values) == list(fx.clf.classes_)
+    values = da.values
+    assert np.all((values >= -1) & (values <= 1))
+    np.testing.assert_allclose(da.sum("class").values, 0.0, atol=1e-5)
+    # raising x0 raises the score: 'hi' more likely, 'lo' less
+    table = summarize_effect(eff)
+    assert table.loc[("ATE", "hi"), "mean"] > 0 > table.loc[("ATE", "lo"), "mean"]
+
+
+def _predict_proba_rows(fx):
+    p = fx.clf.predict_proba(D.xc[:10])
+    assert p.shape == (10, 3)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+
+
+def _by_groups(fx):
+    table = summarize_effect(fx.reg_effect, by=D.df["dose"])
+    assert table.index.name == "dose"
+    assert sorted(table.index) == sorted(D.df["dose"].unique())
+    np.testing.assert_allclose(table["mean"], TRUE_DOSE, atol=0.1)
+
+
+def _per_row(fx):
+    table = summarize_effect(fx.reg_effect, per_row=True)
+    assert len(table) == N
+
+
+def _eager_reordered(frame_labels):
+    def fn(fx):
+        X = D.df if frame_labels else D.df.reset_index(drop=True)
+        reordered = D.df.iloc[::-1] if frame_labels else D.df.iloc[::-1].reset_index(drop=True)
+        base = fx.reg.counterfactual_predict(X, None)
+        inter = fx.reg.counterfactual_predict(reordered, {"dose": 1})
+        estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
+
+    return fn
+
+
+def _in_sample_other_rows(fx):
+    other = D.df.copy()
+    other["age"] = other["age"] + 1.0  # same count, not the training rows
+    fx.reg.sample_posterior_predictive(other, in_sample=True)
+
+
+def _in_sample_shuffled(fx):
+    shuffled = D.df.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    fx.reg.effect(shuffled, {"dose": 1}, in_sample=True)
+
+
+def _loo_training_rows(fx):
+    with warnings.catch_warnings():  # 100 draws: a Pareto k above 0.5 is no failure here
+        warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto",
+                                category=UserWarning)
+        res = fx.nuts.loo(D.xn, D.yn)
+    assert np.isfinite(res.elpd)
+
+
+def _mixed_groups(fx):
+    base = fx.reg.counterfactual_predict(D.df, None, in_sample=True)
+    inter = fx.reg.counterfactual_predict(D.df, {"dose": 1})
+    estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
+
+
+EFFECT_CASES = [
+    case("multiclass-default-kind-per-class-probabilities", _multiclass_default_kind),
+    case("multiclass-predictive-refused",
+         lambda fx: fx.clf.effect(D.xc, {0: 1.0}, kind="predictive"),
+         ValueError, r"kind='probs'"),
+    case("classifier-predict-proba-sums-to-one", _predict_proba_rows),
+    case("effect-empty-dict", lambda fx: fx.reg.effect(D.df, {}),
+         ValueError, r"at least one site, input or column"),
+    case("effect-equal-to-baseline",
+         lambda fx: fx.reg.effect(D.df, {"dose": 1}, baseline={"dose": 1}),
+         ValueError, r"same scenario.*change the value"),
+    case("effect-baseline-not-dict", lambda fx: fx.reg.effect(D.df, {"dose": 1}, baseline=[1]),
+         TypeError, r"`baseline` must be a dict"),
+    case("effect-unknown-kind", lambda fx: fx.reg.effect(D.df, {"dose": 1}, kind="avg"),
+         ValueError, r"`kind` must be 'predictive', 'mean' or 'probs'"),
+    case("effect-probs-on-regressor", lambda fx: fx.reg.effect(D.df, {"dose": 1}, kind="probs"),
+         ValueError, r"kind='probs'.*kind='predictive'"),
+    case("effect-unfitted", lambda fx: unfitted().effect(D.df, {"dose": 1}), NotFittedError,
+         r"not fitted"),
+    case("predict-unfitted", lambda fx: unfitted().predict(D.df), NotFittedError, r"not fitted"),
+    case("counterfactual-unfitted",
+         lambda fx: counterfactual_predict(unfitted(), D.df, {"dose": 1}),
+         NotFittedError, r"not fitted"),
+    case("summary-unfitted", lambda fx: unfitted().summary(), NotFittedError, r"not fitted"),
+    case("estimate-effect-lazy-unfitted",
+         lambda fx: estimate_effect(unfitted(), args_baseline={"X": D.df},
+                                    args_intervention={"X": D.df}),
+         NotFittedError, r"not fitted"),
+    case("pipeline-unfitted",
+         lambda fx: effect(make_pipeline(StandardScaler(), unfitted()), D.xi, {0: 1}),
+         NotFittedError, r"not fitted"),
+    case("in-sample-other-rows-same-count", _in_sample_other_rows,
+         ValueError, r"in_sample=True.*training rows.*in_sample=False"),
+    case("in-sample-shuffled-rows-effect", _in_sample_shuffled,
+         ValueError, r"in_sample=True.*training order"),
+    case("estimate-effect-eager-reordered-labels", _eager_reordered(True),
+         ValueError, r"same rows"),
+    case("estimate-effect-eager-reordered-values", _eager_reordered(False),
+         ValueError, r"different rows.*another order"),
+    case("estimate-effect-both-sources",
+         lambda fx: estimate_effect(fx.reg, output_baseline=fx.reg_effect,
+                                    args_baseline={"X": D.df}, args_intervention={"X": D.df}),
+         ValueError, r"exactly one of output_baseline.*both"),
+    case("estimate-effect-neither-source",
+         lambda fx: estimate_effect(fx.reg, args_intervention={"X": D.df}),
+         ValueError, r"exactly one of output_baseline.*neither"),
+    case("estimate-effect-output-not-tree",
+         lambda fx: estimate_effect(fx.reg, output_baseline=np.zeros(3),
+                                    args_intervention={"X": D.df}),
+         TypeError, r"output_baseline must be an xarray.DataTree"),
+    case("estimate-effect-args-without-X",
+         lambda fx: estimate_effect(fx.reg, args_baseline={"intervention": None},
+                                    args_intervention={"X": D.df}),
+         ValueError, r"args_baseline must be a dict with at least 'X'"),
+    case("estimate-effect-mixed-in-sample", _mixed_groups,
+         ValueError, r"same in_sample"),
+    case("loo-other-rows", lambda fx: fx.nuts.loo(D.xn[::-1], D.yn[::-1]),
+         ValueError, r"in_sample=True.*training rows"),
+    case("loo-subset", lambda fx: fx.nuts.loo(D.xn[:10], D.yn[:10]),
+         ValueError, r"10 rows differ from the 100 training rows"),
+    case("loo-training-rows-works", _loo_training_rows),
+    case("return-sites-unknown",
+         lambda fx: fx.reg.counterfactual_predict(D.df, None, return_sites=["mu"]),
+         KeyError, r"Unknown site\(s\) \['mu'\].*alpha"),
+    case("prior-return-sites-unknown",
+         lambda fx: fx.reg.sample_prior_predictive(D.df, return_sites=["zz"]),
+         KeyError, r"Unknown site\(s\) \['zz'\]"),
+    case("summary-unknown-var-names", lambda fx: fx.reg.summary(var_names=["zz"]),
+         KeyError, r"zz"),
+    case("summarize-unknown-var", lambda fx: summarize_effect(fx.reg_effect, var="zz"),
+         KeyError, r"No variable 'zz'.*\['y'\]"),
+    case("summarize-by-wrong-length", lambda fx: summarize_effect(fx.reg_effect, by=np.zeros(3)),
+         ValueError, r"`by` needs one label per row \(200\)"),
+    case("summarize-prob-above-one", lambda fx: summarize_effect(fx.reg_effect, prob=1.5),
+         ValueError, r"prob"),
+    case("summarize-prob-zero", lambda fx: summarize_effect(fx.reg_effect, prob=0),
+         ValueError, r"prob"),
+    case("summarize-prob-string", lambda fx: summarize_effect(fx.reg_effect, prob="wide"),
+         (TypeError, ValueError), r"prob"),
+    case("summarize-not-a-tree", lambda fx: summarize_effect(np.zeros(3)),
+         TypeError, r"DataTree"),
+    case("summarize-by-groups", _by_groups),
+    case("summarize-per-row", _per_row),
+    case("quantiles-out-of-range", lambda fx: fx.reg.predict_quantiles(D.df, [0.5, 1.5]),
+         ValueError, r"Quantiles must be numbers in \[0, 1\]"),
+    case("quantiles-empty", lambda fx: fx.reg.predict_quantiles(D.df, []),
+         ValueError, r"Quantiles must be numbers in \[0, 1\]"),
+    case("quantiles-nan", lambda fx: fx.reg.predict_quantiles(D.df, [np.nan]),
+         ValueError, r"Quantiles must be numbers in \[0, 1\]"),
+    case("quantiles-string", lambda fx: fx.reg.predict_quantiles(D.df, "median"),
+         ValueError, r"Quantiles must be numbers"),
+    case("coverage-one", lambda fx: fx.reg.predict_interval(D.df, coverage=1.0),
+         ValueError, r"coverage must be a number in \(0, 1\)"),
+    case("coverage-string", lambda fx: fx.reg.predict_interval(D.df, coverage="90%"),
+         ValueError, r"coverage must be a number in \(0, 1\)"),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", EFFECT_CASES)
+def test_effects(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# ============================================================================== stores
+def _existing(fx, kind="dir"):
+    path = fx.tmp_path / "out.zarr"
+    if kind == "dir":
+        path.mkdir()
+    else:
+        path.write_text("not a store")
+    return path
+
+
+def _store_exists(call, kind="dir"):
+    def fn(fx):
+        path = _existing(fx, kind)
+        est = fx.reg
+        with mock.patch.object(FittedPosterior, "predict",
+                               side_effect=AssertionError("predicted before checking store=")), \
+             mock.patch.object(FittedPosterior, "prior",
+                               side_effect=AssertionError("sampled before checking store=")):
+            call(est, path)
+
+    return fn
+
+
+def _interrupted(call):
+    """A KeyboardInterrupt while a store is written leaves neither the target nor a partial
+    store behind."""
+
+    def fn(fx):
+        path = fx.tmp_path / "out.zarr"
+        target = "skimpact._sinks.ZarrSink.write"
+        scratch = "skimpact._sinks._ScratchSink.write"
+        with mock.patch(target, side_effect=KeyboardInterrupt), \
+             mock.patch(scratch, side_effect=KeyboardInterrupt):
+            with pytest.raises(KeyboardInterrupt):
+                call(fx.reg, path)
+        assert not path.exists()
+        leftovers = [p.name for p in fx.tmp_path.iterdir()
+                     if p.name.endswith(".partial") or p.name.startswith(".skimpact-scratch")]
+        assert leftovers == []
+
+    return fn
+
+
+def _dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _stale_partial_removed(fx):
+    stale = fx.tmp_path / ".out.zarr.deadbeef.partial"
+    stale.mkdir()
+    (stale / ".skimpact-writer.json").write_text(json.dumps(
+        {"pid": _dead_pid(), "host": __import__("socket").gethostname(), "time": 0.0}))
+    foreign = fx.tmp_path / ".mine.partial"  # no marker: never touched
+    foreign.mkdir()
+    path = fx.tmp_path / "out.zarr"
+    tree = fx.reg.counterfactual_predict(D.df, {"dose": 1}, store=path)
+    assert path.is_dir() and not stale.exists() and foreign.is_dir()
+    assert tree["predictions"]["y"].shape == (1, 50, N)
+
+
+def _store_roundtrip(fx):
+    path = fx.tmp_path / "eff.zarr"
+    stored = fx.reg.effect(D.df, {"dose": 1}, baseline={"dose": 0}, kind="mean", store=path)
+    np.testing.assert_allclose(stored["predictions"]["y"].values,
+                               fx.reg_effect["predictions"]["y"].values, rtol=1e-6)
+    assert [p.name for p in fx.tmp_path.iterdir()] == ["eff.zarr"]  # no scratch left
+
+
+STORE_CASES = [
+    case("effect-store-exists",
+         _store_exists(lambda est, p: est.effect(D.df, {"dose": 1}, store=p)),
+         FileExistsError, r"exists; remove it or give another `store=`"),
+    case("counterfactual-store-exists",
+         _store_exists(lambda est, p: est.counterfactual_predict(D.df, {"dose": 1}, store=p)),
+         FileExistsError, r"exists; remove it"),
+    case("posterior-predictive-store-exists",
+         _store_exists(lambda est, p: est.sample_posterior_predictive(D.df, store=p)),
+         FileExistsError, r"exists; remove it"),
+    case("posterior-predictive-store-exists-as-file",
+         _store_exists(lambda est, p: est.sample_posterior_predictive(D.df, store=str(p)), "file"),
+         FileExistsError, r"exists; remove it"),
+    case("log-likelihood-store-exists",
+         _store_exists(lambda est, p: est.log_likelihood(D.df, D.y, store=p)),
+         FileExistsError, r"exists; remove it"),
+    case("prior-store-exists",
+         _store_exists(lambda est, p: est.sample_prior_predictive(D.df, store=p)),
+         FileExistsError, r"exists; remove it"),
+    case("estimate-effect-store-exists",
+         _store_exists(lambda est, p: estimate_effect(
+             est, args_baseline={"X": D.df},
+             args_intervention={"X": D.df, "intervention": {"dose": 1}}, store=p)),
+         FileExistsError, r"exists; remove it"),
+    case("store-not-a-path", lambda fx: fx.reg.counterfactual_predict(D.df, None, store=5),
+         TypeError, r"`store` must be a path"),
+    case("store-parent-is-a-file",
+         lambda fx: fx.reg.effect(D.df, {"dose": 1}, store=_existing(fx, "file") / "x.zarr"),
+         ValueError, r"not a directory"),
+    case("interrupted-counterfactual-leaves-nothing",
+         _interrupted(lambda est, p: est.counterfactual_predict(D.df, {"dose": 1}, store=p))),
+    case("interrupted-effect-leaves-nothing",
+         _interrupted(lambda est, p: est.effect(D.df, {"dose": 1}, store=p))),
+    case("stale-partial-store-cleaned", _stale_partial_removed),
+    case("effect-store-roundtrip", _store_roundtrip),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", STORE_CASES)
+def test_stores(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# ============================================================================ numerics
+def _y_offset_default(fx):
+    # the built-in model centres X in float64 but not yet y: it must say so, not stay silent
+    rng = np.random.default_rng(3)
+    y = 1e9 + 3.0 * D.df["age"].to_numpy() + rng.normal(0, 0.1, N)
+    _fit(ImpactRegressor(**FAST), D.df, y)
+
+
+def _x_near_2_60_default(fx):
+    rng = np.random.default_rng(4)
+    k = rng.integers(0, 10**6, N)
+    X = (2**60 + k).astype(np.int64)[:, None]
+    y = 3.0 * k / 1e6 + rng.normal(0, 0.1, N)
+    est = _fit(ImpactRegressor(**FAST), X, y)
+    r2 = est.score(X, y)
+    assert r2 > 0.9, f"R^2 {r2:.4g} with int64 X near 2**60"
+
+
+def _x_offset_custom(fx):
+    X = XK + np.array([1e9, 0.0])
+    _fit(ImpactRegressor(dose_model, **FAST), X, D.y, dose=DOSE)
+
+
+def _y_offset_custom(fx):
+    X = XK
+    _fit(ImpactRegressor(dose_model, **FAST), X, 1e9 + D.y, dose=DOSE)
+
+
+def _x_overflow_float32(fx):
+    X = D.xn * np.array([1e40, 1.0])
+    _fit(ImpactRegressor(num_steps=200, num_samples=20, random_state=0), X, D.yn)
+
+
+def _predict_dtype_finite(fx):
+    p = fx.reg.predict(D.df)
+    assert p.shape == (N,) and np.all(np.isfinite(p))
+    assert fx.reg.score(D.df, D.y) > 0.95
+
+
+NUMERIC_CASES = [
+    case("y-offset-1e9-default-model-warns", _y_offset_default,
+         UserWarning, r"\['y'\] of the outcome.*float32"),
+    case("int64-features-near-2**60-default-model-r2", _x_near_2_60_default),
+    case("x-offset-1e9-custom-model-warns", _x_offset_custom,
+         UserWarning, r"float32.*(StandardScaler|[Cc]entre)"),
+    case("y-offset-1e9-custom-model-warns", _y_offset_custom,
+         UserWarning, r"float32.*\by\b|\by\b.*float32"),
+    case("x-beyond-float32-range", _x_overflow_float32,
+         ValueError, r"float32"),
+    case("default-fit-predicts-well", _predict_dtype_finite),
+]
+
+
+@pytest.mark.parametrize("fn, expected, match", NUMERIC_CASES)
+def test_numerics(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+# ========================================================================= concurrency
+def _race(est, refits, predict, done_check):
+    """Refit ``est`` in a thread (each of ``refits``) while predicting in this one."""
+    errors, results = [], []
+    done = threading.Event()
+
+    def refit():
+        try:
+            for X, y in refits:
+                est.fit(X, y)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=refit)
+    thread.start()
+    try:
+        while not done.is_set() or len(results) < 2:
+            try:
+                results.append(("ok", predict()))
+            except ValueError as exc:
+                results.append(("error", exc))
+    finally:
+        thread.join()
+    assert not errors, errors
+    for kind, value in results:
+        done_check(kind, value)
+
+
+def _refit_same_shape(fx):
+    X = D.df.iloc[:40]
+    old = fx.reg.predict(X)
+    est = copy.deepcopy(fx.reg)
+    new = _fit(copy.deepcopy(fx.reg), D.df, D.y + 10.0).predict(X)
+
+    def check(kind, value):
+        assert kind == "ok", value
+        assert value.shape == (40,)
+        assert np.allclose(value, old, atol=1e-3) or np.allclose(value, new, atol=1e-3)
+
+    _race(est, [(D.df, D.y + 10.0), (D.df, D.y), (D.df, D.y + 10.0)],
+          lambda: est.predict(X), check)
+
+
+def _refit_other_features(fx):
+    old = fx.reg.predict(D.df)
+    est = copy.deepcopy(fx.reg)
+
+    def check(kind, value):
+        if kind == "ok":
+            np.testing.assert_allclose(value, old, atol=1e-3)
+        else:
+            assert "features" in str(value), value
+
+    _race(est, [(D.df[["age", "bmi"]], D.y), (D.df, D.y)], lambda: est.predict(D.df), check)
+
+
+def _parallel_predictions(fx):
+    serial = fx.reg.predict(D.df)
+    serial_eff = fx.reg_effect["predictions"]["y"].values
+    out, errors = [None] * 4, []
+
+    def work(i):
+        try:
+            if i % 2:
+                out[i] = fx.reg.predict(D.df)
+            else:
+                out[i] = fx.reg.effect(D.df, {"dose": 1}, baseline={"dose": 0},
+                                       kind="mean")["predictions"]["y"].values
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for i, value in enumerate(out):
+        np.testing.assert_allclose(value, serial_eff if i % 2 == 0 else serial, rtol=1e-6)
+
+
+CONCURRENCY_CASES = [
+    case("predict-while-refit-same-shape", _refit_same_shape),
+    case("predict-while-refit-other-feature-count", _refit_other_features),
+    case("parallel-predict-and-effect-match-serial", _parallel_predictions),
+]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("fn, expected, match", CONCURRENCY_CASES)
+def test_concurrency(fn, expected, match, request):
+    run_case(fn, expected, match, request)
+
+
+def test_matrix_size():
+    tables = (INPUT_CASES, PARAMETER_CASES, FACTORY_CASES, INTERVENTION_CASES, EFFECT_CASES,
+              STORE_CASES, NUMERIC_CASES, CONCURRENCY_CASES)
+    assert sum(map(len, tables)) >= 80
