@@ -258,7 +258,8 @@ class InputLayout(BaseEstimator):
         return X.drop(columns=names), {**{c: X[c].to_numpy() for c in names}, **inputs}
 
     def _check_n_features(self, X):
-        if np.ndim(X) != 2:  # validate_data says how to reshape
+        ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
+        if ndim != 2:  # validate_data says how to reshape
             return
         k = _num_cols(X)
         if k != self.n_features_in_:
