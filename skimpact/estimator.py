@@ -671,7 +671,10 @@ n_features_in_, feature_names_in_
 
     def fit(self, X, y, sample_weight=None, **inputs):
         y_arr = np.asarray(y) if y is not None else None
-        if y_arr is not None and not (self.missing == "mask" and y_arr.dtype.kind == "f"):
+        # float labels with NaN or infinity get the input layout's error, which names the fix
+        if y_arr is not None and not (y_arr.dtype.kind == "f"
+                                      and (self.missing == "mask"
+                                           or not np.isfinite(y_arr).all())):
             check_classification_targets(y)
         return super().fit(X, y, sample_weight, **inputs)
 

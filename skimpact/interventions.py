@@ -513,6 +513,7 @@ def _check_site_value(name, value, info, n_rows):
             f"broadcast to the site's shape {expected}{rows}. Give a scalar or an array of "
             "that shape."
         )
+    arr = np.broadcast_to(arr, expected)
     support = info.site_supports.get(name)
     if support is not None and not bool(np.all(np.asarray(support(arr)))):
         raise ValueError(
@@ -520,7 +521,7 @@ def _check_site_value(name, value, info, n_rows):
             f"distribution ({support}); the model cannot take that value. Give a value in "
             "the support."
         )
-    return np.broadcast_to(arr, expected)
+    return arr
 
 
 def _check_finite(what, value):
