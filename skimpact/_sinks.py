@@ -8,7 +8,7 @@ Shapes have the draw axis (chains flattened) first.
 :class:`MemorySink` fills NumPy arrays. :class:`ZarrSink` streams every batch to a Zarr
 store written under a temporary name and renamed when complete, so memory is bounded by
 the batch and an interrupted run leaves nothing at the target path. :class:`ProgressSink`
-wraps another sink with a progress bar. :func:`check_target` validates a ``store=``
+wraps another sink with a progress bar, :class:`OffsetSink` with outputs' offsets. :func:`check_target` validates a ``store=``
 argument before anything is computed.
 
 Every directory skimpact writes beside a target (a ``.NAME.xxxxxxxx.partial`` store, a
@@ -31,6 +31,7 @@ import numpy as np
 
 __all__ = [
     "MemorySink",
+    "OffsetSink",
     "ProgressSink",
     "ZarrSink",
     "check_target",
@@ -118,6 +119,46 @@ class ProgressSink:
     def abort(self):
         """Close the bar and abort the inner sink."""
         self.bar.close()
+        getattr(self.inner, "abort", lambda: None)()
+
+
+class OffsetSink:
+    """Wraps a prediction sink and adds a constant offset, in float64, to some outputs.
+
+    Parameters
+    ----------
+    inner : object or None
+        The sink that stores the batches; ``None`` for a :class:`MemorySink`.
+    offsets : dict of str to float
+        ``{output: offset}``; outputs not named pass through unchanged.
+    """
+
+    def __init__(self, inner, offsets):
+        self.inner = MemorySink() if inner is None else inner
+        self.offsets = offsets
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def allocate(self, shapes, dtypes, **kwargs):
+        """Allocate the inner sink, the offset outputs as float64."""
+        dtypes = {k: (np.dtype(np.float64) if k in self.offsets else d) for k, d in dtypes.items()}
+        return self.inner.allocate(shapes, dtypes, **kwargs)
+
+    def write(self, name, index, array):
+        """Write one batch, its offset added."""
+        if name in self.offsets:
+            array = np.asarray(array, dtype=np.float64) + self.offsets[name]
+        self.inner.write(name, index, array)
+
+    def close(self):
+        """What the inner sink's ``close()`` returns."""
+        return self.inner.close()
+
+    def abort(self):
+        """Abort the inner sink."""
         getattr(self.inner, "abort", lambda: None)()
 
 

@@ -34,7 +34,9 @@ from ._sinks import ZarrSink, check_target, write_tree
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout
-from .model import Model, as_model, builtin_scales, linear_model, logistic_model
+from .model import (
+    Model, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
+)
 from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
 from .program import build_program, training_model
 from .schema import Labels, log_likelihood_tree, posterior_tree, prior_tree
@@ -52,6 +54,15 @@ class _RoutingMixin:
 
         Model inputs arrive as ``**inputs``, whose names scikit-learn cannot read from the
         signature, so any name is accepted: ``est.set_fit_request(C=True)``.
+
+        Examples
+        --------
+        >>> import sklearn
+        >>> from skimpact import ImpactRegressor
+        >>> with sklearn.config_context(enable_metadata_routing=True):
+        ...     est = ImpactRegressor().set_fit_request(C=True).set_predict_request(C=True)
+        ...     est.get_metadata_routing().fit.requests
+        {'sample_weight': None, 'C': True}
         """
         return self._set_request("fit", requests)
 
@@ -183,6 +194,19 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         self : object
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> est.posterior_["posterior"]["coef"].mean(("chain", "draw")).values.round(1)
+        array([0.9, 2.1], dtype=float32)
+        >>> bool(est.diagnostics_["converged"])
+        True
         """
         self._validate_params()
         if y is None:
@@ -208,9 +232,13 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             X, y, inputs, y_numeric=not isinstance(self, ClassifierMixin),
             sample_weight=sample_weight,
         )
-        y_model, classes = self._encode_fit_outcome(y, weights)
-        hyper = self._default_factory(classes)[1]
         observed = ~pd.isna(y)
+        w = observed if weights is None else weights * observed
+        # the built-in linear model observes y less its mean, taken here in float64
+        offsets = builtin_offsets(factory, y, w) if builtin else {}
+        y_model, classes = self._encode_fit_outcome(
+            y - offsets["y"] if offsets else y, weights)
+        hyper = self._default_factory(classes)[1]
         mask = None if observed.all() else jnp.asarray(observed)
         y_model = np.where(observed, y_model, 0).astype(y_model.dtype)
         if self.fit_batch_size is not None and (weights is not None or mask is not None):
@@ -219,11 +247,11 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             )
         spec = Model(factory, **hyper) if self.model is None else as_model(self.model)
         Xm = layout.cast(X64)
-        w = observed if weights is None else weights * observed
         scales = builtin_scales(spec.factory, X64, y_model, w) if builtin else None
         program = build_program(
             spec, Xm, jnp.asarray(y_model), inputs, reparam=self.reparam,
             outcome=self.outcome, scales=scales, row_inputs=layout.row_inputs_,
+            offsets=offsets,
         )
         info = program.info
         result = run_inference(
@@ -242,10 +270,11 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             cache_key=program.cache_key if weights is None and mask is None else None,
         )
         attrs = _tree_attrs(self.get_params(deep=False), spec)
-        draws = {**result.draws, **result.deterministic}
+        draws = program.add_offsets({**result.draws, **result.deterministic})
         labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
                         feature_names=getattr(layout, "feature_names_in_", None))
-        y_obs = np.where(observed, y_model, np.nan) if mask is not None else y_model
+        y_obs = program.add_offsets({info.outcome_site: y_model})[info.outcome_site]
+        y_obs = np.where(observed, y_obs, np.nan) if mask is not None else y_obs
         tree = posterior_tree(
             draws, labels, {k: info.site_row_axis.get(k) for k in draws},
             observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
@@ -283,6 +312,20 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
 
         See :func:`skimpact.diagnostics.summary`; ESS and r_hat are NaN after SVI and MAP,
         whose draws are independent.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> est.summary(var_names=["coef"])[["mean", "sd"]].round(1)
+                   mean   sd
+        parameter
+        coef[0]     0.9  0.1
+        coef[1]     2.1  0.1
         """
         check_is_fitted(self, "posterior_")
         return summary(self.posterior_, var_names=var_names, prob=prob)
@@ -309,6 +352,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         xarray.DataTree
             Groups ``prior`` (latent and deterministic sites) and ``prior_predictive``
             (observed sites, the outcome among them).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> prior = est.sample_prior_predictive(X[:5], num_samples=50)
+        >>> sorted(prior.children), dict(prior["prior_predictive"]["y"].sizes)
+        (['prior', 'prior_predictive'], {'chain': 1, 'draw': 50, 'obs': 5})
         """
         pred = self._predictor()
         n = self.posterior_["posterior"].sizes["draw"] * pred.n_chain
@@ -331,6 +386,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """Draw the model's graph with :func:`numpyro.render_model` (needs graphviz).
 
         See :func:`skimpact.plotting.render_model`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> graph = est.render_model(X)   # a graphviz.Digraph; graph.render() draws it
+        >>> type(graph).__name__
+        'Digraph'
         """
         from .plotting import render_model
 
@@ -346,6 +413,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         See :func:`skimpact.counterfactual_predict`; ``in_sample=True`` means X are the
         training rows (checked), stored under ``posterior_predictive`` with the local latent
         sites at their fitted values; else ``predictions``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> tree = est.sample_posterior_predictive(X, in_sample=True)
+        >>> sorted(tree.children), dict(tree["posterior_predictive"]["y"].sizes)
+        (['posterior', 'posterior_predictive'], {'chain': 1, 'draw': 100, 'obs': 100})
         """
         return effects.counterfactual_predict(
             self, X, intervention, in_sample=in_sample, return_sites=return_sites,
@@ -357,6 +436,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """Predict under a do-intervention, keeping every posterior draw.
 
         See :func:`skimpact.counterfactual_predict`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> tree = est.counterfactual_predict(X[:5], {0: 0.0})   # set column 0 to zero
+        >>> dict(tree["predictions"]["y"].sizes)
+        {'chain': 1, 'draw': 100, 'obs': 5}
         """
         return effects.counterfactual_predict(
             self, X, intervention, in_sample=in_sample, return_sites=return_sites,
@@ -368,6 +459,21 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """Effect of ``intervention`` against ``baseline`` per draw and row.
 
         See :func:`skimpact.effect`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> from skimpact import summarize_effect
+        >>> eff = est.effect(X, {0: X[:, 0] + 1.0}, kind="mean")   # raise column 0 by one
+        >>> summarize_effect(eff)[["mean", "sd"]].round(1)
+                mean   sd
+        effect
+        ATE      0.9  0.1
         """
         return effects.effect(
             self, X, intervention, baseline, kind=kind, in_sample=in_sample,
@@ -377,7 +483,24 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def estimate_effect(self, output_baseline=None, output_intervention=None,
                         args_baseline=None, args_intervention=None, *, store=None):
         """Effect from two scenarios, each given eagerly (a DataTree) or lazily (a dict of
-        :meth:`counterfactual_predict` arguments). See :func:`skimpact.estimate_effect`."""
+        :meth:`counterfactual_predict` arguments). See :func:`skimpact.estimate_effect`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> from skimpact import summarize_effect
+        >>> base = est.counterfactual_predict(X, None)                # eager: a tree
+        >>> eff = est.estimate_effect(
+        ...     output_baseline=base,
+        ...     args_intervention={"X": X, "intervention": {1: X[:, 1] + 1.0}})  # lazy
+        >>> round(float(summarize_effect(eff)["mean"].iloc[0]), 1)
+        2.1
+        """
         return effects.estimate_effect(
             self, output_baseline, output_intervention, args_baseline, args_intervention,
             store=store,
@@ -396,6 +519,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         ndarray of shape (n_samples, n_quantiles) or DataFrame indexed like X
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> est.predict_quantiles(X[:2], [0.05, 0.5, 0.95]).round(1)
+        array([[-0.3,  0.6,  1.5],
+               [ 0.6,  1.8,  2.6]])
         """
         try:
             q = np.atleast_1d(np.asarray(q, dtype=float))
@@ -415,6 +550,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         ndarray of shape (n_samples, 2) or DataFrame with columns ``lower`` and ``upper``
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> est.predict_interval(X[:2], coverage=0.9).round(1)
+        array([[-0.3,  1.5],
+               [ 0.6,  2.6]])
         """
         if not isinstance(coverage, Real) or not 0 < coverage < 1:
             raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
@@ -426,7 +573,19 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         return out
 
     def score(self, X, y, sample_weight=None, **inputs):
-        """R² (regressor) or accuracy (classifier) of :meth:`predict` on ``(X, y)``."""
+        """R² (regressor) or accuracy (classifier) of :meth:`predict` on ``(X, y)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> round(est.score(X, y), 2)
+        0.94
+        """
         metric = accuracy_score if isinstance(self, ClassifierMixin) else r2_score
         return metric(y, self.predict(X, **inputs), sample_weight=sample_weight)
 
@@ -455,6 +614,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         -------
         xarray.DataTree
             Groups ``posterior``, ``log_likelihood`` and ``observed_data``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> tree = est.log_likelihood(X, y, in_sample=True)
+        >>> dict(tree["log_likelihood"]["y"].sizes)
+        {'chain': 1, 'draw': 100, 'obs': 100}
         """
         pred = self._predictor()
         if store is not None:
@@ -490,6 +661,17 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         -------
         ELPDData
             With ``elpd``, ``se``, ``p`` and, if ``pointwise``, ``elpd_i`` and ``pareto_k``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=1000,
+        ...                       random_state=0).fit(X, y)
+        >>> round(float(est.loo(X, y).elpd))
+        -88
         """
         from arviz_stats import loo
 
@@ -599,7 +781,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     >>> y = 1 + 2 * X[:, 0] + rng.normal(0, 0.5, 100)
     >>> est = ImpactRegressor(num_steps=1000, random_state=0).fit(X, y)
     >>> est.predict(X[:2]).round(1)
-    array([1.3, 0.7], dtype=float32)
+    array([1.2, 0.7])
     """
 
     # the mixin's score() takes no model inputs; ours passes them on to predict()
@@ -624,6 +806,19 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         Returns
         -------
         ndarray of shape (n_samples,)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
+        >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
+        ...                       random_state=0).fit(X, y)
+        >>> est.predict(X[:3]).round(1)
+        array([0.7, 1.7, 1.1])
+        >>> est.predict(X[:3], intervention={0: 0.0}).round(1)   # column 0 set to zero
+        array([0.6, 1.1, 1.6])
         """
         stat = "mean" if "mean" in self._predictor().info.outcome_stats else "sample"
         return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
@@ -705,6 +900,20 @@ n_features_in_, feature_names_in_
         Returns
         -------
         ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2))
+        >>> y = np.where(X[:, 0] + rng.normal(0, 0.5, 100) > 0, "yes", "no")
+        >>> clf = ImpactClassifier(inference="svi", num_steps=1000, num_samples=100,
+        ...                        random_state=0).fit(X, y)
+        >>> clf.predict_proba(X[:2]).round(2)
+        array([[0.66, 0.34],
+               [0.18, 0.82]])
         """
         pred = self._predictor()
         if "probs" in pred.info.outcome_stats:
@@ -715,6 +924,19 @@ n_features_in_, feature_names_in_
         return np.stack([(draws == k).mean(0) for k in range(len(pred.classes))], -1)
 
     def predict(self, X, intervention=None, **inputs):
-        """Most probable class label per row (posterior mean probabilities)."""
+        """Most probable class label per row (posterior mean probabilities).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skimpact import ImpactClassifier
+        >>> rng = np.random.default_rng(0)
+        >>> X = rng.normal(size=(100, 2))
+        >>> y = np.where(X[:, 0] + rng.normal(0, 0.5, 100) > 0, "yes", "no")
+        >>> clf = ImpactClassifier(inference="svi", num_steps=1000, num_samples=100,
+        ...                        random_state=0).fit(X, y)
+        >>> clf.predict(X[:4])
+        array(['no', 'yes', 'no', 'yes'], dtype='<U3')
+        """
         classes = self._predictor().classes
         return classes[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]

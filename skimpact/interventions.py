@@ -515,13 +515,24 @@ def _check_site_value(name, value, info, n_rows):
         )
     arr = np.broadcast_to(arr, expected)
     support = info.site_supports.get(name)
-    if support is not None and not bool(np.all(np.asarray(support(arr)))):
+    if support is not None and not _in_closed_support(support, arr):
         raise ValueError(
             f"Intervention value for site {name!r} lies outside the support of its "
             f"distribution ({support}); the model cannot take that value. Give a value in "
             "the support."
         )
     return arr
+
+
+def _in_closed_support(support, arr):
+    """Whether every value lies in the support or on its boundary: do(z = 0) on a positive
+    site is a meaningful intervention (a dose of zero) though its density there is 0."""
+    inside = np.asarray(support(arr))
+    base = getattr(support, "base_constraint", support)
+    for bound in ("lower_bound", "upper_bound"):
+        if hasattr(base, bound):
+            inside = inside | (arr == np.asarray(getattr(base, bound)))
+    return bool(np.all(inside))
 
 
 def _check_finite(what, value):

@@ -71,7 +71,8 @@ class InputLayout(BaseEstimator):
         The estimator's name, used in messages.
     center : bool
         Subtract the training columns' means (in float64) before the float32 cast; the
-        built-in models take X so, and then no offset can swallow the signal.
+        built-in models take X so, and then no offset can swallow the signal (the outcome
+        of the built-in linear model is centred by its program's offsets).
     allow_nan_y : bool
         Whether NaN outcomes are allowed (they are masked out of the likelihood).
 
@@ -161,7 +162,7 @@ class InputLayout(BaseEstimator):
         self.fingerprint_ = _fingerprint(X, arrays, self.row_inputs_)
         if not self.center:
             _warn_float32_range(X, self.columns_, "X")
-        if y_numeric:
+        if y_numeric and not self.center:
             _warn_float32_range(np.asarray(y, dtype=np.float64)[:, None], ["y"], "the outcome")
         return X, y, {k: jnp.asarray(v) for k, v in arrays.items()}, weights
 

@@ -17,7 +17,7 @@ import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
 
-__all__ = ["Model", "linear_model", "logistic_model", "builtin_scales"]
+__all__ = ["Model", "linear_model", "logistic_model", "builtin_scales", "builtin_offsets"]
 
 
 class Model:
@@ -234,21 +234,22 @@ def linear_model(prior_scale=2.5):
     order one whatever the units of ``X`` and ``y``: intercept and coefficients per feature
     standard deviation ~ Normal(0, prior_scale), noise ~ Exponential(1), all in units of
     ``y``'s standard deviation. Deterministic sites ``intercept``, ``coef`` and ``sigma``
-    report the parameters in the data's units. The estimator passes X centred on the
-    training means ``x_loc`` (subtracted in float64, so no offset swallows the signal) and
-    the data's ``x_loc``, ``x_scale``, ``y_loc`` and ``y_scale`` as inputs.
+    report the parameters in the data's units. The estimator passes X and y centred on
+    their training means (subtracted in float64, so no offset swallows the signal), the
+    data's ``x_loc``, ``x_scale`` and ``y_scale`` as inputs, and adds the mean of y back to
+    the outcome and ``intercept`` in float64 (see :func:`builtin_offsets`).
     """
 
-    def model(X, y=None, *, x_loc=0.0, x_scale=1.0, y_loc=0.0, y_scale=1.0):
+    def model(X, y=None, *, x_loc=0.0, x_scale=1.0, y_scale=1.0):
         n, p = X.shape
         alpha = numpyro.sample("alpha", dist.Normal(0.0, prior_scale))
         with numpyro.plate("feature", p):
             beta = numpyro.sample("beta", dist.Normal(0.0, prior_scale))
             coef = numpyro.deterministic("coef", beta * y_scale / x_scale)
         noise = numpyro.sample("noise", dist.Exponential(1.0))
-        numpyro.deterministic("intercept", y_loc + y_scale * alpha - jnp.sum(coef * x_loc))
+        numpyro.deterministic("intercept", y_scale * alpha - jnp.sum(coef * x_loc))
         sigma = numpyro.deterministic("sigma", y_scale * noise)
-        mu = y_loc + y_scale * (alpha + (X / x_scale) @ beta)
+        mu = y_scale * (alpha + (X / x_scale) @ beta)
         with numpyro.plate("obs", n):
             numpyro.sample("y", dist.Normal(mu, sigma), obs=y)
 
@@ -304,13 +305,40 @@ def builtin_scales(factory, X, y=None, weights=None):
     x_loc, x_scale = _loc_scale(X, weights)
     if factory is logistic_model:
         return {"x_scale": jnp.asarray(x_scale, dtype=jnp.float32)}
-    y_loc, y_scale = _loc_scale(np.asarray(y, dtype=np.float64)[:, None], weights)
+    _, y_scale = _loc_scale(np.asarray(y, dtype=np.float64)[:, None], weights)
     return {
         "x_loc": jnp.asarray(x_loc, dtype=jnp.float32),
         "x_scale": jnp.asarray(x_scale, dtype=jnp.float32),
-        "y_loc": jnp.asarray(y_loc[0], dtype=jnp.float32),
         "y_scale": jnp.asarray(y_scale[0], dtype=jnp.float32),
     }
+
+
+def builtin_offsets(factory, y, weights=None):
+    """Offsets a built-in model's sites leave to be added after the model runs.
+
+    The built-in linear model observes y centred on its (weighted) training mean, taken in
+    float64, so a large offset (y around 1e9, say) cannot swallow the signal in float32.
+    The mean is added back to the outcome and to ``intercept``.
+
+    Parameters
+    ----------
+    factory : callable
+        The model factory.
+    y : ndarray of shape (n,)
+        Training outcome (float64; NaN where unobserved).
+    weights : ndarray of shape (n,), optional
+        Frequency weights, as for :func:`builtin_scales` (zero where y is unobserved).
+
+    Returns
+    -------
+    dict of str to float
+        ``{site: offset}``; empty for every factory but :func:`linear_model`.
+    """
+    if factory is not linear_model:
+        return {}
+    y = np.asarray(y, dtype=np.float64)
+    y_loc, _ = _loc_scale(np.where(np.isnan(y), 0.0, y)[:, None], weights)
+    return {"y": float(y_loc[0]), "intercept": float(y_loc[0])}
 
 
 def _loc_scale(X, weights=None):

@@ -15,7 +15,7 @@ import numpy as np
 from numpyro.infer import Predictive
 from sklearn.utils import check_random_state
 
-from ._sinks import ProgressSink
+from ._sinks import OffsetSink, ProgressSink
 from .predictive import PredictiveEngine, Request
 
 __all__ = ["FittedPosterior", "NUMPYRO_LOCK", "make_key"]
@@ -86,12 +86,14 @@ class FittedPosterior:
         )
 
     def encode_outcome(self, y, n):
-        """``y`` as the model observes it: class codes for a classifier, else float32."""
+        """``y`` as the model observes it: class codes for a classifier, else float32 less
+        the outcome's offset."""
         y = np.asarray(y)
         if y.shape != (n,):
             raise ValueError(f"y must have shape ({n},); got {y.shape}.")
         if self.classes is None:
-            return y.astype(np.float32)
+            offset = self.program.offsets.get(self.info.outcome_site, 0.0)
+            return (y.astype(np.float64) - offset).astype(np.float32)
         unknown = np.setdiff1d(y, self.classes)
         if unknown.size:
             raise ValueError(
@@ -139,7 +141,8 @@ class FittedPosterior:
                                return_sites=list(sites))(
                 key, rows.X, **self.program.inputs(rows.inputs)
             )
-        return {k: np.asarray(v)[None] for k, v in draws.items() if k in sites}
+        return {k: np.asarray(v)[None]
+                for k, v in self.program.add_offsets(draws).items() if k in sites}
 
     def predict(self, rows, request, key, *, batch_size=None, sink=None, in_sample=False):
         """Run the engine for ``rows`` (a :class:`skimpact.layout.Rows`) and ``request``.
@@ -175,6 +178,9 @@ class FittedPosterior:
             )
         resolved = rows.intervention
         values = {**resolved.sites, **resolved.fixed}
+        offsets = self.program.offsets_for(request.return_sites, request.outcome_stat)
+        if offsets:
+            sink = OffsetSink(sink, offsets)
         if self.progress_bar:
             sink = ProgressSink(sink, rows.n)
         with NUMPYRO_LOCK:

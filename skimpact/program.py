@@ -11,6 +11,7 @@ until the next ``fit``.
 import inspect
 from dataclasses import dataclass, field
 
+import numpy as np
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
@@ -42,6 +43,10 @@ class Program:
         program stores these and builds its model again when loaded.
     reparam : dict, optional
         The reparameterisation applied to the built model.
+    offsets : dict, optional
+        ``{site: offset}`` added (in float64) to a site's values after the model runs: the
+        model observes the outcome less its offset (see
+        :func:`skimpact.model.builtin_offsets`).
     """
 
     model: object
@@ -51,6 +56,7 @@ class Program:
     scales: dict = field(default_factory=dict)
     spec: object = None
     reparam: dict = None
+    offsets: dict = field(default_factory=dict)
 
     def __getstate__(self):
         # the built model is usually a closure: pickle the factory and rebuild on load
@@ -64,13 +70,28 @@ class Program:
             state["model"] = _reparameterised(state["spec"].build(), state["reparam"])
         self.__dict__.update(state)
 
+    def offsets_for(self, sites, outcome_stat="sample"):
+        """``{site: offset}`` for those of ``sites`` that have one; the outcome's only where
+        its values are on the outcome's scale (samples, conditional means)."""
+        return {
+            site: offset for site, offset in self.offsets.items()
+            if site in sites and (site != self.info.outcome_site
+                                  or outcome_stat in ("sample", "mean"))
+        }
+
+    def add_offsets(self, values, outcome_stat="sample"):
+        """``values`` (``{site: array}``) with the sites' offsets added in float64."""
+        offsets = self.offsets_for(values, outcome_stat)
+        return {k: (np.asarray(v, dtype=np.float64) + offsets[k] if k in offsets else v)
+                for k, v in values.items()}
+
     def inputs(self, inputs):
         """The model's keyword inputs for a call: the fixed scales, then ``inputs``."""
         return {**self.scales, **inputs}
 
 
 def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales=None,
-                  row_inputs=()):
+                  row_inputs=(), offsets=None):
     """Build the model of ``model_spec`` and trace it once on the training data.
 
     Parameters
@@ -90,6 +111,9 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
         Keyword inputs fixed at fit.
     row_inputs : tuple of str
         Inputs with one entry per row.
+    offsets : dict, optional
+        ``{site: offset}`` added to the sites' values after the model runs (``y`` is
+        already less the outcome's offset).
 
     Returns
     -------
@@ -116,6 +140,7 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
         scales=scales,
         spec=model_spec.snapshot(),
         reparam=dict(reparam) if reparam else None,
+        offsets=dict(offsets or {}),
     )
 
 
