@@ -238,6 +238,21 @@ def linear_model(prior_scale=2.5):
     their training means (subtracted in float64, so no offset swallows the signal), the
     data's ``x_loc``, ``x_scale`` and ``y_scale`` as inputs, and adds the mean of y back to
     the outcome and ``intercept`` in float64 (see :func:`builtin_offsets`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor, Model
+    >>> from skimpact.model import linear_model
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 2)); y = 5 + X @ [1.0, -2.0] + rng.normal(0, 0.5, 100)
+    >>> est = ImpactRegressor(Model(linear_model, prior_scale=1.0), inference="svi",
+    ...                       num_steps=1000, num_samples=100, random_state=0).fit(X, y)
+    >>> post = est.posterior_["posterior"]
+    >>> post["coef"].mean(("chain", "draw")).values.round(1)
+    array([ 0.9, -1.9], dtype=float32)
+    >>> round(float(post["intercept"].mean()), 1)
+    4.9
     """
 
     def model(X, y=None, *, x_loc=0.0, x_scale=1.0, y_scale=1.0):
@@ -262,6 +277,18 @@ def logistic_model(n_classes=2, prior_scale=2.5):
     Coefficients per feature standard deviation ~ Normal(0, prior_scale); the outcome site
     ``y`` takes labels encoded as ``0 .. n_classes - 1``. The estimator passes X centred on
     the training means and the features' ``x_scale`` as an input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactClassifier, Model
+    >>> from skimpact.model import logistic_model
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 2)); y = (X[:, 0] > 0).astype(int)
+    >>> clf = ImpactClassifier(Model(logistic_model, prior_scale=1.0), inference="svi",
+    ...                        num_steps=1000, num_samples=100, random_state=0).fit(X, y)
+    >>> dict(clf.posterior_["posterior"]["beta"].sizes)
+    {'chain': 1, 'draw': 100, 'feature': 2, 'class': 1}
     """
 
     def model(X, y=None, *, x_scale=1.0):
@@ -299,6 +326,14 @@ def builtin_scales(factory, X, y=None, weights=None):
     Returns
     -------
     dict or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.model import builtin_scales, linear_model
+    >>> X = np.array([[0.0, 10.0], [2.0, 30.0]]); y = np.array([1.0, 3.0])
+    >>> {k: np.asarray(v).tolist() for k, v in builtin_scales(linear_model, X, y).items()}
+    {'x_loc': [1.0, 20.0], 'x_scale': [1.0, 10.0], 'y_scale': 1.0}
     """
     if factory not in (linear_model, logistic_model):
         return None
@@ -333,6 +368,15 @@ def builtin_offsets(factory, y, weights=None):
     -------
     dict of str to float
         ``{site: offset}``; empty for every factory but :func:`linear_model`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.model import builtin_offsets, linear_model, logistic_model
+    >>> builtin_offsets(linear_model, np.array([1e9, 1e9 + 2.0]))
+    {'y': 1000000001.0, 'intercept': 1000000001.0}
+    >>> builtin_offsets(logistic_model, np.array([0, 1]))
+    {}
     """
     if factory is not linear_model:
         return {}
