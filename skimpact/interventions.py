@@ -118,8 +118,8 @@ def resolve_intervention(intervention, *, info, input_names, columns, n_rows, ra
     KeyError
         For a name that is no model site, input or column; the message lists them.
     ValueError
-        For the outcome site, a value that is not finite, or a value that does not
-        broadcast to the per-row shape.
+        For the outcome site, a name that is more than one of site, input and column, a
+        value that is not finite, or a value that does not broadcast to the per-row shape.
     """
     intervention = _as_dict(intervention)
     result = Intervention()
@@ -133,6 +133,7 @@ def resolve_intervention(intervention, *, info, input_names, columns, n_rows, ra
                 "of the outcome. Intervene on a site or input upstream of it instead."
             )
         label = _find_column(name, columns)
+        _check_unambiguous(name, name in input_names, label is not _MISSING, name in sites)
         if name in input_names:
             if not callable(value):
                 _check_finite(f"Intervention value for input {name!r}", value)
@@ -157,6 +158,18 @@ def resolve_intervention(intervention, *, info, input_names, columns, n_rows, ra
             )
     result.shifts = tuple(shifts)
     return result
+
+
+def _check_unambiguous(name, is_input, is_column, is_site):
+    """A name may mean one thing only: a model input, a column of X or a model site."""
+    kinds = [k for k, hit in (("a model input", is_input), ("a column of X", is_column),
+                              ("a model site", is_site)) if hit]
+    if len(kinds) > 1:
+        raise ValueError(
+            f"Intervention name {name!r} is ambiguous: it is {' and '.join(kinds)}. Rename "
+            f"the column or input (e.g. X.rename(columns={{{name!r}: {name + '_x'!r}}}) "
+            "before fit) so that each name means one thing."
+        )
 
 
 def columns_of(X):
