@@ -197,9 +197,9 @@ def effect(
         raise ValueError(f"`kind` must be 'predictive', 'mean' or 'probs'; got {kind!r}.")
     if kind != "predictive" and kind not in stats:
         raise ValueError(
-            f"kind={kind!r} needs the outcome distribution's {kind} in closed form, which "
-            f"{pred.info.outcome_site!r} does not have; use kind='predictive' (a contrast of "
-            "sampled outcomes)."
+            f"kind={kind!r} needs the outcome distribution's {kind} in closed form (and "
+            f"finite), which {pred.info.outcome_site!r} does not have; use "
+            "kind='predictive' (a contrast of sampled outcomes)."
         )
     if kind == "predictive" and pred.classes is not None and len(pred.classes) > 2:
         raise ValueError(
@@ -416,7 +416,7 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         return _frame(draws, prob, None)
     if by is None:
         if row_dim is not None:
-            draws = draws.mean(row_dim)
+            draws = draws.mean(row_dim, skipna=False)  # a NaN must not vanish from the mean
         return _frame(draws, prob, ("effect", "ATE"))
     labels = np.asarray(by)
     n_rows = da.sizes[row_dim]
@@ -425,7 +425,7 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
     groups = pd.unique(labels)
     means = xr.concat(
-        [draws.isel({row_dim: labels == g}).mean(row_dim) for g in groups],
+        [draws.isel({row_dim: labels == g}).mean(row_dim, skipna=False) for g in groups],
         dim=pd.Index(groups, name=name),
     ).transpose("sample", ...)
     return _frame(means, prob, None)
@@ -447,6 +447,15 @@ def _frame(draws, prob, label):
 
 
 def _stats(draws, prob, index):
+    bad = ~np.isfinite(draws)
+    if bad.any():
+        raise ValueError(
+            f"The effect holds NaN or infinite values in {int(bad.any(axis=1).sum())} of "
+            f"{draws.shape[0]} draws, so no summary of it means anything. The model produced "
+            "undefined values: an outcome distribution without a finite mean (kind='mean' "
+            "on a Cauchy outcome, say), or parameters outside their domain. Check the model, "
+            "or use kind='predictive'."
+        )
     hdi = array_stats.hdi(draws, prob, axis=0)
     return pd.DataFrame(
         {

@@ -820,7 +820,14 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         >>> est.predict(X[:3], intervention={0: 0.0}).round(1)   # column 0 set to zero
         array([0.6, 1.1, 1.6])
         """
-        stat = "mean" if "mean" in self._predictor().info.outcome_stats else "sample"
+        info = self._predictor().info
+        if "undefined_mean" in info.outcome_stats:
+            raise ValueError(
+                f"The outcome {info.outcome_site!r} has a distribution without a finite mean "
+                "(a Cauchy, say), so the posterior mean that predict returns is undefined. "
+                "Use predict_quantiles(X, 0.5) for the posterior predictive median."
+            )
+        stat = "mean" if "mean" in info.outcome_stats else "sample"
         return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
 
 

@@ -522,11 +522,12 @@ _CLASS_DISTRIBUTIONS = (
 
 
 def _outcome_stats(fn):
-    """``sample`` and ``log_prob`` always; ``mean`` and ``probs`` where ``fn`` has them."""
+    """``sample`` and ``log_prob`` always; ``mean`` where ``fn`` has a finite one (not a
+    Cauchy's), ``undefined_mean`` where its mean is NaN or infinite, and ``probs`` for
+    class distributions."""
     stats = ["sample", "log_prob"]
     try:
-        fn.mean
-        stats.append("mean")
+        stats.append("mean" if bool(jnp.all(jnp.isfinite(fn.mean))) else "undefined_mean")
     except NotImplementedError:
         pass
     if isinstance(fn, _CLASS_DISTRIBUTIONS):

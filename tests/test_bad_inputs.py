@@ -131,6 +131,13 @@ def numpy_model(X, y=None):
         numpyro.sample("y", dist.Normal(np.dot(X, b), np.exp(s)), obs=y)
 
 
+def cauchy_model(X, y=None):
+    """An outcome distribution without a mean."""
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Cauchy(X @ b, 0.5), obs=y)
+
+
 def other_linear(prior_scale=0.1):
     def model(X, y=None):
         b = numpyro.sample("b", dist.Normal(0.0, prior_scale).expand([X.shape[1]]).to_event(1))
@@ -221,6 +228,11 @@ def ct_pipe():
         ("cat", OneHotEncoder(sparse_output=False), ["city"]),
     ])
     return _fit(Pipeline([("ct", ct), ("est", ImpactRegressor(**FAST))]), D.dfc, D.yct)
+
+
+@pytest.fixture(scope="module")
+def cauchy():
+    return _fit(ImpactRegressor(cauchy_model, **FAST), D.xn, D.yn)
 
 
 @pytest.fixture(scope="module")
@@ -754,7 +766,20 @@ def _mixed_groups(fx):
     estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
 
 
+def _nan_effect(fx):
+    tree = fx.reg_effect.copy(deep=True)
+    tree["predictions"]["y"].values[0, 3, 5] = np.nan
+    summarize_effect(tree)
+
+
 EFFECT_CASES = [
+    case("cauchy-outcome-predict-refused", lambda fx: fx.cauchy.predict(D.xn),
+         ValueError, r"without a finite mean.*predict_quantiles\(X, 0\.5\)"),
+    case("cauchy-outcome-kind-mean-refused",
+         lambda fx: fx.cauchy.effect(D.xn, {0: 1.0}, kind="mean"),
+         ValueError, r"kind='mean'.*finite.*kind='predictive'"),
+    case("nan-effect-summary-refused", _nan_effect,
+         ValueError, r"NaN or infinite values in 1 of 50 draws.*Check the model"),
     case("multiclass-default-kind-per-class-probabilities", _multiclass_default_kind),
     case("multiclass-predictive-refused",
          lambda fx: fx.clf.effect(D.xc, {0: 1.0}, kind="predictive"),
