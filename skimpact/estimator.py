@@ -254,6 +254,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             offsets=offsets,
         )
         info = program.info
+        program.check_indices(Xm, inputs, layout.row_inputs_)
         result = run_inference(
             self.inference,
             training_model(program, scale=None if weights is None else jnp.asarray(weights),

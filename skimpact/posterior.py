@@ -176,6 +176,7 @@ class FittedPosterior:
                    "only for the training rows" if info.local_sites else "")
                 + ". Use in_sample=False for new rows."
             )
+        self.program.check_indices(rows.X, rows.inputs, rows.row_inputs)
         resolved = rows.intervention
         values = {**resolved.sites, **resolved.fixed}
         offsets = self.program.offsets_for(request.return_sites, request.outcome_stat)

@@ -11,7 +11,9 @@ until the next ``fit``.
 import inspect
 from dataclasses import dataclass, field
 
+import jax
 import numpy as np
+from jax.experimental import checkify
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
@@ -89,6 +91,70 @@ class Program:
         """The model's keyword inputs for a call: the fixed scales, then ``inputs``."""
         return {**self.scales, **inputs}
 
+    def check_indices(self, X, inputs, row_inputs=()):
+        """Raise if integer inputs index an array of the model out of its bounds.
+
+        JAX clamps an out-of-bounds index without a word (group 7 of 3 groups reads group
+        2), so a group code unseen at fit would silently take another group's values. The
+        model runs once, compiled with :mod:`jax.experimental.checkify`'s index checks, on
+        the rows holding the smallest and largest value of each integer per-row input
+        (where an index can leave its bounds); models without integer inputs are not run.
+        Negative codes in an input that indexes an array are refused too: they wrap around.
+
+        Parameters
+        ----------
+        X : ndarray
+            The model's first argument.
+        inputs : dict
+            The model's keyword inputs for the call (the scales are added here).
+        row_inputs : tuple of str
+            The inputs with one entry per row.
+
+        Raises
+        ------
+        IndexError
+            Naming the integer inputs, their ranges and what the model indexes.
+        """
+        kwargs = self.inputs(inputs)
+        integer = [k for k, v in kwargs.items() if np.asarray(v).dtype.kind in "iu"]
+        if not integer:
+            return
+        per_row = [k for k in integer if k in row_inputs]
+        rows = np.unique(np.concatenate(
+            [[np.argmin(kwargs[k]), np.argmax(kwargs[k])] for k in per_row]
+        ).astype(np.int64)) if per_row else np.zeros(1, np.int64)
+        rows = np.pad(rows, (0, 2 * max(len(per_row), 1) - rows.size), mode="edge")
+        sub = {k: (np.asarray(v)[rows] if k in row_inputs else v) for k, v in kwargs.items()}
+        key = (self.cache_key, tuple(sorted(sub)), tuple(sorted(row_inputs)))
+        check = _INDEX_CHECKS.get(key)
+        if check is None:
+            check = _INDEX_CHECKS.setdefault(key, _index_checker(self.model))
+        X_rows = np.asarray(X)[rows]
+        message = check(X_rows, sub)[0].get()
+        for k in integer:
+            if message or np.min(kwargs[k]) >= 0:
+                continue
+            # a negative code wraps around (-1 reads the last group); refuse it where the
+            # input indexes an array, which a huge code pushed out of bounds reveals
+            huge = {**sub, k: np.full_like(np.asarray(sub[k]), 2**30)}
+            if check(X_rows, huge)[0].get():
+                raise IndexError(
+                    f"Input {k!r} indexes an array of the model and holds negative values "
+                    f"(down to {np.min(kwargs[k])}), which wrap around: -1 reads the last "
+                    "element. pandas.factorize marks missing values with -1; give every row "
+                    "a valid code (impute, or add a group for them)."
+                )
+        if message:
+            ranges = ", ".join(
+                f"{k!r} from {np.min(kwargs[k])} to {np.max(kwargs[k])}" for k in integer
+            )
+            raise IndexError(
+                f"The model indexes an array out of bounds with these inputs ({message.strip()}"
+                f"); integer inputs here: {ranges}. JAX would clamp the index silently and "
+                "use another element's value (another group's, say). Give codes within the "
+                "range the model was built for, or refit with a model that has room for them."
+            )
+
 
 def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales=None,
                   row_inputs=(), offsets=None):
@@ -142,6 +208,20 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
         reparam=dict(reparam) if reparam else None,
         offsets=dict(offsets or {}),
     )
+
+
+#: Compiled index checkers, one per program and input structure.
+_INDEX_CHECKS = {}
+
+
+def _index_checker(model):
+    """``jit(checkify(run the model once))`` with checkify's index checks."""
+
+    def run(X, inputs):
+        tr = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(X, **inputs)
+        return {k: site["value"] for k, site in tr.items() if site["type"] == "sample"}
+
+    return jax.jit(checkify.checkify(run, errors=checkify.index_checks))
 
 
 def _reparameterised(model, reparam):

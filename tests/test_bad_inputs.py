@@ -131,6 +131,17 @@ def numpy_model(X, y=None):
         numpyro.sample("y", dist.Normal(np.dot(X, b), np.exp(s)), obs=y)
 
 
+def group_model(X, y=None, group=None):
+    """Group intercepts indexed by an integer input: three groups."""
+    a = numpyro.sample("a", dist.Normal(0.0, 2.0).expand([3]).to_event(1))
+    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(a[group] + X @ b, 0.5), obs=y)
+
+
+GROUP = np.arange(100) % 3
+
+
 def cauchy_model(X, y=None):
     """An outcome distribution without a mean."""
     b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
@@ -231,6 +242,11 @@ def ct_pipe():
 
 
 @pytest.fixture(scope="module")
+def grouped():
+    return _fit(ImpactRegressor(group_model, **FAST), D.xn, D.yn + GROUP, group=GROUP)
+
+
+@pytest.fixture(scope="module")
 def cauchy():
     return _fit(ImpactRegressor(cauchy_model, **FAST), D.xn, D.yn)
 
@@ -328,6 +344,22 @@ INPUT_CASES = [
          ValueError, r"feature names"),
     case("one-dimensional-X-predict", lambda fx: fx.nuts.predict(D.xn[:, 0]),
          ValueError, r"(?s)Expected 2D array.*Reshape your data"),
+    case("group-code-out-of-range-predict",
+         lambda fx: fx.grouped.predict(D.xn[:3], group=np.array([0, 1, 7])),
+         IndexError, r"out of bounds.*index 7.*'group' from 0 to 7.*clamp"),
+    case("group-code-negative-predict",
+         lambda fx: fx.grouped.predict(D.xn[:3], group=np.array([0, -1, 2])),
+         IndexError, r"'group' indexes an array.*negative.*factorize"),
+    case("group-code-out-of-range-fit",
+         lambda fx: fit_quick(ImpactRegressor(group_model, **FAST), D.xn, D.yn,
+                              group=np.arange(100) % 4),
+         IndexError, r"out of bounds.*index 3"),
+    case("group-code-in-range-predicts-its-group",
+         lambda fx: np.testing.assert_allclose(
+             fx.grouped.predict(D.xn[:3], group=np.array([2, 2, 2]))
+             - fx.grouped.predict(D.xn[:3], group=np.array([1, 1, 1])),
+             fx.grouped.posterior_["posterior"]["a"].values[0, :, 2].mean()
+             - fx.grouped.posterior_["posterior"]["a"].values[0, :, 1].mean(), rtol=1e-4)),
     case("complex-X-fit",
          lambda fx: fit_quick(ImpactRegressor(**FAST), D.df.to_numpy() + 1j),
          ValueError, r"Complex data not supported.*np\.real"),
@@ -773,6 +805,9 @@ def _nan_effect(fx):
 
 
 EFFECT_CASES = [
+    case("intervention-group-code-out-of-range",
+         lambda fx: fx.grouped.effect(D.xn, {"group": 5}, kind="mean", group=GROUP),
+         IndexError, r"index 5 is out of bounds"),
     case("cauchy-outcome-predict-refused", lambda fx: fx.cauchy.predict(D.xn),
          ValueError, r"without a finite mean.*predict_quantiles\(X, 0\.5\)"),
     case("cauchy-outcome-kind-mean-refused",
