@@ -337,7 +337,7 @@ def _check_finite(X, what, allow_nan=False):
                 "values first (e.g. sklearn.impute.SimpleImputer in a Pipeline)."
             )
         return
-    if np.iscomplexobj(X):
+    if np.asarray(X).dtype.kind == "c":
         raise ValueError(
             f"Complex data not supported: {what} holds complex numbers and the models take "
             "real values. Pass the real and imaginary parts as separate columns "
