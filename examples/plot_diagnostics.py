@@ -21,8 +21,8 @@ from skimpact import ImpactRegressor, Model
 from skimpact.plotting import plot_loss, plot_ppc, plot_trace, render_model
 
 rng = np.random.default_rng(0)
-X = rng.normal(size=(300, 2))
-y = 1.0 + X @ [1.5, -0.5] + rng.standard_t(4, 300)  # heavy-tailed noise
+X = rng.normal(size=(200, 2))
+y = 1.0 + X @ [1.5, -0.5] + rng.standard_t(4, 200)  # heavy-tailed noise
 
 
 def linear(prior_scale=1.0):
@@ -41,7 +41,7 @@ def linear(prior_scale=1.0):
 
 svi = ImpactRegressor(Model(linear), inference="svi", num_steps=1000, learning_rate=0.03,
                       num_samples=200, random_state=0).fit(X, y)
-nuts = ImpactRegressor(Model(linear), inference="nuts", num_warmup=400, num_samples=300,
+nuts = ImpactRegressor(Model(linear), inference="nuts", num_warmup=300, num_samples=200,
                        num_chains=2, random_state=0).fit(X, y)
 print("SVI converged:", svi.diagnostics_["converged"])
 print("NUTS divergences:", nuts.diagnostics_["num_divergences"])

@@ -109,7 +109,7 @@ pipeline = make_pipeline(
          ("region", OneHotEncoder(drop="first", sparse_output=False), ["region"])],
         remainder="passthrough", verbose_feature_names_out=False,
     ).set_output(transform="pandas"),
-    ImpactRegressor(Model(retail_model), inputs=["store"], inference="svi", num_steps=800,
+    ImpactRegressor(Model(retail_model), inputs=["store"], inference="svi", num_steps=600,
                     learning_rate=0.05, num_samples=200, random_state=0),
 )
 search = GridSearchCV(
@@ -118,9 +118,9 @@ search = GridSearchCV(
 ).fit(X, y)
 best = search.best_estimator_
 print("best prior scale:", search.best_params_["impactregressor__model__prior_scale"])
-print("mean CRPS per prior scale:", dict(zip(
-    search.cv_results_["param_impactregressor__model__prior_scale"],
-    (-search.cv_results_["mean_test_score"]).round(3))))
+results = search.cv_results_
+print(pd.DataFrame({"prior scale": results["param_impactregressor__model__prior_scale"],
+                    "mean CRPS": -results["mean_test_score"]}).round(3))
 
 # %%
 # Predictions and the posterior through the Pipeline
@@ -128,7 +128,7 @@ print("mean CRPS per prior scale:", dict(zip(
 # A Pipeline has only scikit-learn's methods, so skimpact's other methods are functions
 # that take the Pipeline and its raw ``X``.
 print(skimpact.predict_interval(best, X.head(3), coverage=0.9))
-print(skimpact.summary(best, var_names=["beta", "tau"]).round(3))
+print(skimpact.summary(best, var_names=["beta", "tau"]).round(3).to_string())
 
 # %%
 # Effects
