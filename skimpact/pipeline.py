@@ -74,7 +74,7 @@ def predict_quantiles(estimator, X, q, intervention=None, **inputs):
     >>> from skimpact.pipeline import predict_quantiles
     >>> X = np.linspace(0, 10, 100)[:, None]; y = 2 * X[:, 0]
     >>> pipe = make_pipeline(StandardScaler(), ImpactRegressor(
-    ...     inference="svi", num_steps=1000, num_samples=100, random_state=0)).fit(X, y)
+    ...     inference="svi", num_steps=500, num_samples=100, random_state=0)).fit(X, y)
     >>> predict_quantiles(pipe, X[:2], [0.05, 0.5, 0.95]).shape
     (2, 3)
     """
@@ -121,7 +121,7 @@ def predict_interval(estimator, X, coverage=0.9, intervention=None, **inputs):
     >>> from skimpact.pipeline import predict_interval
     >>> X = pd.DataFrame({"x": np.linspace(0, 10, 100)}); y = 2 * X["x"]
     >>> pipe = make_pipeline(StandardScaler(), ImpactRegressor(
-    ...     inference="svi", num_steps=1000, num_samples=100, random_state=0)).fit(X, y)
+    ...     inference="svi", num_steps=500, num_samples=100, random_state=0)).fit(X, y)
     >>> predict_interval(pipe, X.head(2), coverage=0.9).columns.tolist()
     ['lower', 'upper']
     """
@@ -168,7 +168,7 @@ def sample_posterior_predictive(estimator, X, intervention=None, *, in_sample=Fa
     >>> from skimpact.pipeline import sample_posterior_predictive
     >>> X = np.linspace(0, 10, 100)[:, None]; y = 2 * X[:, 0]
     >>> pipe = make_pipeline(StandardScaler(), ImpactRegressor(
-    ...     inference="svi", num_steps=1000, num_samples=100, random_state=0)).fit(X, y)
+    ...     inference="svi", num_steps=500, num_samples=100, random_state=0)).fit(X, y)
     >>> dict(sample_posterior_predictive(pipe, X[:5])["predictions"]["y"].sizes)
     {'chain': 1, 'draw': 100, 'obs': 5}
     """
@@ -211,7 +211,7 @@ def log_likelihood(estimator, X, y, *, in_sample=False, store=None, **inputs):
     >>> from skimpact.pipeline import log_likelihood
     >>> X = np.linspace(0, 10, 100)[:, None]; y = 2 * X[:, 0]
     >>> pipe = make_pipeline(StandardScaler(), ImpactRegressor(
-    ...     inference="svi", num_steps=1000, num_samples=100, random_state=0)).fit(X, y)
+    ...     inference="svi", num_steps=500, num_samples=100, random_state=0)).fit(X, y)
     >>> dict(log_likelihood(pipe, X, y)["log_likelihood"]["y"].sizes)
     {'chain': 1, 'draw': 100, 'obs': 100}
     """
@@ -286,7 +286,7 @@ def summary(estimator, var_names=None, prob=0.94):
     >>> from skimpact.pipeline import summary
     >>> X = np.linspace(0, 10, 100)[:, None]; y = 2 * X[:, 0]
     >>> pipe = make_pipeline(StandardScaler(), ImpactRegressor(
-    ...     inference="svi", num_steps=1000, num_samples=100, random_state=0)).fit(X, y)
+    ...     inference="svi", num_steps=500, num_samples=100, random_state=0)).fit(X, y)
     >>> "mean" in summary(pipe, var_names=["sigma"]).columns
     True
     """

@@ -40,7 +40,7 @@ def test_map_effects_warn_that_they_have_no_posterior_uncertainty():
     with pytest.warns(UserWarning, match=r"MAP fit \(inference='map'\): a point estimate with "
                                          r"no posterior uncertainty.*inference='nuts' or 'svi'"):
         ate = summarize_effect(eff).loc["ATE"]
-    assert ate["sd"] == 0.0 and ate["mean"] == pytest.approx(2.0, abs=0.1)
+    assert ate["sd"] < 1e-9 and ate["mean"] == pytest.approx(2.0, abs=0.1)  # one point
     lazy = est.estimate_effect(args_baseline={"X": X},
                                args_intervention={"X": X, "intervention": {1: 0.0}})
     with pytest.warns(UserWarning, match="MAP fit"):
