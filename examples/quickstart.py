@@ -27,7 +27,7 @@ def simulate(n=1000, seed=0):
 
 def main():
     X, y = simulate()
-    est = ImpactRegressor(random_state=0).fit(X, y)
+    est = ImpactRegressor(inference="svi", num_steps=3000, random_state=0).fit(X, y)
     effect = est.effect(X, {"treatment": 1}, baseline={"treatment": 0}, kind="mean")
     summary = summarize_effect(effect, prob=0.94)
     return summary.loc["ATE"]

@@ -6,6 +6,9 @@ from .effects import counterfactual_predict, effect, estimate_effect, summarize_
 from .estimator import ImpactClassifier, ImpactRegressor
 from .inference import InferenceError
 from .model import Model
+from .pipeline import (
+    log_likelihood, loo, predict_interval, predict_quantiles, sample_posterior_predictive, summary,
+)
 
 __all__ = [
     "ImpactClassifier",
@@ -15,5 +18,11 @@ __all__ = [
     "counterfactual_predict",
     "effect",
     "estimate_effect",
+    "log_likelihood",
+    "loo",
+    "predict_interval",
+    "predict_quantiles",
+    "sample_posterior_predictive",
     "summarize_effect",
+    "summary",
 ]

@@ -9,6 +9,8 @@ Both scenarios of an effect are predicted with the same random keys per draw and
 (common random numbers), so noise that the intervention does not touch cancels.
 """
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -346,7 +348,8 @@ def estimate_effect(
         "kind": "predictive",
         "intervention": trees["intervention"].attrs.get("intervention", ""),
         "baseline": trees["baseline"].attrs.get("intervention", ""),
-        **({"outcome": info.outcome_site, "row_dim": info.row_dim} if info else {}),
+        **({"outcome": info.outcome_site, "row_dim": info.row_dim,
+            "inference": est.predictor_.attrs["inference"]} if info else {}),
     }
     return store_tree(store, scratch, effect_tree_of(posterior, group, diff, attrs=attrs))
 
@@ -364,7 +367,9 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     prob : float, default=0.94
         Probability mass of the highest-density interval.
     by : array-like or pandas.Series, optional
-        A label per row: one summary row per label (subgroup average effects).
+        A label per row: one summary row per label (subgroup average effects), in sorted
+        order (a categorical's category order; order of appearance when the labels cannot
+        be compared with each other).
     per_row : bool, default=False
         Summarise each row's effect (CATE) instead of the average over rows (ATE).
 
@@ -374,6 +379,13 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         Columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``, ``prob_positive``; indexed
         by ``"ATE"``, the ``by`` labels, or the row labels (with a level per further dim of
         the variable, such as a class).
+
+    Warns
+    -----
+    UserWarning
+        When the effect comes from a MAP fit (``inference="map"``): its draws repeat one
+        point estimate, so ``sd`` and the HDI carry no posterior uncertainty (they are zero
+        for ``kind="mean"`` and only the outcome's noise for ``kind="predictive"``).
 
     Examples
     --------
@@ -395,6 +407,14 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
     group = _group_of(tree)
     ds = tree[group].to_dataset()
+    if tree.attrs.get("inference") == "map":
+        warnings.warn(
+            "This effect comes from a MAP fit (inference='map'): a point estimate with no "
+            "posterior uncertainty, so sd and the HDI do not measure how sure the effect is "
+            "(zero for kind='mean', only the outcome's noise for kind='predictive'). Fit with "
+            "inference='nuts' or 'svi' for an interval.",
+            UserWarning, stacklevel=2,
+        )
     if var is None:
         var = _default_var(tree, ds)
     elif var not in ds.data_vars:
@@ -423,12 +443,25 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     if labels.shape != (n_rows,):
         raise ValueError(f"`by` needs one label per row ({n_rows}); got shape {labels.shape}.")
     name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
-    groups = pd.unique(labels)
+    groups = _sorted_groups(by, labels)
     means = xr.concat(
         [draws.isel({row_dim: labels == g}).mean(row_dim, skipna=False) for g in groups],
         dim=pd.Index(groups, name=name),
     ).transpose("sample", ...)
     return _frame(means, prob, None)
+
+
+def _sorted_groups(by, labels):
+    """The distinct labels: a categorical's category order, else sorted when comparable."""
+    dtype = getattr(by, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        present = set(pd.unique(labels))
+        return np.array([c for c in dtype.categories if c in present], dtype=labels.dtype)
+    groups = pd.unique(labels)
+    try:
+        return np.sort(groups)
+    except TypeError:  # labels of mixed types: keep the order of appearance
+        return groups
 
 
 def _frame(draws, prob, label):

@@ -29,7 +29,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from . import effects
+from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
@@ -533,17 +533,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         array([[-0.3,  0.6,  1.5],
                [ 0.6,  1.8,  2.6]])
         """
-        try:
-            q = np.atleast_1d(np.asarray(q, dtype=float))
-        except (TypeError, ValueError):
-            raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q!r}.") from None
-        if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
-            raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
-        draws = effects.outcome_draws(self, X, intervention, **inputs)
-        out = np.quantile(draws, q, axis=0).T
-        if isinstance(X, pd.DataFrame):
-            return pd.DataFrame(out, index=X.index, columns=list(q))
-        return out
+        return pipeline.predict_quantiles(self, X, q, intervention, **inputs)
 
     def predict_interval(self, X, coverage=0.9, intervention=None, **inputs):
         """Central posterior predictive interval of the outcome per row.
@@ -564,14 +554,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         array([[-0.3,  1.5],
                [ 0.6,  2.6]])
         """
-        if not isinstance(coverage, Real) or not 0 < coverage < 1:
-            raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
-        out = self.predict_quantiles(
-            X, [(1 - coverage) / 2, (1 + coverage) / 2], intervention, **inputs
-        )
-        if isinstance(out, pd.DataFrame):
-            out.columns = ["lower", "upper"]
-        return out
+        return pipeline.predict_interval(self, X, coverage, intervention, **inputs)
 
     def score(self, X, y, sample_weight=None, **inputs):
         """R² (regressor) or accuracy (classifier) of :meth:`predict` on ``(X, y)``.

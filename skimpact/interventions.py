@@ -149,12 +149,16 @@ def resolve_intervention(intervention, *, info, input_names, columns, n_rows, ra
                 result.sites[name] = _check_site_value(name, value, info, n_rows)
         else:
             _check_key_type(name)
-            raw = list(raw_columns)
-            raw = f"; raw columns of the Pipeline's input: {raw}" if raw else ""
+            known = (f"Model sites: {sorted(sites - {info.outcome_site})}; model inputs: "
+                     f"{sorted(input_names)}")
+            if list(raw_columns):  # a Pipeline: its raw columns are the names users know
+                raise KeyError(
+                    f"Unknown intervention name {name!r}; raw columns of the Pipeline's input: "
+                    f"{list(raw_columns)} (changed before its transformers). {known}; columns "
+                    f"of the transformed X the final estimator sees: {list(columns)}."
+                )
             raise KeyError(
-                f"Unknown intervention name {name!r}. Model sites: "
-                f"{sorted(sites - {info.outcome_site})}; model inputs: {sorted(input_names)}; "
-                f"columns of X: {list(columns)}{raw}."
+                f"Unknown intervention name {name!r}. {known}; columns of X: {list(columns)}."
             )
     result.shifts = tuple(shifts)
     return result

@@ -224,17 +224,45 @@ def make_predictive_scorer(metric, *, greater_is_better=False, needs="draws", **
     if needs not in ("draws", "log_lik"):
         raise ValueError(f"`needs` must be 'draws' or 'log_lik'; got {needs!r}.")
     name = getattr(metric, "__name__", "metric")
-    return _PredictiveScorer(
+    scorer = _PredictiveScorer(
         metric, 1 if greater_is_better else -1, needs, kwargs,
         name if greater_is_better else f"neg_{name}",
     )
+    source = ("the posterior predictive draws of the outcome" if needs == "draws"
+              else "the pointwise log-likelihood of y for every posterior draw")
+    sign = "" if greater_is_better else "minus "
+    return _documented(scorer, f"""Scorer: {sign}``{name}`` of {source}.
+
+    ``scorer(estimator, X, y, sample_weight=None, **inputs) -> float``, greater is better;
+    made by :func:`make_predictive_scorer`.
+    """)
 
 
-neg_crps_scorer = make_predictive_scorer(crps)
-"""Negative mean CRPS of the posterior predictive draws (regression)."""
+def _documented(scorer, doc):
+    """``scorer`` with its own docstring (``help(scorer)`` says what it computes)."""
+    scorer.__doc__ = doc
+    return scorer
 
-log_score_scorer = make_predictive_scorer(log_score, greater_is_better=True, needs="log_lik")
-"""Mean log predictive density of held-out outcomes (regression and classification)."""
+
+neg_crps_scorer = _documented(make_predictive_scorer(crps), """\
+Negative mean CRPS of the posterior predictive draws (regression).
+
+``neg_crps_scorer(estimator, X, y, sample_weight=None, **inputs)`` draws the outcome for
+the rows of ``X`` from the fitted posterior (:func:`predictive_draws`) and returns
+``-crps(y, draws)``: minus the average continuous ranked probability score, in the units of
+``y``. It rewards predictive distributions that are both calibrated and sharp; 0 is a
+perfect point forecast. Pass it as ``scoring=neg_crps_scorer``; greater is better.
+""")
+
+log_score_scorer = _documented(
+    make_predictive_scorer(log_score, greater_is_better=True, needs="log_lik"), """\
+Mean log predictive density of held-out outcomes (regression and classification).
+
+``log_score_scorer(estimator, X, y, sample_weight=None, **inputs)`` computes the pointwise
+log-likelihood of ``y`` for every posterior draw (the estimator's ``log_likelihood``) and
+returns :func:`log_score`: the average over rows of ``log mean_s p(y_i | theta_s)``. It is
+the cross-validated counterpart of PSIS-LOO's ELPD per row; greater is better.
+""")
 
 
 def _width(y_true, y_draws, *, sample_weight=None, prob=0.9):
@@ -244,9 +272,14 @@ def _width(y_true, y_draws, *, sample_weight=None, prob=0.9):
 
 _width.__name__ = "interval_width"
 
-neg_interval_width_scorer = make_predictive_scorer(_width)
-"""Negative mean width of the central 90% predictive interval (sharpness)."""
+neg_interval_width_scorer = _documented(make_predictive_scorer(_width), """\
+Negative mean width of the central 90% predictive interval (sharpness).
 
+``neg_interval_width_scorer(estimator, X, y, sample_weight=None, **inputs)`` returns minus
+the average over rows of the distance between the 5% and 95% quantiles of the posterior
+predictive draws; ``y`` is not used. Narrower is better only at the same coverage, so
+report it next to :func:`interval_coverage` rather than selecting on it alone.
+""")
 
 # ---------------------------------------------------------------------------- helpers
 def _check(y_true, y_draws):

@@ -8,6 +8,7 @@ functions need the ``plot`` extra (``pip install skimpact[plot]``).
 """
 
 import numpy as np
+import pandas as pd
 from arviz_stats.base import array_stats
 
 from .diagnostics import loss_window
@@ -74,8 +75,15 @@ def plot_effect(effects, *, var=None, kind="forest", prob=0.94, ax=None):
     return ax
 
 
-def plot_effect_by_feature(effect, x, *, var=None, prob=0.94, label=None, ax=None):
-    """Each row's effect (posterior mean and HDI band) against a feature.
+def plot_effect_by_feature(effect, x, *, var=None, prob=0.94, bins=10, kind="auto",
+                           label=None, ax=None):
+    """Each row's effect against a feature, with binned (or per-category) average effects.
+
+    Every row is a point at its posterior mean effect. For a numeric feature the rows are
+    cut into ``bins`` bins of about equal counts (quantiles of ``x``); the line joins each
+    bin's average effect (posterior mean) at the bin's average ``x``, and the band is the
+    ``prob`` HDI of that average. For a categorical feature each category gets a strip of
+    its rows' points (jittered) and its average effect with the HDI as an error bar.
 
     Parameters
     ----------
@@ -86,7 +94,13 @@ def plot_effect_by_feature(effect, x, *, var=None, prob=0.94, label=None, ax=Non
     var : str, optional
         Variable to plot; default the first of the effect group.
     prob : float, default=0.94
-        Probability mass of the HDI band.
+        Probability mass of the HDIs of the bin and category averages.
+    bins : int, default=10
+        Number of bins of a numeric feature (fewer when ``x`` has fewer distinct
+        quantiles).
+    kind : {"auto", "numeric", "categorical"}, default="auto"
+        ``"auto"``: categorical for strings, booleans and pandas categoricals, numeric
+        otherwise. Pass ``"categorical"`` for a numeric code with a few values.
     label : str, optional
         Axis label of the feature; default the name of a pandas Series ``x``.
     ax : matplotlib.axes.Axes, optional
@@ -94,22 +108,39 @@ def plot_effect_by_feature(effect, x, *, var=None, prob=0.94, label=None, ax=Non
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import numpy as np, xarray as xr
+    >>> from skimpact.plotting import plot_effect_by_feature
+    >>> x = np.linspace(0, 1, 200)
+    >>> draws = 2 * x + np.random.default_rng(0).normal(0, 0.1, (1, 100, 200))
+    >>> tree = xr.DataTree.from_dict(
+    ...     {"/predictions": xr.Dataset({"y": (("chain", "draw", "obs"), draws)})})
+    >>> ax = plot_effect_by_feature(tree, x, bins=5)
+    >>> len(ax.lines[0].get_xdata())   # one point per bin
+    5
     """
+    if kind not in ("auto", "numeric", "categorical"):
+        raise ValueError(f"`kind` must be 'auto', 'numeric' or 'categorical'; got {kind!r}.")
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+        raise ValueError(f"`bins` must be a positive integer; got {bins!r}.")
     draws = _effect_draws(effect, var)
-    x_arr = np.asarray(x, dtype=float)
-    if x_arr.shape != (draws.shape[1],):
+    values = np.asarray(x)
+    if values.shape != (draws.shape[1],):
         raise ValueError(
             f"`x` needs one value per row of the effect ({draws.shape[1]}); got shape "
-            f"{x_arr.shape}."
+            f"{values.shape}."
         )
-    order = np.argsort(x_arr, kind="stable")
-    hdi = array_stats.hdi(draws, prob, axis=0)
+    if kind == "auto":
+        kind = "categorical" if _is_categorical(x, values) else "numeric"
     ax = _axes(ax)
-    ax.fill_between(
-        x_arr[order], hdi[order, 0], hdi[order, 1], alpha=0.3, color="C0",
-        label=f"{prob:.0%} HDI",
-    )
-    ax.plot(x_arr[order], draws.mean(0)[order], color="C0", label="posterior mean")
+    if kind == "categorical":
+        _by_category(ax, draws, x, values, prob)
+    else:
+        _by_bin(ax, draws, values, prob, bins)
     ax.axhline(0.0, color="0.5", linestyle=":", linewidth=1)
     ax.set_xlabel(label or getattr(x, "name", None) or "feature")
     ax.set_ylabel("effect")
@@ -323,6 +354,61 @@ def _axes(ax):
 
     _, ax = plt.subplots()
     return ax
+
+
+def _is_categorical(x, values):
+    dtype = getattr(x, "dtype", values.dtype)
+    return (isinstance(dtype, pd.CategoricalDtype) or values.dtype.kind in "OUSb"
+            or pd.api.types.is_bool_dtype(dtype))
+
+
+def _by_bin(ax, draws, values, prob, bins):
+    """Points per row, and each quantile bin's average effect with its HDI band."""
+    try:
+        x = values.astype(float)
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`x` is not numeric; pass kind='categorical' to summarise it per category."
+        ) from None
+    if not np.isfinite(x).all():
+        raise ValueError("`x` contains NaN or infinite values; pass a finite value per row.")
+    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
+    which = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, max(len(edges) - 2, 0))
+    groups = np.unique(which)
+    means = np.stack([draws[:, which == g].mean(1) for g in groups], 1)
+    centres = np.array([x[which == g].mean() for g in groups])
+    hdi = array_stats.hdi(means, prob, axis=0)
+    ax.scatter(x, draws.mean(0), s=8, alpha=0.3, color="C0", linewidths=0,
+               label="row (posterior mean)")
+    ax.fill_between(centres, hdi[:, 0], hdi[:, 1], color="C1", alpha=0.3,
+                    label=f"{prob:.0%} HDI of the bin average")
+    ax.plot(centres, means.mean(0), "o-", color="C1", label=f"bin average ({len(groups)} bins)")
+
+
+def _by_category(ax, draws, x, values, prob):
+    """A jittered strip of rows per category, and its average effect with the HDI."""
+    dtype = getattr(x, "dtype", None)
+    if isinstance(dtype, pd.CategoricalDtype):
+        present = set(pd.unique(values))
+        cats = [c for c in dtype.categories if c in present]
+    else:
+        cats = list(pd.unique(values))
+        try:
+            cats = sorted(cats)
+        except TypeError:  # labels of mixed types: keep the order of appearance
+            pass
+    per_row = draws.mean(0)
+    jitter = np.random.default_rng(0).uniform(-0.2, 0.2, len(values))
+    means = np.stack([draws[:, values == c].mean(1) for c in cats], 1)
+    hdi = array_stats.hdi(means, prob, axis=0)
+    position = {c: i for i, c in enumerate(cats)}
+    ax.scatter([position[v] + j for v, j in zip(values, jitter)], per_row, s=8, alpha=0.3,
+               color="C0", linewidths=0, label="row (posterior mean)")
+    centre = means.mean(0)
+    ax.errorbar(np.arange(len(cats)), centre, yerr=[centre - hdi[:, 0], hdi[:, 1] - centre],
+                fmt="o", color="C1", capsize=4, label=f"category average, {prob:.0%} HDI")
+    ax.set_xticks(np.arange(len(cats)))
+    ax.set_xticklabels([str(c) for c in cats])
 
 
 def _effect_draws(tree, var):

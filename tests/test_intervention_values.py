@@ -312,9 +312,9 @@ def test_split_columns_takes_raw_columns():
 
 
 def test_unknown_name_lists_raw_columns_and_the_outcome_is_refused():
-    with pytest.raises(KeyError, match=r"Unknown intervention name 'nope'.*columns of X: "
-                                       r"\['x0', 'x1'\]; raw columns of the Pipeline's input: "
-                                       r"\['dose'\]"):
+    with pytest.raises(KeyError, match=r"Unknown intervention name 'nope'; raw columns of the "
+                                       r"Pipeline's input: \['dose'\].*transformed X the final "
+                                       r"estimator sees: \['x0', 'x1'\]"):
         _resolve({"nope": 1.0}, raw_columns=["dose"])
     with pytest.raises(KeyError, match=r"Model sites: \['a', 'b', 'm2', 'mu', 'u'\]; model "
                                        r"inputs: \['t'\]; columns of X: \['x0', 'x1'\]\.\"$"):

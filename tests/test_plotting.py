@@ -30,7 +30,8 @@ def fits():
     X, y = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        svi = ImpactRegressor(num_steps=300, num_samples=60, random_state=0).fit(X, y)
+        svi = ImpactRegressor(inference="svi", num_steps=300, num_samples=60,
+                             random_state=0).fit(X, y)
     return svi, X, y
 
 
@@ -78,19 +79,60 @@ def test_plot_effect_forest_and_dist(fits, tmp_path):
         plotting.plot_effect(scenarios, kind="bars")
 
 
-def test_plot_effect_by_feature(fits, tmp_path):
+def test_plot_effect_by_feature_scatters_rows_and_bins_averages(fits, tmp_path):
     svi, X, _ = fits
     eff = svi.effect(X, {"dose": X["dose"] + 1.0}, kind="mean")
-    ax = plotting.plot_effect_by_feature(eff, X["age"])
+    ax = plotting.plot_effect_by_feature(eff, X["age"], bins=6)
     assert ax.get_xlabel() == "age"
-    line = ax.lines[0]
-    np.testing.assert_allclose(line.get_xdata(), np.sort(X["age"].to_numpy()))
-    per_row = eff["predictions"]["y"].mean(("chain", "draw")).values
+    draws = eff["predictions"]["y"].values.reshape(-1, len(X))
+    points = ax.collections[0].get_offsets()
+    assert points.shape == (60, 2)  # one point per row, at its posterior mean
+    np.testing.assert_allclose(points[:, 0], X["age"].to_numpy())
+    np.testing.assert_allclose(points[:, 1], draws.mean(0), rtol=1e-5)
+    line = ax.lines[0]  # six bins of ten rows each: their average age and average effect
     order = np.argsort(X["age"].to_numpy(), kind="stable")
-    np.testing.assert_allclose(line.get_ydata(), per_row[order], rtol=1e-5)
+    blocks = order.reshape(6, 10)
+    np.testing.assert_allclose(line.get_xdata(), X["age"].to_numpy()[blocks].mean(1))
+    np.testing.assert_allclose(line.get_ydata(), draws[:, blocks].mean((0, 2)), rtol=1e-5)
+    band = ax.collections[1].get_paths()[0].vertices  # the HDI band spans the bins
+    assert band[:, 0].min() == pytest.approx(line.get_xdata().min())
+    assert band[:, 0].max() == pytest.approx(line.get_xdata().max())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "row (posterior mean)", "94% HDI of the bin average", "bin average (6 bins)"]
     _saved(ax.figure, tmp_path)
     with pytest.raises(ValueError, match="one value per row"):
         plotting.plot_effect_by_feature(eff, X["age"][:10])
+    with pytest.raises(ValueError, match="`bins` must be a positive integer; got 0"):
+        plotting.plot_effect_by_feature(eff, X["age"], bins=0)
+    with pytest.raises(ValueError, match="`kind` must be 'auto', 'numeric' or 'categorical'"):
+        plotting.plot_effect_by_feature(eff, X["age"], kind="smooth")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        plotting.plot_effect_by_feature(eff, np.where(X["age"] > 0, np.nan, X["age"]))
+    with pytest.raises(ValueError, match="kind='categorical'"):
+        plotting.plot_effect_by_feature(eff, np.array(["a"] * 60, dtype=object), kind="numeric")
+
+
+def test_plot_effect_by_feature_per_category(fits, tmp_path):
+    svi, X, _ = fits
+    eff = svi.effect(X, {"dose": X["dose"] + 1.0}, kind="mean")
+    group = pd.Series(np.where(X["age"] > 0.5, "old", np.where(X["age"] < -0.5, "young",
+                                                               "middle")), name="age group")
+    ax = plotting.plot_effect_by_feature(eff, group)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["middle", "old", "young"]
+    assert ax.get_xlabel() == "age group"
+    assert ax.collections[0].get_offsets().shape == (60, 2)
+    (bars,) = ax.containers  # one error bar per category at its average effect
+    draws = eff["predictions"]["y"].values.reshape(-1, len(X))
+    expected = [draws[:, (group == g).to_numpy()].mean() for g in ["middle", "old", "young"]]
+    np.testing.assert_allclose(bars.lines[0].get_ydata(), expected, rtol=1e-5)
+    _saved(ax.figure, tmp_path)
+    ordered = group.astype(pd.CategoricalDtype(["young", "middle", "old"]))
+    ax = plotting.plot_effect_by_feature(eff, ordered)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["young", "middle", "old"]
+    plt.close(ax.figure)
+    ax = plotting.plot_effect_by_feature(eff, (X["age"] > 0).astype(int), kind="categorical")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1"]
+    plt.close(ax.figure)
 
 
 def test_plot_ppc(fits, tmp_path):
