@@ -52,6 +52,8 @@ def counterfactual_predict(
     store : str, os.PathLike or zarr store, optional
         Stream every batch to this Zarr store as it is computed; the returned tree reads
         lazily from it. A path is written under a temporary name and renamed when complete.
+        Required for a Dask X, whose partitions each write their rows
+        (:mod:`skimpact.distributed`).
     **inputs : array-like
         The model's keyword inputs.
 
@@ -72,6 +74,14 @@ def counterfactual_predict(
     >>> dict(tree["predictions"]["y"].sizes)
     {'chain': 1, 'draw': 100, 'obs': 3}
     """
+    if is_dask_collection(X):
+        from . import distributed
+
+        if in_sample:
+            raise distributed.in_sample_error()
+        return distributed.counterfactual_predict(estimator, X, intervention,
+                                                  return_sites=return_sites, store=store,
+                                                  **inputs)
     if store is not None:
         check_target(store)
     pred, rows = _rows(estimator, X, intervention, inputs)
@@ -165,7 +175,8 @@ def effect(
     store : str, os.PathLike or zarr store, optional
         Write the effect to this Zarr store and return it read lazily from there; both
         scenarios stream batch by batch through a scratch store beside it, so memory stays
-        bounded by the batch.
+        bounded by the batch. Required for a Dask X, whose partitions each write their rows
+        of the difference (:mod:`skimpact.distributed`).
     **inputs : array-like
 
     Returns

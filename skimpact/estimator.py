@@ -33,7 +33,7 @@ from . import effects
 from ._sinks import ZarrSink, check_target, write_tree
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
-from .layout import InputLayout
+from .layout import InputLayout, is_dask_collection
 from .model import Model, as_model, builtin_scales, linear_model, logistic_model
 from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
 from .program import build_program, training_model
@@ -396,6 +396,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         Returns
         -------
         ndarray of shape (n_samples, n_quantiles) or DataFrame indexed like X
+            Dask collections of these for a Dask X (see :mod:`skimpact.distributed`).
         """
         try:
             q = np.atleast_1d(np.asarray(q, dtype=float))
@@ -403,6 +404,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q!r}.") from None
         if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
             raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict_quantiles(self, X, q, intervention, **inputs)
         draws = effects.outcome_draws(self, X, intervention, **inputs)
         out = np.quantile(draws, q, axis=0).T
         if isinstance(X, pd.DataFrame):
@@ -418,9 +423,13 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """
         if not isinstance(coverage, Real) or not 0 < coverage < 1:
             raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
-        out = self.predict_quantiles(
-            X, [(1 - coverage) / 2, (1 + coverage) / 2], intervention, **inputs
-        )
+        q = [(1 - coverage) / 2, (1 + coverage) / 2]
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict_quantiles(self, X, q, intervention,
+                                                 columns=["lower", "upper"], **inputs)
+        out = self.predict_quantiles(X, q, intervention, **inputs)
         if isinstance(out, pd.DataFrame):
             out.columns = ["lower", "upper"]
         return out
@@ -625,6 +634,10 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         -------
         ndarray of shape (n_samples,)
         """
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict(self, X, intervention, **inputs)
         stat = "mean" if "mean" in self._predictor().info.outcome_stats else "sample"
         return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
 
@@ -707,6 +720,10 @@ n_features_in_, feature_names_in_
         ndarray of shape (n_samples, n_classes)
         """
         pred = self._predictor()
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict_proba(self, X, intervention, **inputs)
         if "probs" in pred.info.outcome_stats:
             probs = effects.outcome_draws(self, X, intervention, stat="probs", **inputs)
             return np.asarray(probs, dtype=np.float64).mean(0)
@@ -716,5 +733,9 @@ n_features_in_, feature_names_in_
 
     def predict(self, X, intervention=None, **inputs):
         """Most probable class label per row (posterior mean probabilities)."""
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict(self, X, intervention, **inputs)
         classes = self._predictor().classes
         return classes[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]
