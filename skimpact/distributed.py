@@ -27,6 +27,7 @@ the Dask index; the partitions' lengths are computed once per call.
 """
 
 import math
+import os
 import uuid
 
 import dask
@@ -162,15 +163,30 @@ def _run(tasks):
     else:
         futures = client.compute(list(tasks))
         wait(futures)
-        failed = [f for f in futures if f.status != "finished"]
-        if failed:
+        if any(f.status != "finished" for f in futures):
+            errors = [_error_of(f) for f in futures if f.status == "error"]
             client.cancel(futures)
-            raise failed[0].exception()
+            raise next((e for e in errors if isinstance(e, BaseException)), RuntimeError(
+                "the computation stopped before every partition was written (a worker died "
+                "or the run was cancelled)"))
         results = client.gather(futures)
     errors = [r.error for r in results if isinstance(r, _Failure)]
     if errors:
         raise errors[0]
     return results
+
+
+def _error_of(future):
+    """The exception of a failed future (what it raised, or KilledWorker)."""
+    import distributed
+
+    try:
+        future.result(timeout=0)
+    except distributed.TimeoutError:
+        return None
+    except BaseException as exc:
+        return exc
+    return None
 
 
 class _Failure:
@@ -394,6 +410,13 @@ class _RegionSink:
         self.arrays = arrays
         self.n_chain = n_chain
         self.offset, self.total = rows_of
+        root = getattr(next(iter(arrays.values())).store, "root", None) if arrays else None
+        self.root = None if root is None else os.fspath(root)
+
+    def _check_alive(self):
+        """A task still running after the run failed must not recreate the removed store."""
+        if self.root is not None and not os.path.isdir(self.root):
+            raise RuntimeError(f"the store {self.root} was removed: the run failed elsewhere")
 
     def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
         self.row_axes = row_axes or {}
@@ -402,6 +425,7 @@ class _RegionSink:
         self.pieces = {k: [] for k in shapes}
 
     def write(self, name, index, array):
+        self._check_alive()
         array = np.asarray(array)
         array = array.reshape((self.n_chain, -1) + array.shape[1:])
         target = self.arrays[name]
