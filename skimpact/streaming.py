@@ -391,7 +391,7 @@ class EffectSummarySink:
         """Summary of each row's effect (its CATE), indexed by the row labels."""
         labels = np.arange(self.n_rows) if self.row_labels is None else self.row_labels
         values = {c: self.rows[c].reshape(-1) for c in self.columns}
-        return pd.DataFrame(values, index=self._index([(None, labels)]))
+        return pd.DataFrame(values, index=self._index([(self.labels.row_dim or None, labels)]))
 
     def _table(self, draws, levels):
         stats = summary_stats(draws, self.prob, self.interval)
