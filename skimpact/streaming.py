@@ -220,16 +220,17 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
     plan = plan_prediction(pred, rows_b, requests[1], key, rows_of=(offset, total))
     sink.allocate(plan.shapes, plan.dtypes, row_axes=plan.row_axes, batch_size=plan.batch_size)
     size = plan.batch_size
+    buffers = (_Buffers(), _Buffers())
     try:
         for first, b in enumerate(range(offset // size, -(-(offset + n) // size))):
             lo, hi = max(offset, b * size) - offset, min(offset + n, (b + 1) * size) - offset
             outs = [
-                pred.predict(block_of(r, lo, hi, pred.info), req, key,
+                pred.predict(block_of(r, lo, hi, pred.info), req, key, sink=buf,
                              rows_of=(offset + lo, total))[0]
-                for r, req in zip((rows_i, rows_b), requests)
+                for r, req, buf in zip((rows_i, rows_b), requests, buffers)
             ]
             for name, ax in plan.row_axes.items():
-                diff = outs[0][name] - outs[1][name]
+                diff = np.subtract(outs[0][name], outs[1][name], out=outs[0][name])
                 diff = diff.reshape((-1,) + diff.shape[2:])
                 if ax is None:
                     if first == 0:
@@ -242,6 +243,28 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
         getattr(sink, "abort", lambda: None)()
         raise
     return sink.close(), plan.row_axes
+
+
+class _Buffers:
+    """An in-memory sink whose arrays are kept from one block to the next (blocks have the
+    batch's shape but the last): no fresh pages to fault in for every block."""
+
+    def __init__(self):
+        self.kept = {}
+
+    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
+        for k, shape in shapes.items():
+            kept = self.kept.get(k)
+            if kept is None or kept.dtype != dtypes[k] or kept.size < int(np.prod(shape)):
+                self.kept[k] = np.empty(shape, dtype=dtypes[k])
+        self.arrays = {k: self.kept[k].reshape(-1)[:int(np.prod(s))].reshape(s)
+                       for k, s in shapes.items()}
+
+    def write(self, name, index, array):
+        self.arrays[name][index] = array
+
+    def close(self):
+        return self.arrays
 
 
 class EffectSummarySink:
@@ -338,20 +361,22 @@ class EffectSummarySink:
         """Add one block of differences (draw axis first) to the sums."""
         if name != self.var:
             return
-        arr = np.asarray(array, dtype=np.float64)
+        arr = np.asarray(array)
         axis = arr.ndim + self.row_axis
         rows = index[axis]
         arr = np.moveaxis(arr, axis, 1)
-        self.sums += arr.sum(1)
+        self.sums += arr.sum(1, dtype=np.float64)
         self.count += arr.shape[1]
         if self.by is not None:
             labels = self.by[rows]
             for g in pd.unique(labels):
                 mask = labels == g
                 n, sums = self.groups.get(g, (0, 0.0))
-                self.groups[g] = (n + int(mask.sum()), sums + arr[:, mask].sum(1))
+                part = arr[:, mask].sum(1, dtype=np.float64)
+                self.groups[g] = (n + int(mask.sum()), sums + part)
         if self.per_row:
-            stats = summary_stats(arr.reshape(arr.shape[0], -1), self.prob, self.interval)
+            values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
+            stats = summary_stats(values, self.prob, self.interval)
             for c, values in zip(self.columns, stats):
                 self.rows[c][rows] = values.reshape((arr.shape[1],) + self.rest)
 
