@@ -75,6 +75,10 @@ class _Table:
             self.lengths = [int(c) for c in X.chunks[0]]
             self.divisions = None
         self.X = X
+        if 0 in self.lengths:  # empty partitions (after a filter, say) predict nothing
+            self.parts = [p for p, n in zip(self.parts, self.lengths) if n]
+            self.lengths = [n for n in self.lengths if n]
+            self.divisions = None
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(int).tolist()
         self.total = self.offsets[-1]
 

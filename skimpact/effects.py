@@ -37,8 +37,9 @@ def counterfactual_predict(
     Parameters
     ----------
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
-    X : array-like or DataFrame
-        Raw input of ``estimator``.
+    X : array-like, DataFrame or Dask collection
+        Raw input of ``estimator``; a Dask DataFrame or array is predicted partition by
+        partition (:mod:`skimpact.distributed`).
     intervention : dict or None
         ``{name: value}``; names are model sites, model inputs or columns of X (raw
         columns of a Pipeline's input are changed before its transformers run). ``None``
@@ -154,7 +155,9 @@ def effect(
     Parameters
     ----------
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
-    X : array-like or DataFrame
+    X : array-like, DataFrame or Dask collection
+        Raw input of ``estimator``; a Dask DataFrame or array is predicted partition by
+        partition (:mod:`skimpact.distributed`).
     intervention : dict
         The scenario of interest (see :func:`counterfactual_predict`); it must name at
         least one site, input or column.

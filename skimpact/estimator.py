@@ -626,6 +626,8 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
+            Or a Dask DataFrame or array: predicted partition by partition, the result a
+            Dask array (:mod:`skimpact.distributed`).
         intervention : dict, optional
             See :meth:`counterfactual_predict`.
         **inputs : array-like

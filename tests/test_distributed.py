@@ -147,6 +147,14 @@ def test_input_columns_travel_with_their_partition(client):
             .predict(_partitioned(new[["x", "z"]]), C=new["C"].to_numpy())
 
 
+def test_empty_partitions_are_skipped(client, reg):
+    X = _new_rows()[["x", "z"]]
+    ddf = _partitioned(X)
+    kept = ddf[ddf.index >= 1300]  # the first partition loses every row
+    want = X[X.index >= 1300]
+    np.testing.assert_array_equal(reg.predict(kept).compute(), reg.predict(want))
+
+
 def test_failed_partition_leaves_nothing(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     X.iloc[120, 0] = np.nan  # in the third partition
