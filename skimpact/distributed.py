@@ -453,7 +453,8 @@ class _RegionSink:
             if p < q:
                 part = [slice(None)] * array.ndim
                 part[axis] = slice(p - start, q - start)
-                self.pieces[name].append((p, array[tuple(part)]))
+                # a copy: the caller may reuse ``array`` for the next batch
+                self.pieces[name].append((p, array[tuple(part)].copy()))
 
     def close(self):
         return _Pieces(self.pieces)

@@ -178,7 +178,8 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
         Receives ``allocate(shapes, dtypes, row_axes=..., batch_size=...)`` once,
         ``write(name, index, difference)`` per block and site (draw axis first, chains
         flattened; ``index`` places the block's rows) and ``close()``, or ``abort()`` if
-        anything fails.
+        anything fails. ``difference`` lives in a buffer reused for the next block: a
+        sink copies what it keeps.
     kind : {"predictive", "mean", "probs"}, optional
         As in :func:`skimpact.effect`.
     return_sites : list of str, optional
