@@ -104,7 +104,16 @@ def _shipped(estimator):
 
 def _key(estimator):
     """One prediction key for every partition (drawn afresh for a non-int random_state)."""
-    return np.asarray(final_estimator(estimator).predictor_.key())
+    return np.asarray(_fitted(estimator).key())
+
+
+def _fitted(estimator):
+    """The fitted posterior of ``estimator`` (a Pipeline's last step), or NotFittedError."""
+    from sklearn.utils.validation import check_is_fitted
+
+    est = final_estimator(estimator)
+    check_is_fitted(est, "predictor_")
+    return est.predictor_
 
 
 def in_sample_error():
@@ -124,11 +133,7 @@ def in_sample_error():
 
 def _check_call(estimator, table, intervention, baseline, inputs):
     """Refuse what cannot be split by partition, before anything runs."""
-    est = final_estimator(estimator)
-    if not hasattr(est, "predictor_"):
-        from sklearn.exceptions import NotFittedError
-
-        raise NotFittedError(f"This {type(est).__name__} instance is not fitted yet; call fit.")
+    layout = _fitted(estimator).layout
     n = table.total
     for side, scenario in (("intervention", intervention), ("baseline", baseline)):
         for name, value in (scenario or {}).items() if isinstance(scenario, dict) else ():
@@ -142,7 +147,7 @@ def _check_call(estimator, table, intervention, baseline, inputs):
                     "factual value (it runs on each partition), e.g. "
                     f"{{{name!r}: lambda v: v + 1.0}}."
                 )
-    per_row = [k for k in inputs if k in est.predictor_.layout.row_inputs_]
+    per_row = [k for k in inputs if k in layout.row_inputs_]
     if per_row:
         raise ValueError(
             f"Per-row input(s) {per_row} cannot be passed as keyword arguments with a Dask "
@@ -328,7 +333,7 @@ def predict(estimator, X, intervention=None, **inputs):
     >>> out.chunks, bool(np.allclose(out.compute(), est.predict(X)))
     (((10, 10, 10, 10),), True)
     """
-    pred = final_estimator(estimator).predictor_
+    pred = _fitted(estimator)
     if pred.classes is not None:
         return _proba(estimator, X, intervention, inputs, _Labels(pred.classes))
     stat = "mean" if "mean" in pred.info.outcome_stats else "sample"
@@ -349,7 +354,7 @@ def predict_proba(estimator, X, intervention=None, **inputs):
     ...                  clf.predict_proba(X)))
     True
     """
-    if final_estimator(estimator).predictor_.classes is None:
+    if _fitted(estimator).classes is None:
         raise AttributeError("predict_proba needs a classifier; this estimator is a regressor.")
     return _proba(estimator, X, intervention, inputs, None)
 
@@ -612,8 +617,8 @@ def counterfactual_predict(estimator, X, intervention, *, return_sites=None, sto
     >>> bool((tree["predictions"]["y"] == in_memory["predictions"]["y"]).all())
     True
     """
+    pred = _fitted(estimator)
     est = final_estimator(estimator)
-    pred = est.predictor_
     job = {"kind": "predict", "intervention": intervention, "inputs": inputs,
            "sites": pred.return_sites(return_sites)}
     posterior = est.posterior_["posterior"].to_dataset()

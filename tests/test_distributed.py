@@ -8,6 +8,7 @@ import cloudpickle
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -188,4 +189,6 @@ def test_refusals(reg, tmp_path):
         effect(reg, ddf, {"z": X["z"].to_numpy() + 1}, store=tmp_path / "x.zarr")
     with pytest.raises(ValueError, match="must name a column of the Dask DataFrame"):
         effect_summary(reg, ddf, {"z": 0.0}, by=np.zeros(len(X)))
+    with pytest.raises(NotFittedError):
+        ImpactRegressor().predict(ddf)
     assert os.listdir(tmp_path) == []
