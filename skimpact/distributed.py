@@ -186,16 +186,13 @@ def _run(tasks):
 
 
 def _error_of(future):
-    """The exception of a failed future (what it raised, or KilledWorker)."""
-    import distributed
-
+    """The exception of a failed future (what it raised, or KilledWorker), or None when the
+    scheduler no longer has it."""
     try:
-        future.result(timeout=0)
-    except distributed.TimeoutError:
+        error = future.exception(timeout=30)
+    except Exception:  # lost or cancelled meanwhile
         return None
-    except BaseException as exc:
-        return exc
-    return None
+    return error if isinstance(error, BaseException) else None
 
 
 class _Failure:

@@ -173,7 +173,8 @@ def _die_on_marker(values):
 def test_killed_worker_leaves_nothing(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     X.iloc[150, 1] = 1000.0  # in the third partition
-    with pytest.raises(distributed.KilledWorker):
+    # KilledWorker, or the plain error when the scheduler forgot the task first
+    with pytest.raises((distributed.KilledWorker, RuntimeError)):
         reg.effect(_partitioned(X), {"z": _die_on_marker}, store=tmp_path / "out.zarr")
     assert os.listdir(tmp_path) == []
 
