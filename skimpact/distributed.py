@@ -93,8 +93,8 @@ class _Table:
         return np.arange(self.total)
 
     def head(self):
-        """The first row, in memory."""
-        return self.X.head(1) if self.frame else self.X[:1].compute()
+        """The first row, in memory (from the first partition that has rows)."""
+        return self.parts[0].compute()[:1]
 
 
 def _shipped(estimator):
