@@ -20,13 +20,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import apply_to_columns, describe, split_columns
+from .layout import is_dask_collection
 from .schema import (
     PREDICTIVE_GROUPS, Labels, effect_tree, effect_tree_of, predictive_group, predictive_tree,
 )
 
 __all__ = [
     "counterfactual_predict", "effect", "estimate_effect", "summarize_effect", "outcome_draws",
-    "final_estimator", "through_pipeline",
+    "final_estimator", "through_pipeline", "effect_request",
 ]
 
 
@@ -38,8 +39,9 @@ def counterfactual_predict(
     Parameters
     ----------
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
-    X : array-like or DataFrame
-        Raw input of ``estimator``.
+    X : array-like, DataFrame or Dask collection
+        Raw input of ``estimator``; a Dask DataFrame or array is predicted partition by
+        partition (:mod:`skimpact.distributed`).
     intervention : dict or None
         ``{name: value}``; names are model sites, model inputs or columns of X (raw
         columns of a Pipeline's input are changed before its transformers run). ``None``
@@ -53,6 +55,8 @@ def counterfactual_predict(
     store : str, os.PathLike or zarr store, optional
         Stream every batch to this Zarr store as it is computed; the returned tree reads
         lazily from it. A path is written under a temporary name and renamed when complete.
+        Required for a Dask X, whose partitions each write their rows
+        (:mod:`skimpact.distributed`).
     **inputs : array-like
         The model's keyword inputs.
 
@@ -73,6 +77,14 @@ def counterfactual_predict(
     >>> dict(tree["predictions"]["y"].sizes)
     {'chain': 1, 'draw': 100, 'obs': 3}
     """
+    if is_dask_collection(X):
+        from . import distributed
+
+        if in_sample:
+            raise distributed.in_sample_error()
+        return distributed.counterfactual_predict(estimator, X, intervention,
+                                                  return_sites=return_sites, store=store,
+                                                  **inputs)
     if store is not None:
         check_target(store)
     pred, rows = _rows(estimator, X, intervention, inputs)
@@ -145,7 +157,9 @@ def effect(
     Parameters
     ----------
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
-    X : array-like or DataFrame
+    X : array-like, DataFrame or Dask collection
+        Raw input of ``estimator``; a Dask DataFrame or array is predicted partition by
+        partition (:mod:`skimpact.distributed`).
     intervention : dict
         The scenario of interest (see :func:`counterfactual_predict`); it must name at
         least one site, input or column.
@@ -166,7 +180,8 @@ def effect(
     store : str, os.PathLike or zarr store, optional
         Write the effect to this Zarr store and return it read lazily from there; both
         scenarios stream batch by batch through a scratch store beside it, so memory stays
-        bounded by the batch.
+        bounded by the batch. Required for a Dask X, whose partitions each write their rows
+        of the difference (:mod:`skimpact.distributed`).
     **inputs : array-like
 
     Returns
@@ -186,8 +201,70 @@ def effect(
     >>> round(float(summarize_effect(eff)["mean"].iloc[0]), 1)
     2.0
     """
+    if is_dask_collection(X):
+        from . import distributed
+
+        if in_sample:
+            raise distributed.in_sample_error()
+        return distributed.effect(estimator, X, intervention, baseline, kind=kind,
+                                  return_sites=return_sites, store=store, **inputs)
     if store is not None:
         check_target(store)
+    pred, kind, stat, sites = effect_request(estimator, intervention, baseline, kind,
+                                             return_sites)
+    site = pred.info.outcome_site
+    key = pred.key()
+    scratch = scratch_dir(store)
+    try:
+        (out_i, _, _), (out_b, row_axes, rows) = [
+            _predict_scenario(estimator, X, scenario, inputs, in_sample=in_sample,
+                              sites=sites, stat=stat, key=key, sink=scratch_sink_in(scratch))
+            for scenario in (intervention, baseline)
+        ]
+    except BaseException:
+        if scratch is not None:
+            scratch.cleanup()
+        raise
+    diff = {k: out_i[k] - out_b[k] for k in out_i}
+    labels = _labels(pred, rows.labels, probs_site=site if kind == "probs" else None)
+    attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
+             "kind": kind, "outcome": site, "row_dim": pred.info.row_dim}
+    return store_tree(store, scratch, effect_tree(
+        _posterior(estimator), diff, labels, row_axes, in_sample=in_sample, attrs=attrs))
+
+
+def effect_request(estimator, intervention, baseline=None, kind=None, return_sites=None):
+    """Check the scenarios and ``kind`` of an effect and say what to predict.
+
+    Parameters
+    ----------
+    estimator : fitted skimpact estimator or Pipeline ending in one
+    intervention, baseline : dict
+        As in :func:`effect`.
+    kind : {"predictive", "mean", "probs"}, optional
+        As in :func:`effect`; ``None`` picks the default.
+    return_sites : list of str, optional
+
+    Returns
+    -------
+    pred : skimpact.posterior.FittedPosterior
+    kind : str
+        The resolved kind.
+    stat : str
+        The engine's ``outcome_stat`` for it.
+    sites : tuple of str or None
+        The sites to contrast (``None``: the default sites).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.effects import effect_request
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> effect_request(est, {0: 1.0}, kind="mean")[1:]
+    ('mean', 'mean', ('y',))
+    """
     _check_scenarios(intervention, baseline)
     est = final_estimator(estimator)
     check_is_fitted(est, "predictor_")
@@ -209,30 +286,12 @@ def effect(
             "nothing; use kind='probs' (the default for classifiers): the effect on each "
             "class probability."
         )
-    site = pred.info.outcome_site
     if kind == "predictive":
         sites = return_sites
     else:
-        sites = (site,) if return_sites is None else tuple(return_sites)
+        sites = (pred.info.outcome_site,) if return_sites is None else tuple(return_sites)
     stat = "sample" if kind == "predictive" else kind
-    key = pred.key()
-    scratch = scratch_dir(store)
-    try:
-        (out_i, _, _), (out_b, row_axes, rows) = [
-            _predict_scenario(estimator, X, scenario, inputs, in_sample=in_sample,
-                              sites=sites, stat=stat, key=key, sink=scratch_sink_in(scratch))
-            for scenario in (intervention, baseline)
-        ]
-    except BaseException:
-        if scratch is not None:
-            scratch.cleanup()
-        raise
-    diff = {k: out_i[k] - out_b[k] for k in out_i}
-    labels = _labels(pred, rows.labels, probs_site=site if kind == "probs" else None)
-    attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
-             "kind": kind, "outcome": site, "row_dim": pred.info.row_dim}
-    return store_tree(store, scratch, effect_tree(
-        _posterior(estimator), diff, labels, row_axes, in_sample=in_sample, attrs=attrs))
+    return pred, kind, stat, sites
 
 
 def estimate_effect(

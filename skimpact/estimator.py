@@ -33,7 +33,7 @@ from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
-from .layout import InputLayout
+from .layout import InputLayout, is_dask_collection
 from .model import (
     Model, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
 )
@@ -783,6 +783,8 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
+            Or a Dask DataFrame or array: predicted partition by partition, the result a
+            Dask array (:mod:`skimpact.distributed`).
         intervention : dict, optional
             See :meth:`counterfactual_predict`.
         **inputs : array-like
@@ -812,6 +814,10 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
                 "Use predict_quantiles(X, 0.5) for the posterior predictive median."
             )
         stat = "mean" if "mean" in info.outcome_stats else "sample"
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict(self, X, intervention, **inputs)
         return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
 
 
@@ -907,6 +913,10 @@ n_features_in_, feature_names_in_
                [0.18, 0.82]])
         """
         pred = self._predictor()
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict_proba(self, X, intervention, **inputs)
         if "probs" in pred.info.outcome_stats:
             probs = effects.outcome_draws(self, X, intervention, stat="probs", **inputs)
             return np.asarray(probs, dtype=np.float64).mean(0)
@@ -929,5 +939,9 @@ n_features_in_, feature_names_in_
         >>> clf.predict(X[:4])
         array(['no', 'yes', 'no', 'yes'], dtype='<U3')
         """
+        if is_dask_collection(X):
+            from . import distributed
+
+            return distributed.predict(self, X, intervention, **inputs)
         classes = self._predictor().classes
         return classes[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]

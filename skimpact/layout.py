@@ -20,7 +20,7 @@ from sklearn.utils.validation import validate_data
 
 from .interventions import apply_to_columns, apply_to_inputs, resolve_intervention
 
-__all__ = ["InputLayout", "Rows", "FLOAT32_RESOLUTION"]
+__all__ = ["InputLayout", "Rows", "FLOAT32_RESOLUTION", "is_dask_collection"]
 
 #: The largest float32 spacing, relative to a column's spread, that keeps its signal:
 #: beyond it the float32 values a model computes with lose most digits of the variation.
@@ -292,6 +292,23 @@ class InputLayout(BaseEstimator):
                 "computes in. Rescale them first (e.g. sklearn.preprocessing.StandardScaler)."
             )
         return np.asarray(X, dtype=np.float32)
+
+
+def is_dask_collection(X):
+    """Whether ``X`` is a Dask collection (such input is predicted partition by partition
+    by :mod:`skimpact.distributed`); never imports Dask for other input.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> is_dask_collection(np.zeros((2, 2)))
+    False
+    """
+    if type(X).__module__.partition(".")[0] != "dask":
+        return False
+    import dask
+
+    return dask.is_dask_collection(X)
 
 
 # ---------------------------------------------------------------------- checks

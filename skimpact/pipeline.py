@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
 from .effects import counterfactual_predict, final_estimator, outcome_draws, through_pipeline
+from .layout import is_dask_collection
 
 __all__ = [
     "log_likelihood",
@@ -52,7 +53,8 @@ def predict_quantiles(estimator, X, q, intervention=None, **inputs):
     ----------
     estimator : fitted ImpactRegressor, ImpactClassifier or Pipeline ending in one
     X : array-like or DataFrame of shape (n_samples, n_features)
-        Raw input of ``estimator``.
+        Raw input of ``estimator``; a Dask DataFrame or array is predicted partition by
+        partition, the result a Dask collection (:mod:`skimpact.distributed`).
     q : float or array-like of float in [0, 1]
     intervention : dict, optional
         See :func:`skimpact.counterfactual_predict`; in a Pipeline, raw columns are changed
@@ -85,6 +87,10 @@ def predict_quantiles(estimator, X, q, intervention=None, **inputs):
         raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q!r}.") from None
     if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
         raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
+    if is_dask_collection(X):
+        from . import distributed
+
+        return distributed.predict_quantiles(estimator, X, q, intervention, **inputs)
     draws = outcome_draws(estimator, X, intervention, **inputs)
     out = np.quantile(draws, q, axis=0).T
     if isinstance(X, pd.DataFrame):
@@ -99,7 +105,8 @@ def predict_interval(estimator, X, coverage=0.9, intervention=None, **inputs):
     ----------
     estimator : fitted ImpactRegressor, ImpactClassifier or Pipeline ending in one
     X : array-like or DataFrame of shape (n_samples, n_features)
-        Raw input of ``estimator``.
+        Raw input of ``estimator``; a Dask DataFrame or array is predicted partition by
+        partition, the result a Dask collection (:mod:`skimpact.distributed`).
     coverage : float in (0, 1), default=0.9
         Probability mass between the interval's ends (quantiles ``(1 -+ coverage) / 2``).
     intervention : dict, optional
@@ -127,9 +134,13 @@ def predict_interval(estimator, X, coverage=0.9, intervention=None, **inputs):
     """
     if isinstance(coverage, bool) or not isinstance(coverage, Real) or not 0 < coverage < 1:
         raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
-    out = predict_quantiles(
-        estimator, X, [(1 - coverage) / 2, (1 + coverage) / 2], intervention, **inputs
-    )
+    q = [(1 - coverage) / 2, (1 + coverage) / 2]
+    if is_dask_collection(X):
+        from . import distributed
+
+        return distributed.predict_quantiles(estimator, X, np.asarray(q), intervention,
+                                             columns=["lower", "upper"], **inputs)
+    out = predict_quantiles(estimator, X, q, intervention, **inputs)
     if isinstance(out, pd.DataFrame):
         out.columns = ["lower", "upper"]
     return out

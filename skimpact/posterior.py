@@ -144,7 +144,8 @@ class FittedPosterior:
         return {k: np.asarray(v)[None]
                 for k, v in self.program.add_offsets(draws).items() if k in sites}
 
-    def predict(self, rows, request, key, *, batch_size=None, sink=None, in_sample=False):
+    def predict(self, rows, request, key, *, batch_size=None, sink=None, in_sample=False,
+                rows_of=None):
         """Run the engine for ``rows`` (a :class:`skimpact.layout.Rows`) and ``request``.
 
         Parameters
@@ -159,6 +160,10 @@ class FittedPosterior:
         in_sample : bool
             The rows are the training rows (checked by fingerprint when the model has
             local latent sites, whose fitted values belong to those rows).
+        rows_of : tuple of (int, int), optional
+            ``(offset, total)`` when ``rows`` are a part of a larger table: its rows get the
+            random numbers of that table (see
+            :meth:`skimpact.predictive.PredictiveEngine.run`).
 
         Returns
         -------
@@ -188,7 +193,7 @@ class FittedPosterior:
             out, row_axes = self._engine.run(
                 self.draws, rows.X, self.program.inputs(rows.inputs), values, request, key,
                 batch_size=self.batch_size if batch_size is None else batch_size, sink=sink,
-                row_inputs=rows.row_inputs,
+                row_inputs=rows.row_inputs, rows_of=rows_of,
             )
         if isinstance(out, dict):
             out = {k: v.reshape((self.n_chain, -1) + v.shape[1:]) for k, v in out.items()}

@@ -120,7 +120,7 @@ class PredictiveEngine:
 
     # ------------------------------------------------------------------- public entry
     def run(self, draws, X, inputs, values, request, key, *, batch_size=None, sink=None,
-            row_inputs=()):
+            row_inputs=(), rows_of=None):
         """Predict for every draw and row.
 
         Parameters
@@ -150,6 +150,12 @@ class PredictiveEngine:
             several devices and a draw count they divide, draws are sharded across them.
         row_inputs : tuple of str
             The inputs with one entry per row (decided once, at fit).
+        rows_of : tuple of (int, int), optional
+            ``(offset, total)``: the rows are rows ``offset .. offset + n_rows`` of a table
+            of ``total`` rows (a partition). The batch size, the batch boundaries and each
+            batch's key are then those of the whole table, so every row gets the random
+            numbers it gets when the table is predicted in one call; the sink still
+            receives this part's rows only, indexed from 0.
 
         Returns
         -------
@@ -159,6 +165,12 @@ class PredictiveEngine:
             for outputs that do not vary by row.
         """
         n = X.shape[0]
+        offset, total = (0, n) if rows_of is None else (int(rows_of[0]), int(rows_of[1]))
+        if not 0 <= offset <= offset + n <= total:
+            raise ValueError(
+                f"rows_of={rows_of!r} does not hold {n} rows: give (offset, total) with "
+                "0 <= offset and offset + n_rows <= total."
+            )
         n_draws = next(iter(draws.values())).shape[0] if draws else 1
         local = self.info.local_sites
         latent = {
@@ -168,10 +180,10 @@ class PredictiveEngine:
         }
         row_axes = self._row_axes(latent, X, inputs, values, request, key, n_draws, row_inputs)
         if batch_size is None:
-            batch_size = _batch_size_for_budget(row_axes, self._shapes, n_draws, n)
+            batch_size = _batch_size_for_budget(row_axes, self._shapes, n_draws, total)
         elif batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
-        batch_size = max(1, min(int(batch_size), _bucket(n)))
+        batch_size = max(1, min(int(batch_size), _bucket(total)))
         fn = self.compiled(request)
         sink = sink if sink is not None else MemorySink()
         sink.allocate(
@@ -187,8 +199,8 @@ class PredictiveEngine:
         shard = _draw_sharding(n_draws)
         glob = {k: _put(v, shard) for k, v in latent.items() if k not in local}
 
-        def dispatch(b, start, stop):
-            rows = _padded_rows(start, stop, batch_size)
+        def dispatch(b, pos, start, stop):
+            rows = _padded_rows(start, stop, batch_size, pos)
             b_inputs = {k: (_take(row_inputs[k], rows, 0) if k in row_inputs else v)
                         for k, v in inputs.items()}
             b_latent = dict(glob)
@@ -203,32 +215,31 @@ class PredictiveEngine:
             return fn(keys, b_latent, _take(X, rows, 0), b_inputs, b_values)
 
         try:
-            self._stream(dispatch, sink, row_axes, n, batch_size)
+            self._stream(dispatch, sink, row_axes, _batches(offset, n, batch_size), batch_size)
         except BaseException:
             getattr(sink, "abort", lambda: None)()
             raise
         return sink.close(), row_axes
 
     @staticmethod
-    def _stream(dispatch, sink, row_axes, n, batch_size):
+    def _stream(dispatch, sink, row_axes, bounds, batch_size):
         """Compute batch after batch, handing each to ``sink``."""
-        bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-        pending = dispatch(0, *bounds[0]) if bounds else None
-        for b, (start, stop) in enumerate(bounds):
+        pending = dispatch(*bounds[0]) if bounds else None
+        for i, (_, pos, start, stop) in enumerate(bounds):
             out = pending
             # Dispatch the next batch before copying this one out: XLA computes it meanwhile.
-            pending = dispatch(b + 1, *bounds[b + 1]) if b + 1 < len(bounds) else None
+            pending = dispatch(*bounds[i + 1]) if i + 1 < len(bounds) else None
             keep = stop - start
             for name, arr in out.items():
                 ax = row_axes[name]
                 if ax is None:
-                    if b == 0:
+                    if i == 0:
                         sink.write(name, ..., np.asarray(arr))
                     continue
                 arr = np.asarray(arr)
                 index = [slice(None)] * arr.ndim
                 if keep < batch_size:
-                    index[arr.ndim + ax] = slice(0, keep)
+                    index[arr.ndim + ax] = slice(pos, pos + keep)
                     arr = arr[tuple(index)]
                 index[arr.ndim + ax] = slice(start, stop)
                 sink.write(name, tuple(index), arr)
@@ -301,12 +312,24 @@ def _slice_value(v, rows, axis):
     return np.take(np.asarray(v), rows, axis=axis)
 
 
-def _padded_rows(start, stop, batch_size):
-    """Rows ``start:stop`` as a slice, or as indices padded by repeating the last row."""
-    if stop - start == batch_size:
+def _batches(offset, n, batch_size):
+    """``(batch, position, start, stop)`` for the rows ``0 .. n`` of a part starting at row
+    ``offset`` of a larger table: the table's batch number, where the part's rows
+    ``start:stop`` begin inside that batch."""
+    first, bounds = offset // batch_size, []
+    for b in range(first, (offset + n - 1) // batch_size + 1 if n else first):
+        lo, hi = max(offset, b * batch_size), min(offset + n, (b + 1) * batch_size)
+        bounds.append((b, lo - b * batch_size, lo - offset, hi - offset))
+    return bounds
+
+
+def _padded_rows(start, stop, batch_size, pos=0):
+    """Rows ``start:stop`` placed at ``pos`` in a batch, as a slice, or as indices padded by
+    repeating the first and last rows."""
+    if pos == 0 and stop - start == batch_size:
         return slice(start, stop)
-    rows = np.arange(start, start + batch_size)
-    return np.minimum(rows, stop - 1)
+    rows = np.arange(batch_size) - pos + start
+    return np.clip(rows, start, stop - 1)
 
 
 def _take(v, rows, axis):

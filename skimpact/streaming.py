@@ -1,0 +1,603 @@
+"""Streaming effects: both scenarios predicted block by block, summarised in one pass.
+
+:func:`stream_effect` predicts the intervention and the baseline for one block of rows at a
+time (a block is one batch of the engine, so memory is bounded by the batch, not by the
+number of rows) with the same random keys (common random numbers), and hands each block of
+differences to a sink, as the engine hands batches to sinks (see :mod:`skimpact._sinks`).
+:class:`EffectSummarySink` is such a sink: it keeps per-draw sums, never the draws, so
+:func:`effect_summary` summarises an effect over any number of rows with neither scenario
+stored. Its numbers equal :func:`skimpact.summarize_effect` of :func:`skimpact.effect` for
+the same ``random_state``.
+"""
+
+import numbers
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+from arviz_stats.base import array_stats
+
+from .effects import effect_request, through_pipeline
+from .layout import is_dask_collection
+from .schema import Labels
+
+__all__ = ["EffectSummarySink", "Plan", "effect_summary", "plan_prediction", "stream_effect"]
+
+INTERVALS = ("hdi", "quantile")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a prediction will produce, found without computing it.
+
+    Attributes
+    ----------
+    batch_size : int
+        Rows per batch the engine uses.
+    shapes : dict of str to tuple
+        Shape of each output for the rows given, draw axis (chains flattened) first.
+    dtypes : dict of str to numpy.dtype
+    row_axes : dict of str to int or None
+        Axis of each output holding rows (negative), ``None`` for outputs without one.
+    """
+
+    batch_size: int
+    shapes: dict
+    dtypes: dict
+    row_axes: dict
+
+
+class _Planned(Exception):
+    """Raised by :class:`_PlanSink` to stop a run once it is planned."""
+
+    def __init__(self, plan):
+        super().__init__("planned")
+        self.plan = plan
+
+
+class _PlanSink:
+    """A sink that records what the engine allocates, then stops the run before any batch
+    is computed."""
+
+    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
+        raise _Planned(Plan(batch_size, dict(shapes), dict(dtypes), dict(row_axes or {})))
+
+
+def plan_prediction(pred, rows, request, key, *, rows_of=None):
+    """The batch size, output shapes, dtypes and row axes of a prediction, not computed.
+
+    Parameters
+    ----------
+    pred : skimpact.posterior.FittedPosterior
+    rows : skimpact.layout.Rows
+    request : skimpact.predictive.Request
+    key : jax.random key
+    rows_of : tuple of (int, int), optional
+        ``(offset, total)``: see :meth:`skimpact.posterior.FittedPosterior.predict`.
+
+    Returns
+    -------
+    Plan
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.streaming import plan_prediction
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> pred = est.predictor_
+    >>> rows = pred.rows(X, {})
+    >>> plan = plan_prediction(pred, rows, pred.request(), pred.key())
+    >>> plan.shapes["y"], plan.row_axes["y"]
+    ((10, 40), -1)
+    """
+    try:
+        pred.predict(rows, request, key, sink=_PlanSink(), rows_of=rows_of)
+    except _Planned as planned:
+        return planned.plan
+    raise RuntimeError("the engine computed a prediction without allocating its sink")
+
+
+def scenario_rows(estimator, X, intervention, inputs):
+    """The fitted posterior of ``estimator`` (or a Pipeline's last step) and its validated
+    rows of ``X`` under ``intervention`` (raw columns of a Pipeline changed before its
+    transformers).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.streaming import scenario_rows
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> scenario_rows(est, X[:5], {0: 0.0}, {})[1].n
+    5
+    """
+    est, Xt, rest, raw, factual = through_pipeline(estimator, X, intervention)
+    if not hasattr(est, "predictor_"):
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"This {type(est).__name__} instance is not fitted yet; call fit.")
+    pred = est.predictor_
+    return pred, pred.rows(Xt, inputs, rest, raw_columns=raw, factual=factual)
+
+
+def block_of(rows, lo, hi, info):
+    """Rows ``lo:hi`` of validated ``rows``: X, per-row inputs and per-row intervention
+    values (those whose row axis has one entry per row) are cut; the rest is shared.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.streaming import block_of
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> pred = est.predictor_
+    >>> block_of(pred.rows(X, {}), 10, 15, pred.info).n
+    5
+    """
+    n = rows.n
+
+    def cut(name, value):
+        ax = info.site_row_axis.get(name)
+        if ax is None or np.ndim(value) < -ax or np.shape(value)[ax] != n:
+            return value
+        index = [slice(None)] * np.ndim(value)
+        index[ax] = slice(lo, hi)
+        return np.asarray(value)[tuple(index)]
+
+    resolved = rows.intervention
+    intervention = replace(
+        resolved,
+        sites={k: cut(k, v) for k, v in resolved.sites.items()},
+        fixed={k: cut(k, v) for k, v in resolved.fixed.items()},
+    )
+    inputs = {k: (v[lo:hi] if k in rows.row_inputs else v) for k, v in rows.inputs.items()}
+    return replace(rows, X=rows.X[lo:hi], inputs=inputs, intervention=intervention,
+                   labels=rows.labels[lo:hi])
+
+
+def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
+                  return_sites=None, key=None, rows_of=None, **inputs):
+    """Effect of ``intervention`` against ``baseline``, block by block into ``sink``.
+
+    Each block is one batch of the engine: both scenarios are predicted for its rows with
+    the same key (common random numbers, and the random numbers of :func:`skimpact.effect`
+    for the same ``random_state``), and their difference goes to ``sink`` before the next
+    block is predicted, so memory holds a block, never a scenario.
+
+    Parameters
+    ----------
+    estimator : fitted skimpact estimator or Pipeline ending in one
+    X : array-like or DataFrame
+    intervention, baseline : dict
+        As in :func:`skimpact.effect`.
+    sink : object
+        Receives ``allocate(shapes, dtypes, row_axes=..., batch_size=...)`` once,
+        ``write(name, index, difference)`` per block and site (draw axis first, chains
+        flattened; ``index`` places the block's rows) and ``close()``, or ``abort()`` if
+        anything fails. ``difference`` lives in a buffer reused for the next block: a
+        sink copies what it keeps.
+    kind : {"predictive", "mean", "probs"}, optional
+        As in :func:`skimpact.effect`.
+    return_sites : list of str, optional
+    key : jax.random key, optional
+        Default: the estimator's prediction key.
+    rows_of : tuple of (int, int), optional
+        ``(offset, total)`` when X is a part (a partition) of a larger table: its rows get
+        the random numbers they get in that table.
+    **inputs : array-like
+        The model's keyword inputs.
+
+    Returns
+    -------
+    result
+        What ``sink.close()`` returns.
+    row_axes : dict of str to int or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.streaming import EffectSummarySink, stream_effect
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=500, num_samples=50, random_state=0).fit(X, y)
+    >>> sink, _ = stream_effect(est, X, {0: X[:, 0] + 1.0}, kind="mean",
+    ...                         sink=EffectSummarySink("y"))
+    >>> round(float(sink.frame()["mean"].iloc[0]))
+    2
+    """
+    pred, kind, stat, sites = effect_request(estimator, intervention, baseline, kind,
+                                             return_sites)
+    scenarios = [scenario_rows(estimator, X, s, inputs) for s in (intervention, baseline)]
+    rows_i, rows_b = scenarios[0][1], scenarios[1][1]
+    requests = [pred.request(return_sites=sites, intervention=r.intervention,
+                             outcome_stat=stat) for r in (rows_i, rows_b)]
+    key = pred.key() if key is None else key
+    n = rows_i.n
+    offset, total = (0, n) if rows_of is None else rows_of
+    plan = plan_prediction(pred, rows_b, requests[1], key, rows_of=(offset, total))
+    sink.allocate(plan.shapes, plan.dtypes, row_axes=plan.row_axes, batch_size=plan.batch_size)
+    size = plan.batch_size
+    buffers = (_Buffers(), _Buffers())
+    try:
+        for first, b in enumerate(range(offset // size, -(-(offset + n) // size))):
+            lo, hi = max(offset, b * size) - offset, min(offset + n, (b + 1) * size) - offset
+            outs = [
+                pred.predict(block_of(r, lo, hi, pred.info), req, key, sink=buf,
+                             rows_of=(offset + lo, total))[0]
+                for r, req, buf in zip((rows_i, rows_b), requests, buffers)
+            ]
+            for name, ax in plan.row_axes.items():
+                diff = np.subtract(outs[0][name], outs[1][name], out=outs[0][name])
+                diff = diff.reshape((-1,) + diff.shape[2:])
+                if ax is None:
+                    if first == 0:
+                        sink.write(name, ..., diff)
+                    continue
+                index = [slice(None)] * diff.ndim
+                index[diff.ndim + ax] = slice(lo, hi)
+                sink.write(name, tuple(index), diff)
+    except BaseException:
+        getattr(sink, "abort", lambda: None)()
+        raise
+    return sink.close(), plan.row_axes
+
+
+class _Buffers:
+    """An in-memory sink whose arrays are kept from one block to the next (blocks have the
+    batch's shape but the last): no fresh pages to fault in for every block."""
+
+    def __init__(self):
+        self.kept = {}
+
+    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
+        for k, shape in shapes.items():
+            kept = self.kept.get(k)
+            if kept is None or kept.dtype != dtypes[k] or kept.size < int(np.prod(shape)):
+                self.kept[k] = np.empty(shape, dtype=dtypes[k])
+        self.arrays = {k: self.kept[k].reshape(-1)[:int(np.prod(s))].reshape(s)
+                       for k, s in shapes.items()}
+
+    def write(self, name, index, array):
+        self.arrays[name][index] = array
+
+    def close(self):
+        return self.arrays
+
+
+class EffectSummarySink:
+    """Summaries of an effect from its blocks of per-draw differences, in one pass.
+
+    Kept per draw: the sum of the differences over all rows (and over the rows of each
+    group of ``by``) and the row counts, so the average effect of every draw is exact and
+    the summaries over draws (mean, sd, interval, P(> 0)) are those of the full arrays.
+    Per-row summaries (``per_row=True``) are computed from each row's draws as its block
+    arrives. Memory: the draw count times the groups, plus the per-row table if asked.
+
+    Parameters
+    ----------
+    var : str
+        The site summarised; other outputs are ignored.
+    prob : float, default=0.94
+        Probability mass of the interval.
+    interval : {"hdi", "quantile"}, default="hdi"
+        ``"hdi"``: the highest-density interval of the draws (the narrowest interval
+        holding ``prob`` of them, :func:`arviz_stats.base.array_stats.hdi`, as
+        :func:`skimpact.summarize_effect`); ``"quantile"``: the equal-tailed interval
+        between the ``(1 - prob) / 2`` and ``(1 + prob) / 2`` quantiles
+        (:func:`numpy.quantile`, linear interpolation).
+    by : array-like, optional
+        A label per row of the rows this sink receives: summaries per label too.
+    by_name : str, default="group"
+        Index name of the per-label table.
+    per_row : bool, default=False
+        Also keep the summary of every row (its CATE).
+    row_labels : array-like, optional
+        Labels of the rows (index of the per-row table); default positions.
+    labels : skimpact.schema.Labels, optional
+        Names and labels of the site's dims beyond the row (e.g. ``class``); default
+        ``<var>_dim_<i>`` with positions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.streaming import EffectSummarySink
+    >>> draws = np.random.default_rng(0).normal(2.0, 0.1, size=(400, 6))
+    >>> sink = EffectSummarySink("y", by=["a", "a", "b", "b", "b", "a"])
+    >>> sink.allocate({"y": draws.shape}, {"y": draws.dtype}, row_axes={"y": -1})
+    >>> sink.write("y", (slice(None), slice(0, 4)), draws[:, :4])
+    >>> sink.write("y", (slice(None), slice(4, 6)), draws[:, 4:])
+    >>> bool(np.isclose(sink.close().frame()["mean"].iloc[0], draws.mean()))
+    True
+    >>> sink.frame(by=True).index.tolist()
+    ['a', 'b']
+    """
+
+    def __init__(self, var, *, prob=0.94, interval="hdi", by=None, by_name="group",
+                 per_row=False, row_labels=None, labels=None):
+        self.var = var
+        self.prob = check_prob(prob)
+        self.interval = check_interval(interval)
+        self.by = None if by is None else np.asarray(by)
+        self.by_name = by_name
+        self.per_row = per_row
+        self.row_labels = None if row_labels is None else np.asarray(row_labels)
+        self.labels = Labels("", []) if labels is None else labels
+
+    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
+        """Start the sums for ``var`` (draws, and the dims beyond the row)."""
+        if self.var not in shapes:
+            raise KeyError(f"No output {self.var!r} to summarise; the outputs are {list(shapes)}.")
+        shape = shapes[self.var]
+        self.row_axis = (row_axes or {}).get(self.var)
+        if self.row_axis is None:
+            raise ValueError(f"{self.var!r} does not vary by row; there is no effect to average.")
+        axis = len(shape) + self.row_axis
+        self.n_rows = shape[axis]
+        self.rest = tuple(s for i, s in enumerate(shape) if i not in (0, axis))
+        names = [d for i, d in enumerate(self.labels.dims(self.var, shape[1:], self.row_axis))
+                 if i != axis - 1]
+        self.dims = [(d, self.labels.dim_coords.get(d, np.arange(size)))
+                     for d, size in zip(names, self.rest)]
+        if self.by is not None and self.by.shape != (self.n_rows,):
+            raise ValueError(
+                f"`by` needs one label per row ({self.n_rows}); got shape {self.by.shape}."
+            )
+        self.sums = np.zeros((shape[0],) + self.rest)
+        self.count = 0
+        self.groups = {}
+        if self.per_row:
+            self.rows = {c: np.full((self.n_rows,) + self.rest, np.nan) for c in self.columns}
+
+    @property
+    def columns(self):
+        """Column names of the tables."""
+        tag = "hdi" if self.interval == "hdi" else "eti"
+        return ["mean", "sd", f"{tag}_lower", f"{tag}_upper", "prob_positive"]
+
+    def write(self, name, index, array):
+        """Add one block of differences (draw axis first) to the sums."""
+        if name != self.var:
+            return
+        arr = np.asarray(array)
+        axis = arr.ndim + self.row_axis
+        rows = index[axis]
+        arr = np.moveaxis(arr, axis, 1)
+        self.sums += arr.sum(1, dtype=np.float64)
+        self.count += arr.shape[1]
+        if self.by is not None:
+            labels = self.by[rows]
+            for g in pd.unique(labels):
+                mask = labels == g
+                n, sums = self.groups.get(g, (0, 0.0))
+                part = arr[:, mask].sum(1, dtype=np.float64)
+                self.groups[g] = (n + int(mask.sum()), sums + part)
+        if self.per_row:
+            values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
+            stats = summary_stats(values, self.prob, self.interval)
+            for c, values in zip(self.columns, stats):
+                self.rows[c][rows] = values.reshape((arr.shape[1],) + self.rest)
+
+    def merge(self, other):
+        """Add the sums of ``other`` (the same site, other rows: another partition)."""
+        self.sums = self.sums + other.sums
+        self.count += other.count
+        for g, (n, sums) in other.groups.items():
+            m, mine = self.groups.get(g, (0, 0.0))
+            self.groups[g] = (m + n, mine + sums)
+        return self
+
+    def close(self):
+        """Return the sink itself: its tables are :meth:`frame` and :meth:`row_frame`."""
+        return self
+
+    def frame(self, by=False):
+        """The average effect (``by=False``) or the average per label of ``by``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``mean``, ``sd``, the interval bounds (``hdi_lower`` and ``hdi_upper``,
+            or ``eti_lower`` and ``eti_upper``) and ``prob_positive``; indexed by
+            ``"ATE"`` (level ``effect``) or the labels, with a level per dim in ``dims``.
+        """
+        if not by:
+            draws = (self.sums / self.count)[:, None]
+            levels = [("effect", np.array(["ATE"]))]
+        else:
+            labels = list(self.groups)
+            draws = np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1)
+            levels = [(self.by_name, pd.Index(labels).to_numpy())]
+        return self._table(draws.reshape(draws.shape[0], -1), levels)
+
+    def row_frame(self):
+        """Summary of each row's effect (its CATE), indexed by the row labels."""
+        labels = np.arange(self.n_rows) if self.row_labels is None else self.row_labels
+        values = {c: self.rows[c].reshape(-1) for c in self.columns}
+        return pd.DataFrame(values, index=self._index([(self.labels.row_dim or None, labels)]))
+
+    def _table(self, draws, levels):
+        stats = summary_stats(draws, self.prob, self.interval)
+        return pd.DataFrame(dict(zip(self.columns, stats)), index=self._index(levels))
+
+    def _index(self, levels):
+        levels = levels + [(name, np.asarray(values)) for name, values in self.dims]
+        if len(levels) == 1:
+            return pd.Index(levels[0][1], name=levels[0][0])
+        return pd.MultiIndex.from_product([v for _, v in levels], names=[n for n, _ in levels])
+
+
+def summary_stats(draws, prob, interval="hdi"):
+    """Mean, sd (ddof 1), interval bounds and P(> 0) of ``(draw, cell)`` draws, per cell.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.streaming import summary_stats
+    >>> mean, sd, lo, hi, pos = summary_stats(np.arange(100.0)[:, None], 0.9, "quantile")
+    >>> [round(float(v[0]), 2) for v in (mean, lo, hi, pos)]
+    [49.5, 4.95, 94.05, 0.99]
+    """
+    if interval == "hdi":
+        bounds = array_stats.hdi(draws, prob, axis=0)
+        lower, upper = bounds[..., 0], bounds[..., 1]
+    else:
+        lower, upper = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return draws.mean(0), draws.std(0, ddof=1), lower, upper, (draws > 0).mean(0)
+
+
+def check_prob(prob):
+    """``prob`` if it is a number in (0, 1), else a ValueError that says so."""
+    if isinstance(prob, bool) or not isinstance(prob, numbers.Real) or not 0 < prob < 1:
+        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
+    return float(prob)
+
+
+def check_interval(interval):
+    """``interval`` if it is ``"hdi"`` or ``"quantile"``, else a ValueError that says so."""
+    if interval not in INTERVALS:
+        raise ValueError(
+            f"`interval` must be 'hdi' (highest-density) or 'quantile' (equal-tailed); got "
+            f"{interval!r}."
+        )
+    return interval
+
+
+def by_labels(X, by, estimator):
+    """Split ``by`` (a column label of a DataFrame X, or one label per row) into the labels,
+    their name, and X without that column when the model does not take it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skimpact.streaming import by_labels
+    >>> X = pd.DataFrame({"x": [1.0, 2.0], "g": ["a", "b"]})
+    >>> labels, name, rest = by_labels(X, "g", None)
+    >>> labels.tolist(), name, list(rest.columns)
+    (['a', 'b'], 'g', ['x'])
+    """
+    if by is None:
+        return None, "group", X
+    if isinstance(X, pd.DataFrame) and isinstance(by, str):
+        if by not in X.columns:
+            raise KeyError(
+                f"`by={by!r}` is neither a column of X nor one label per row; X has columns "
+                f"{list(X.columns)}."
+            )
+        labels = X[by].to_numpy()
+        if by not in model_columns(estimator):
+            X = X.drop(columns=[by])
+        return labels, by, X
+    name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
+    return np.asarray(by), name, X
+
+
+def model_columns(estimator):
+    """Columns of X that ``estimator`` takes (features and ``inputs=`` columns), or every
+    column when it was fitted without names."""
+    if estimator is None:
+        return ()
+    names = list(getattr(estimator, "feature_names_in_", []))
+    last = estimator[-1] if hasattr(estimator, "steps") else estimator
+    return names + list(getattr(last, "input_names_", ()))
+
+
+def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
+                   interval="hdi", by=None, per_row=False, **inputs):
+    """Summary of an effect computed batch by batch, with neither scenario stored.
+
+    Equals ``summarize_effect(effect(estimator, X, intervention, baseline, kind=kind),
+    prob=prob, by=by, per_row=per_row)`` for an integer ``random_state`` (the same draws
+    and random numbers), in one pass over the rows with memory bounded by one batch: the
+    per-draw sums of the differences over all rows (and per group of ``by``) give each
+    draw's average effect exactly, and the mean, sd, interval and P(> 0) are taken over
+    those per-draw averages; per-row summaries use all draws of each row. With a Dask
+    collection X the partitions are summarised on the workers and their sums added (see
+    :mod:`skimpact.distributed`).
+
+    Parameters
+    ----------
+    estimator : fitted skimpact estimator or Pipeline ending in one
+    X : array-like, DataFrame, dask.array.Array or dask.dataframe.DataFrame
+    intervention, baseline : dict
+        As in :func:`skimpact.effect` (with a Dask X: scalars or callables).
+    kind : {"predictive", "mean", "probs"}, optional
+        As in :func:`skimpact.effect`.
+    prob : float, default=0.94
+        Probability mass of the interval.
+    interval : {"hdi", "quantile"}, default="hdi"
+        Highest-density interval (as :func:`skimpact.summarize_effect`) or the
+        equal-tailed interval between two quantiles; see :class:`EffectSummarySink`.
+    by : str or array-like, optional
+        A column of X (left out of what the model sees unless it is one of its columns)
+        or one label per row (in-memory X): one summary row per label.
+    per_row : bool, default=False
+        Summarise each row's effect (CATE) instead; with a Dask X the table is a Dask
+        DataFrame, computed partition by partition when asked.
+    **inputs : array-like
+        The model's keyword inputs.
+
+    Returns
+    -------
+    pandas.DataFrame or dask.dataframe.DataFrame
+        As :func:`skimpact.summarize_effect`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor, effect, summarize_effect
+    >>> from skimpact.streaming import effect_summary
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)); y = X @ [1.0, 2.0] + rng.normal(0, 0.5, 200)
+    >>> est = ImpactRegressor(num_steps=500, num_samples=50, random_state=0).fit(X, y)
+    >>> streamed = effect_summary(est, X, {1: 1.0}, {1: 0.0})
+    >>> full = summarize_effect(effect(est, X, {1: 1.0}, {1: 0.0}))
+    >>> bool(np.allclose(streamed, full, rtol=1e-5))
+    True
+    """
+    check_prob(prob)
+    check_interval(interval)
+    if is_dask_collection(X):
+        from . import distributed
+
+        return distributed.effect_summary(
+            estimator, X, intervention, baseline, kind=kind, prob=prob, interval=interval,
+            by=by, per_row=per_row, **inputs,
+        )
+    labels, name, X = by_labels(X, by, estimator)
+    pred, kind, _, _ = effect_request(estimator, intervention, baseline, kind)
+    site = pred.info.outcome_site
+    row_labels = X.index.to_numpy() if isinstance(X, pd.DataFrame) else None
+    sink = EffectSummarySink(site, prob=prob, interval=interval, by=labels, by_name=name,
+                             per_row=per_row, row_labels=row_labels,
+                             labels=outcome_labels(pred, kind))
+    stream_effect(estimator, X, intervention, baseline, sink=sink, kind=kind,
+                  return_sites=(site,), **inputs)
+    if per_row:
+        return sink.row_frame()
+    return sink.frame(by=labels is not None)
+
+
+
+def outcome_labels(pred, kind):
+    """How to name the outcome's dims in an effect of ``kind``: the classes for
+    ``kind="probs"`` of a classifier, else as the output schema names them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.streaming import outcome_labels
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> outcome_labels(est.predictor_, "mean").row_dim
+    'obs'
+    """
+    site = pred.info.outcome_site
+    probs = kind == "probs" and pred.classes is not None
+    return Labels(pred.info.row_dim, [], site_plates=pred.info.site_plates,
+                  trailing={site: ("class",)} if probs else None,
+                  dim_coords={"class": pred.classes} if probs else None)
