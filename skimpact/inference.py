@@ -123,11 +123,24 @@ def _nuts_settings(s):
 
 
 class _Keyed:
-    """An SVI object as a static jit argument, equal to others with an equal key, so fits
-    of the same program share compiled steps."""
+    """The recipe of one SVI program (model, guide, optimiser) as a static jit argument,
+    equal to others with an equal key, so fits of the same program share compiled steps.
 
-    def __init__(self, svi, key):
-        self.svi, self.key = svi, key if key is not None else id(svi)
+    Every compiled function builds its own SVI object from the recipe inside its trace and
+    initialises it there (:meth:`svi`): NumPyro's autoguides keep their prototype trace and
+    SVI its constraint transforms as attributes, and objects built inside a trace are dropped
+    with it, so no tracer outlives the trace that made it.
+    """
+
+    def __init__(self, make_svi, key):
+        self.make_svi, self.key = make_svi, key if key is not None else id(make_svi)
+
+    def svi(self, args, kwargs):
+        """A fresh SVI object with its guide set up for ``args``; the throw-away ``init``
+        only fixes shapes and constraints, and its unused values are compiled away."""
+        svi = self.make_svi()
+        svi.init(jax.random.PRNGKey(0), *args, **kwargs)
+        return svi
 
     def __hash__(self):
         return hash(self.key)
@@ -136,16 +149,29 @@ class _Keyed:
         return isinstance(other, _Keyed) and self.key == other.key
 
 
+@partial(jax.jit, static_argnums=(0,))
+def _svi_init(keyed, key, args, kwargs):
+    # One compiled program for the guide's prototype, init_loc_fn and the initial
+    # parameters, instead of NumPyro's eager op-by-op initialisation (one small XLA
+    # compilation per operation).
+    return keyed.make_svi().init(key, *args, **kwargs)
+
+
 @partial(jax.jit, static_argnums=(0, 3))
 def _sample_guide(keyed, key, params, num_samples, args, kwargs):
-    return keyed.svi.guide.sample_posterior(
+    return keyed.svi(args, kwargs).guide.sample_posterior(
         key, params, *args, sample_shape=(num_samples,), **kwargs
     )
 
 
+@partial(jax.jit, static_argnums=(0,))
+def _svi_params(keyed, state, args, kwargs):
+    return keyed.svi(args, kwargs).get_params(state)
+
+
 @partial(jax.jit, static_argnums=(0, 2))
 def _svi_chunk(keyed, state, length, args, kwargs):
-    svi = keyed.svi
+    svi = keyed.svi(args, kwargs)
 
     def step(state, _):
         state, loss = svi.update(state, *args, **kwargs)
@@ -156,8 +182,8 @@ def _svi_chunk(keyed, state, length, args, kwargs):
 
 @partial(jax.jit, static_argnums=(0, 2, 3))
 def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
-    svi = keyed.svi
     n = args[0].shape[0]
+    svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(batch, int), n))
 
     def step(carry, _):
         state, key = carry
@@ -169,6 +195,10 @@ def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
 
     (state, key), losses = jax.lax.scan(step, (state, key), None, length=length)
     return state, key, losses
+
+
+def _make_svi(model, guide, learning_rate):
+    return SVI(model, resolve_guide(guide, model), Adam(learning_rate), Trace_ELBO())
 
 
 def _rows(args, kwargs, idx, n):
@@ -233,16 +263,14 @@ def _run_svi(
         args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
     else:
         minibatch = None
-    guide_spec, guide = guide, resolve_guide(guide, model)
-    svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
     if cache_key is not None:
         # the guide is part of the compiled program: fits share it only with the same guide
-        cache_key = (cache_key, _hashable(guide_spec), learning_rate, minibatch)
-    keyed = _Keyed(svi, cache_key)
+        cache_key = (cache_key, _hashable(guide), learning_rate, minibatch)
+    keyed = _Keyed(partial(_make_svi, model, guide, learning_rate), cache_key)
     k_init, k_post = jax.random.split(key)
     start = time.perf_counter()
     # The guide's prototype is traced here, with the outcome observed (kwargs hold y).
-    state = svi.init(k_init, *args, **kwargs)
+    state = _svi_init(keyed, k_init, args, kwargs)
     k_steps = jax.random.fold_in(k_init, 1)
     losses, done = [], 0
     bar = _progress(progress_bar, num_steps, "SVI")
@@ -273,7 +301,7 @@ def _run_svi(
             bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
     if bar is not None:
         bar.close()
-    params = svi.get_params(state)
+    params = _svi_params(keyed, state, args, kwargs)
     draws = _sample_guide(keyed, k_post, params, num_samples, args, kwargs)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     losses = np.concatenate(losses)
