@@ -158,15 +158,11 @@ def _svi_init(keyed, key, args, kwargs):
 
 
 @partial(jax.jit, static_argnums=(0, 3))
-def _sample_guide(keyed, key, params, num_samples, args, kwargs):
-    return keyed.svi(args, kwargs).guide.sample_posterior(
-        key, params, *args, sample_shape=(num_samples,), **kwargs
+def _sample_guide(keyed, key, state, num_samples, args, kwargs):
+    svi = keyed.svi(args, kwargs)
+    return svi.guide.sample_posterior(
+        key, svi.get_params(state), *args, sample_shape=(num_samples,), **kwargs
     )
-
-
-@partial(jax.jit, static_argnums=(0,))
-def _svi_params(keyed, state, args, kwargs):
-    return keyed.svi(args, kwargs).get_params(state)
 
 
 @partial(jax.jit, static_argnums=(0, 2))
@@ -301,8 +297,7 @@ def _run_svi(
             bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
     if bar is not None:
         bar.close()
-    params = _svi_params(keyed, state, args, kwargs)
-    draws = _sample_guide(keyed, k_post, params, num_samples, args, kwargs)
+    draws = _sample_guide(keyed, k_post, state, num_samples, args, kwargs)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     losses = np.concatenate(losses)
     return InferenceResult(

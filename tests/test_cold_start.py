@@ -50,8 +50,7 @@ def _settings(guide, steps):
             "progress_bar": False, "fit_batch_size": None}
 
 
-@pytest.mark.parametrize("guide", ["AutoNormal", "AutoDelta", "AutoMultivariateNormal",
-                                   "AutoLowRankMultivariateNormal"])
+@pytest.mark.parametrize("guide", ["AutoNormal", "AutoDelta", "AutoMultivariateNormal"])
 def test_compiled_init_equals_numpyro_eager_init(guide):
     # NumPyro's own path: the guide set up eagerly, then one jitted step and the draws.
     X, y = _data(57)
