@@ -9,13 +9,13 @@ guide with the outcome unobserved.
 import numbers
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.infer.autoguide as autoguide
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 
@@ -98,7 +98,8 @@ def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key,
             **_svi_settings(settings),
         )
     elif method == "nuts":
-        result = _run_nuts(model, args, kwargs, key=key, **_nuts_settings(settings))
+        result = _run_nuts(model, args, kwargs, key=key, cache_key=cache_key,
+                           **_nuts_settings(settings))
     else:
         raise ValueError(f"`inference` must be one of 'svi', 'nuts', 'map'; got {method!r}.")
     result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
@@ -317,45 +318,44 @@ def _run_nuts(
     num_chains,
     target_accept_prob,
     progress_bar,
+    cache_key=None,
 ):
-    chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
     kernel = NUTS(model, target_accept_prob=target_accept_prob)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=_NUTS_CHUNK_STEPS,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=False,
-    )
+    # the warm-up length and target are part of the compiled program (adaptation schedule)
+    ref = _KernelRef(kernel, None if cache_key is None
+                     else (cache_key, target_accept_prob, num_warmup))
     start = time.perf_counter()
     # Warm-up and sampling run in compiled loops of at most _NUTS_CHUNK_STEPS iterations,
     # each continuing from the state the last one ended in (the kernel adapts while its
-    # iteration count is below num_warmup), so Ctrl-C is honoured between loops.
-    if num_chains == 1:
-        state = kernel.init(key, num_warmup, model_args=args, model_kwargs=kwargs)
-    else:  # one chain at a time: the kernel steps one chain, MCMC maps it over chains
-        states = [
-            kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
-            for k in jax.random.split(key, num_chains)
-        ]
-        state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-    mcmc.post_warmup_state = state
+    # iteration count is below num_warmup), so Ctrl-C is honoured between loops. Every loop
+    # of a fit runs one compiled program (MCMC.run would lower and compile one per call).
+    states = [
+        kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
+        for k in (jax.random.split(key, num_chains) if num_chains > 1 else [key])
+    ]
+    # Chains run one after another, or one per device (as MCMC's "parallel") when there are
+    # enough devices: each chain's draws are the same either way.
+    parallel = 1 < num_chains <= jax.local_device_count()
+    if parallel:
+        states = [jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)]
     draws, diverging = [], []
     bar = _progress(progress_bar, num_warmup + num_samples, "NUTS")
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
         for done in range(0, total, _NUTS_CHUNK_STEPS):
-            mcmc.num_samples = min(_NUTS_CHUNK_STEPS, total - done)
-            mcmc.run(
-                mcmc.post_warmup_state.rng_key, *args, extra_fields=("diverging",), **kwargs
-            )
-            mcmc.post_warmup_state = mcmc.last_state
+            length = min(_NUTS_CHUNK_STEPS, total - done)
+            if parallel:
+                states, outs = _nuts_parallel(ref, length)(states[0], args, kwargs)
+                states, outs = [states], jax.device_get(outs)
+            else:
+                done_chains = [_nuts_chunk(ref, st, length, args, kwargs) for st in states]
+                states = [st for st, _ in done_chains]
+                outs = jax.device_get([out for _, out in done_chains])
+                outs = jax.tree.map(lambda *leaves: np.stack(leaves), *outs)
             if phase == "sample":
-                draws.append(jax.device_get(mcmc.get_samples(group_by_chain=True)))
-                fields = mcmc.get_extra_fields(group_by_chain=True)
-                diverging.append(np.asarray(fields["diverging"]))
+                draws.append(outs[0])
+                diverging.append(np.asarray(outs[1]))
             if bar is not None:
-                bar.update(mcmc.num_samples)
+                bar.update(length)
                 bar.set_postfix(phase=phase)
     if bar is not None:
         bar.close()
@@ -369,6 +369,44 @@ def _run_nuts(
             "fit_seconds": time.perf_counter() - start,
         },
     )
+
+
+class _KernelRef:
+    """A NUTS kernel (set up by its eager ``init``) as a static jit argument: the loops of
+    one fit share one compiled program, and so do fits of the same program with equal keys
+    (the kernel's set-up depends only on the model, its settings and the argument shapes)."""
+
+    def __init__(self, kernel, key=None):
+        self.kernel, self.key = kernel, key if key is not None else id(kernel)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _KernelRef) and self.key == other.key
+
+
+def _nuts_steps(kernel, state, length, args, kwargs):
+    constrain = kernel.postprocess_fn(args, kwargs)
+
+    def step(state, _):
+        state = kernel.sample(state, args, kwargs)
+        return state, (constrain(state.z), state.diverging)
+
+    return jax.lax.scan(step, state, None, length=length)
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _nuts_chunk(ref, state, length, args, kwargs):
+    return _nuts_steps(ref.kernel, state, length, args, kwargs)
+
+
+@lru_cache(maxsize=16)
+def _nuts_parallel(ref, length):
+    """``_nuts_chunk`` with one chain per device."""
+    return jax.pmap(lambda state, args, kwargs: _nuts_steps(ref.kernel, state, length, args,
+                                                           kwargs),
+                    in_axes=(0, None, None))
 
 
 def _deterministic_sites(model, args, kwargs, latent, names, key):

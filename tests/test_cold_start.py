@@ -141,3 +141,16 @@ def test_cache_opt_out_and_user_settings_are_respected():
         os.path.join("Library", "Caches", "skimpact", "jax"))
     assert default_cache_dir({"LOCALAPPDATA": "L"}, platform="win32") == os.path.join(
         "L", "skimpact", "jax")
+
+
+def test_nuts_refit_compiles_nothing():
+    X, y = _data(30)
+    est = ImpactRegressor(Model(lambda: _linear), inference="nuts", num_warmup=150,
+                          num_samples=150, random_state=0)
+    est.fit(X, y)
+    before = _EVENTS["compile"]
+    twin = clone(est).fit(X, y)  # every loop reuses the first fit's compiled programs
+    assert _EVENTS["compile"] == before
+    np.testing.assert_array_equal(est.posterior_["posterior"]["b"].values,
+                                  twin.posterior_["posterior"]["b"].values)
+    assert est.posterior_["posterior"]["b"].shape == (1, 150, 3)
