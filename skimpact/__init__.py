@@ -2,6 +2,10 @@
 
 __version__ = "0.1.0"
 
+from ._compilation_cache import enable_compilation_cache
+
+enable_compilation_cache()
+
 from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
 from .estimator import ImpactClassifier, ImpactRegressor
 from .inference import InferenceError

@@ -216,16 +216,18 @@ def effect(
     key = pred.key()
     scratch = scratch_dir(store)
     try:
-        (out_i, _, _), (out_b, row_axes, rows) = [
-            _predict_scenario(estimator, X, scenario, inputs, in_sample=in_sample,
-                              sites=sites, stat=stat, key=key, sink=scratch_sink_in(scratch))
-            for scenario in (intervention, baseline)
-        ]
+        # Both scenarios in one compiled pass over the batches, with the same keys.
+        (_, rows_i), (_, rows) = (_rows(estimator, X, s, inputs) for s in (intervention, baseline))
+        req_i, req_b = (pred.request(return_sites=sites, intervention=r.intervention,
+                                     outcome_stat=stat, in_sample=in_sample)
+                        for r in (rows_i, rows))
+        diff, row_axes = pred.predict_contrast(rows_i, req_i, rows, req_b, key,
+                                               sink=scratch_sink_in(scratch),
+                                               in_sample=in_sample)
     except BaseException:
         if scratch is not None:
             scratch.cleanup()
         raise
-    diff = {k: out_i[k] - out_b[k] for k in out_i}
     labels = _labels(pred, rows.labels, probs_site=site if kind == "probs" else None)
     attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
              "kind": kind, "outcome": site, "row_dim": pred.info.row_dim}

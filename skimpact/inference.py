@@ -9,13 +9,13 @@ guide with the outcome unobserved.
 import numbers
 import time
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.infer.autoguide as autoguide
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 
@@ -98,7 +98,8 @@ def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key,
             **_svi_settings(settings),
         )
     elif method == "nuts":
-        result = _run_nuts(model, args, kwargs, key=key, **_nuts_settings(settings))
+        result = _run_nuts(model, args, kwargs, key=key, cache_key=cache_key,
+                           **_nuts_settings(settings))
     else:
         raise ValueError(f"`inference` must be one of 'svi', 'nuts', 'map'; got {method!r}.")
     result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
@@ -123,11 +124,24 @@ def _nuts_settings(s):
 
 
 class _Keyed:
-    """An SVI object as a static jit argument, equal to others with an equal key, so fits
-    of the same program share compiled steps."""
+    """The recipe of one SVI program (model, guide, optimiser) as a static jit argument,
+    equal to others with an equal key, so fits of the same program share compiled steps.
 
-    def __init__(self, svi, key):
-        self.svi, self.key = svi, key if key is not None else id(svi)
+    Every compiled function builds its own SVI object from the recipe inside its trace and
+    initialises it there (:meth:`svi`): NumPyro's autoguides keep their prototype trace and
+    SVI its constraint transforms as attributes, and objects built inside a trace are dropped
+    with it, so no tracer outlives the trace that made it.
+    """
+
+    def __init__(self, make_svi, key):
+        self.make_svi, self.key = make_svi, key if key is not None else id(make_svi)
+
+    def svi(self, args, kwargs):
+        """A fresh SVI object with its guide set up for ``args``; the throw-away ``init``
+        only fixes shapes and constraints, and its unused values are compiled away."""
+        svi = self.make_svi()
+        svi.init(jax.random.PRNGKey(0), *args, **kwargs)
+        return svi
 
     def __hash__(self):
         return hash(self.key)
@@ -136,16 +150,25 @@ class _Keyed:
         return isinstance(other, _Keyed) and self.key == other.key
 
 
+@partial(jax.jit, static_argnums=(0,))
+def _svi_init(keyed, key, args, kwargs):
+    # One compiled program for the guide's prototype, init_loc_fn and the initial
+    # parameters, instead of NumPyro's eager op-by-op initialisation (one small XLA
+    # compilation per operation).
+    return keyed.make_svi().init(key, *args, **kwargs)
+
+
 @partial(jax.jit, static_argnums=(0, 3))
-def _sample_guide(keyed, key, params, num_samples, args, kwargs):
-    return keyed.svi.guide.sample_posterior(
-        key, params, *args, sample_shape=(num_samples,), **kwargs
+def _sample_guide(keyed, key, state, num_samples, args, kwargs):
+    svi = keyed.svi(args, kwargs)
+    return svi.guide.sample_posterior(
+        key, svi.get_params(state), *args, sample_shape=(num_samples,), **kwargs
     )
 
 
 @partial(jax.jit, static_argnums=(0, 2))
 def _svi_chunk(keyed, state, length, args, kwargs):
-    svi = keyed.svi
+    svi = keyed.svi(args, kwargs)
 
     def step(state, _):
         state, loss = svi.update(state, *args, **kwargs)
@@ -156,8 +179,8 @@ def _svi_chunk(keyed, state, length, args, kwargs):
 
 @partial(jax.jit, static_argnums=(0, 2, 3))
 def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
-    svi = keyed.svi
     n = args[0].shape[0]
+    svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(batch, int), n))
 
     def step(carry, _):
         state, key = carry
@@ -169,6 +192,10 @@ def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
 
     (state, key), losses = jax.lax.scan(step, (state, key), None, length=length)
     return state, key, losses
+
+
+def _make_svi(model, guide, learning_rate):
+    return SVI(model, resolve_guide(guide, model), Adam(learning_rate), Trace_ELBO())
 
 
 def _rows(args, kwargs, idx, n):
@@ -233,16 +260,14 @@ def _run_svi(
         args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
     else:
         minibatch = None
-    guide_spec, guide = guide, resolve_guide(guide, model)
-    svi = SVI(model, guide, Adam(learning_rate), Trace_ELBO())
     if cache_key is not None:
         # the guide is part of the compiled program: fits share it only with the same guide
-        cache_key = (cache_key, _hashable(guide_spec), learning_rate, minibatch)
-    keyed = _Keyed(svi, cache_key)
+        cache_key = (cache_key, _hashable(guide), learning_rate, minibatch)
+    keyed = _Keyed(partial(_make_svi, model, guide, learning_rate), cache_key)
     k_init, k_post = jax.random.split(key)
     start = time.perf_counter()
     # The guide's prototype is traced here, with the outcome observed (kwargs hold y).
-    state = svi.init(k_init, *args, **kwargs)
+    state = _svi_init(keyed, k_init, args, kwargs)
     k_steps = jax.random.fold_in(k_init, 1)
     losses, done = [], 0
     bar = _progress(progress_bar, num_steps, "SVI")
@@ -273,8 +298,7 @@ def _run_svi(
             bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
     if bar is not None:
         bar.close()
-    params = svi.get_params(state)
-    draws = _sample_guide(keyed, k_post, params, num_samples, args, kwargs)
+    draws = _sample_guide(keyed, k_post, state, num_samples, args, kwargs)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     losses = np.concatenate(losses)
     return InferenceResult(
@@ -294,45 +318,44 @@ def _run_nuts(
     num_chains,
     target_accept_prob,
     progress_bar,
+    cache_key=None,
 ):
-    chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
     kernel = NUTS(model, target_accept_prob=target_accept_prob)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=_NUTS_CHUNK_STEPS,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=False,
-    )
+    # the warm-up length and target are part of the compiled program (adaptation schedule)
+    ref = _KernelRef(kernel, None if cache_key is None
+                     else (cache_key, target_accept_prob, num_warmup))
     start = time.perf_counter()
     # Warm-up and sampling run in compiled loops of at most _NUTS_CHUNK_STEPS iterations,
     # each continuing from the state the last one ended in (the kernel adapts while its
-    # iteration count is below num_warmup), so Ctrl-C is honoured between loops.
-    if num_chains == 1:
-        state = kernel.init(key, num_warmup, model_args=args, model_kwargs=kwargs)
-    else:  # one chain at a time: the kernel steps one chain, MCMC maps it over chains
-        states = [
-            kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
-            for k in jax.random.split(key, num_chains)
-        ]
-        state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-    mcmc.post_warmup_state = state
+    # iteration count is below num_warmup), so Ctrl-C is honoured between loops. Every loop
+    # of a fit runs one compiled program (MCMC.run would lower and compile one per call).
+    states = [
+        kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
+        for k in (jax.random.split(key, num_chains) if num_chains > 1 else [key])
+    ]
+    # Chains run one after another, or one per device (as MCMC's "parallel") when there are
+    # enough devices: each chain's draws are the same either way.
+    parallel = 1 < num_chains <= jax.local_device_count()
+    if parallel:
+        states = [jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)]
     draws, diverging = [], []
     bar = _progress(progress_bar, num_warmup + num_samples, "NUTS")
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
         for done in range(0, total, _NUTS_CHUNK_STEPS):
-            mcmc.num_samples = min(_NUTS_CHUNK_STEPS, total - done)
-            mcmc.run(
-                mcmc.post_warmup_state.rng_key, *args, extra_fields=("diverging",), **kwargs
-            )
-            mcmc.post_warmup_state = mcmc.last_state
+            length = min(_NUTS_CHUNK_STEPS, total - done)
+            if parallel:
+                states, outs = _nuts_parallel(ref, length)(states[0], args, kwargs)
+                states, outs = [states], jax.device_get(outs)
+            else:
+                done_chains = [_nuts_chunk(ref, st, length, args, kwargs) for st in states]
+                states = [st for st, _ in done_chains]
+                outs = jax.device_get([out for _, out in done_chains])
+                outs = jax.tree.map(lambda *leaves: np.stack(leaves), *outs)
             if phase == "sample":
-                draws.append(jax.device_get(mcmc.get_samples(group_by_chain=True)))
-                fields = mcmc.get_extra_fields(group_by_chain=True)
-                diverging.append(np.asarray(fields["diverging"]))
+                draws.append(outs[0])
+                diverging.append(np.asarray(outs[1]))
             if bar is not None:
-                bar.update(mcmc.num_samples)
+                bar.update(length)
                 bar.set_postfix(phase=phase)
     if bar is not None:
         bar.close()
@@ -346,6 +369,44 @@ def _run_nuts(
             "fit_seconds": time.perf_counter() - start,
         },
     )
+
+
+class _KernelRef:
+    """A NUTS kernel (set up by its eager ``init``) as a static jit argument: the loops of
+    one fit share one compiled program, and so do fits of the same program with equal keys
+    (the kernel's set-up depends only on the model, its settings and the argument shapes)."""
+
+    def __init__(self, kernel, key=None):
+        self.kernel, self.key = kernel, key if key is not None else id(kernel)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _KernelRef) and self.key == other.key
+
+
+def _nuts_steps(kernel, state, length, args, kwargs):
+    constrain = kernel.postprocess_fn(args, kwargs)
+
+    def step(state, _):
+        state = kernel.sample(state, args, kwargs)
+        return state, (constrain(state.z), state.diverging)
+
+    return jax.lax.scan(step, state, None, length=length)
+
+
+@partial(jax.jit, static_argnums=(0, 2))
+def _nuts_chunk(ref, state, length, args, kwargs):
+    return _nuts_steps(ref.kernel, state, length, args, kwargs)
+
+
+@lru_cache(maxsize=16)
+def _nuts_parallel(ref, length):
+    """``_nuts_chunk`` with one chain per device."""
+    return jax.pmap(lambda state, args, kwargs: _nuts_steps(ref.kernel, state, length, args,
+                                                           kwargs),
+                    in_axes=(0, None, None))
 
 
 def _deterministic_sites(model, args, kwargs, latent, names, key):

@@ -163,10 +163,10 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
                   return_sites=None, key=None, rows_of=None, **inputs):
     """Effect of ``intervention`` against ``baseline``, block by block into ``sink``.
 
-    Each block is one batch of the engine: both scenarios are predicted for its rows with
-    the same key (common random numbers, and the random numbers of :func:`skimpact.effect`
-    for the same ``random_state``), and their difference goes to ``sink`` before the next
-    block is predicted, so memory holds a block, never a scenario.
+    Each block is one batch of the engine: both scenarios are predicted for its rows in one
+    compiled pass with the same key (common random numbers, and the random numbers of
+    :func:`skimpact.effect` for the same ``random_state``), and their difference goes to
+    ``sink`` before the next block is predicted, so memory holds a block, never a scenario.
 
     Parameters
     ----------
@@ -221,18 +221,16 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
     plan = plan_prediction(pred, rows_b, requests[1], key, rows_of=(offset, total))
     sink.allocate(plan.shapes, plan.dtypes, row_axes=plan.row_axes, batch_size=plan.batch_size)
     size = plan.batch_size
-    buffers = (_Buffers(), _Buffers())
+    buffer = _Buffers()
     try:
         for first, b in enumerate(range(offset // size, -(-(offset + n) // size))):
             lo, hi = max(offset, b * size) - offset, min(offset + n, (b + 1) * size) - offset
-            outs = [
-                pred.predict(block_of(r, lo, hi, pred.info), req, key, sink=buf,
-                             rows_of=(offset + lo, total))[0]
-                for r, req, buf in zip((rows_i, rows_b), requests, buffers)
-            ]
+            out = pred.predict_contrast(
+                block_of(rows_i, lo, hi, pred.info), requests[0],
+                block_of(rows_b, lo, hi, pred.info), requests[1], key, sink=buffer,
+                rows_of=(offset + lo, total))[0]
             for name, ax in plan.row_axes.items():
-                diff = np.subtract(outs[0][name], outs[1][name], out=outs[0][name])
-                diff = diff.reshape((-1,) + diff.shape[2:])
+                diff = out[name].reshape((-1,) + out[name].shape[2:])
                 if ax is None:
                     if first == 0:
                         sink.write(name, ..., diff)

@@ -1,0 +1,129 @@
+"""Cold start: the first SVI fit in a fresh process, skimpact against plain NumPyro's
+jitted ``svi.init`` + ``lax.scan`` (5000 steps, AutoNormal, N rows), in paired fresh
+processes run one after the other, under ``/usr/bin/time -v``.
+
+Usage: ``python benchmarks/bench_cold.py N [pairs]``. Each round starts, in turn:
+
+* ``numpyro``: plain NumPyro, no persistent compilation cache (JAX's default);
+* ``skimpact``: skimpact with its compilation cache switched off
+  (``SKIMPACT_COMPILATION_CACHE=0``): every program compiled;
+* ``skimpact-cache-1`` / ``skimpact-cache-2``: skimpact with the cache in an empty
+  directory, twice: the first process fills it, the second reads it.
+
+Each process reports its import time, its first fit, a second ("steady") fit of the
+same shape, and its compilations (programs read from the cache not counted);
+``/usr/bin/time -v`` adds wall time and peak RSS of the whole process.
+``python benchmarks/bench_cold.py --one IMPL N`` is the child process.
+"""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+STEPS = 5000
+
+
+def child(impl, n):
+    t0 = time.perf_counter()
+    import jax
+    from _common import cache_hits, compile_count, data, linear
+
+    if impl == "numpyro":
+        from numpyro.infer import SVI, Trace_ELBO, init_to_median
+        from numpyro.infer.autoguide import AutoNormal
+        from numpyro.optim import Adam
+    else:
+        from sklearn.base import clone
+
+        from skimpact import ImpactRegressor, Model
+    imported = time.perf_counter() - t0
+    X, y = data(n)
+    if impl == "numpyro":
+        model = linear()
+        svi = SVI(model, AutoNormal(model, init_loc_fn=init_to_median(num_samples=15)),
+                  Adam(0.01), Trace_ELBO())
+
+        @jax.jit
+        def run(key, X, y):
+            state = svi.init(key, X, y)
+            state, losses = jax.lax.scan(lambda s, _: svi.update(s, X, y), state, None,
+                                         length=STEPS)
+            return svi.get_params(state), losses
+
+        def fit():
+            jax.block_until_ready(run(jax.random.PRNGKey(0), X, y))
+    else:
+        est = ImpactRegressor(Model(linear), num_steps=STEPS, num_samples=1000, random_state=0)
+
+        def fit():
+            clone(est).fit(X, y)
+    c0, t1 = compile_count(), time.perf_counter()
+    fit()
+    first, compiles, hits = time.perf_counter() - t1, compile_count() - c0, cache_hits()
+    t2 = time.perf_counter()
+    fit()
+    steady = time.perf_counter() - t2
+    print(json.dumps({"impl": impl, "import_s": imported, "first_fit_s": first,
+                      "steady_fit_s": steady, "compiles": compiles, "cache_hits": hits}))
+
+
+def _spawn(impl, n, env):
+    cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--one", impl.split("-")[0], str(n)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    out["impl"] = impl
+    for line in done.stderr.splitlines():
+        line = line.strip()
+        if line.startswith("Elapsed (wall clock) time"):
+            m, s = line.rsplit(" ", 1)[1].split(":")[-2:]
+            out["process_wall_s"] = 60 * float(m) + float(s)
+        elif line.startswith("Maximum resident set size"):
+            out["process_peak_rss_MB"] = int(line.rsplit(" ", 1)[1]) / 1024
+    return out
+
+
+def main(n, pairs=3):
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("SKIMPACT_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    # NumPyro's Trace_ELBO orders its sum by string hashes; fix them so the cache key of
+    # the SVI step program is the same in both processes.
+    base["PYTHONHASHSEED"] = "0"
+    results = []
+    for _ in range(pairs):
+        with tempfile.TemporaryDirectory() as cache:
+            envs = {
+                "numpyro": base,
+                "skimpact": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},
+                "skimpact-cache-1": {**base, "XDG_CACHE_HOME": cache},
+                "skimpact-cache-2": {**base, "XDG_CACHE_HOME": cache},
+            }
+            results += [_spawn(impl, n, env) for impl, env in envs.items()]
+    rows = []
+    for impl in ("numpyro", "skimpact", "skimpact-cache-1", "skimpact-cache-2"):
+        rs = [r for r in results if r["impl"] == impl]
+        rows.append({
+            "impl": impl, "rows": n,
+            **{k: statistics.median(r[k] for r in rs)
+               for k in ("import_s", "first_fit_s", "steady_fit_s", "compiles", "cache_hits",
+                         "process_wall_s", "process_peak_rss_MB")},
+        })
+    np_first = rows[0]["first_fit_s"]
+    for r in rows:
+        r["first_fit_ratio"] = r["first_fit_s"] / np_first
+        r["first_over_own_steady"] = r["first_fit_s"] / r["steady_fit_s"]
+    from _common import report
+
+    report(rows)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--one":
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        child(sys.argv[2], int(sys.argv[3]))
+    else:
+        main(int(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 3)

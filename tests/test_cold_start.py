@@ -1,0 +1,156 @@
+"""Cold start: the guide is initialised inside one compiled program, no tracer outlives it,
+and a second process reads every compiled program from the persistent cache."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import numpyro.infer.autoguide as autoguide
+import pytest
+from numpyro.infer import SVI, Trace_ELBO, init_to_median
+from numpyro.optim import Adam
+from sklearn.base import clone
+
+from skimpact import ImpactRegressor, Model
+from skimpact._compilation_cache import default_cache_dir, enable_compilation_cache
+from skimpact.inference import run_inference
+
+_EVENTS = {"compile": 0}
+
+
+def _count(name, *args, **kwargs):
+    if name == "/jax/core/compile/backend_compile_duration":
+        _EVENTS["compile"] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count)
+
+
+def _linear(X, y=None):
+    b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+
+
+def _data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3)).astype(np.float32)
+    return X, (X @ np.array([1.0, -2.0, 0.5]) + 0.3 * rng.normal(size=n)).astype(np.float32)
+
+
+def _settings(guide, steps):
+    return {"guide": guide, "num_steps": steps, "learning_rate": 0.01, "num_samples": 7,
+            "progress_bar": False, "fit_batch_size": None}
+
+
+@pytest.mark.parametrize("guide", ["AutoNormal", "AutoDelta", "AutoMultivariateNormal"])
+def test_compiled_init_equals_numpyro_eager_init(guide):
+    # NumPyro's own path: the guide set up eagerly, then one jitted step and the draws.
+    X, y = _data(57)
+    key = jax.random.PRNGKey(11)
+    k_init, k_post = jax.random.split(key)
+    g = getattr(autoguide, guide)(_linear, init_loc_fn=init_to_median(num_samples=15))
+    svi = SVI(_linear, g, Adam(0.01), Trace_ELBO())
+    state, loss = jax.jit(svi.update)(svi.init(k_init, X, y=y), X, y=y)
+    expected = g.sample_posterior(k_post, svi.get_params(state), X, y=y, sample_shape=(7,))
+    before = _EVENTS["compile"]
+    result = run_inference("svi", _linear, (X,), {"y": y}, latent_sites=("b", "sigma"),
+                           deterministic_sites=(), key=key, settings=_settings(guide, 1))
+    # init, one step, parameters, draws, plus a few key splits: not one per operation
+    assert _EVENTS["compile"] - before <= 8
+    np.testing.assert_allclose(result.diagnostics["loss"], [loss], rtol=1e-5)
+    for site in ("b", "sigma"):
+        # equal up to float32 rounding: XLA fuses the compiled init's arithmetic
+        np.testing.assert_allclose(result.draws[site][0], expected[site], rtol=1e-5, atol=1e-6)
+
+
+def test_fits_leak_no_tracers_and_repeat_exactly():
+    X, y = _data(64)
+    est = ImpactRegressor(Model(lambda: _linear), num_steps=200, num_samples=20, random_state=3)
+    with jax.checking_leaks():
+        est.fit(X, y)
+        twin = clone(est).fit(X, y)  # same shape: reuses every compiled program
+        pred = twin.predict(X)
+    np.testing.assert_array_equal(est.diagnostics_["loss"], twin.diagnostics_["loss"])
+    np.testing.assert_array_equal(est.predict(X), pred)
+    other = clone(est).set_params(guide="AutoMultivariateNormal").fit(*_data(40, seed=1))
+    assert np.isfinite(other.diagnostics_["loss"]).all()
+
+
+_SCRIPT = textwrap.dedent("""
+    import json, jax, numpy as np, numpyro, numpyro.distributions as dist
+    events = {"compile": 0, "hit": 0}
+    def on(name, *a, **k):
+        if name == "/jax/core/compile/backend_compile_duration":
+            events["compile"] += 1
+    def on_event(name, *a, **k):
+        if name == "/jax/compilation_cache/cache_hits":
+            events["hit"] += 1
+    jax.monitoring.register_event_duration_secs_listener(on)
+    jax.monitoring.register_event_listener(on_event)
+    from skimpact import ImpactRegressor
+    X = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
+    y = X @ np.array([1.0, 2.0], np.float32)
+    est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    est.predict(X)
+    print(json.dumps(events))
+""")
+
+
+def test_second_process_reads_every_program_from_the_cache(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SKIMPACT_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    # NumPyro's Trace_ELBO sums its sites in the order of a set of their names, so the SVI
+    # step program (and its cache key) follows the string hash seed: fix it for both runs.
+    env["PYTHONHASHSEED"] = "0"
+    runs = [
+        json.loads(subprocess.run([sys.executable, "-c", _SCRIPT], env=env, check=True,
+                                  capture_output=True, text=True).stdout.splitlines()[-1])
+        for _ in range(2)
+    ]
+    first, second = runs
+    assert first["compile"] > 5 and first["hit"] == 0
+    assert os.listdir(tmp_path / "skimpact" / "jax")
+    # every program the second process needs is read from disk: nothing is compiled
+    assert second["hit"] == second["compile"] == first["compile"]
+
+
+def test_cache_opt_out_and_user_settings_are_respected():
+    saved = jax.config.jax_compilation_cache_dir
+    try:
+        jax.config.update("jax_compilation_cache_dir", None)
+        for off in ("0", "off", "False"):
+            assert enable_compilation_cache({"SKIMPACT_COMPILATION_CACHE": off}) is None
+        assert enable_compilation_cache({"JAX_COMPILATION_CACHE_DIR": "/elsewhere"}) is None
+        assert jax.config.jax_compilation_cache_dir is None
+        jax.config.update("jax_compilation_cache_dir", "/mine")
+        assert enable_compilation_cache({}) is None
+        assert jax.config.jax_compilation_cache_dir == "/mine"
+    finally:
+        jax.config.update("jax_compilation_cache_dir", saved)
+    assert default_cache_dir({"XDG_CACHE_HOME": "/c"}, platform="linux") == "/c/skimpact/jax"
+    assert default_cache_dir({}, platform="darwin").endswith(
+        os.path.join("Library", "Caches", "skimpact", "jax"))
+    assert default_cache_dir({"LOCALAPPDATA": "L"}, platform="win32") == os.path.join(
+        "L", "skimpact", "jax")
+
+
+def test_nuts_refit_compiles_nothing():
+    X, y = _data(30)
+    est = ImpactRegressor(Model(lambda: _linear), inference="nuts", num_warmup=150,
+                          num_samples=150, random_state=0)
+    est.fit(X, y)
+    before = _EVENTS["compile"]
+    twin = clone(est).fit(X, y)  # every loop reuses the first fit's compiled programs
+    assert _EVENTS["compile"] == before
+    np.testing.assert_array_equal(est.posterior_["posterior"]["b"].values,
+                                  twin.posterior_["posterior"]["b"].values)
+    assert est.posterior_["posterior"]["b"].shape == (1, 150, 3)
