@@ -527,7 +527,7 @@ def _outcome_stats(fn):
     class distributions."""
     stats = ["sample", "log_prob"]
     try:
-        stats.append("mean" if bool(jnp.all(jnp.isfinite(fn.mean))) else "undefined_mean")
+        stats.append("mean" if np.isfinite(np.asarray(fn.mean)).all() else "undefined_mean")
     except NotImplementedError:
         pass
     if isinstance(fn, _CLASS_DISTRIBUTIONS):
