@@ -417,10 +417,16 @@ def _take(v, rows, axis):
     return np.take(v, rows, axis=axis)
 
 
+#: Fewest rows a batch is padded to: row counts up to it share one program shape, so a
+#: row's prediction does not change (by float32 round-off) with how many rows come along.
+MIN_BATCH_ROWS = 64
+
+
 def _bucket(n):
-    """The smallest power of two >= ``n``: inputs smaller than one batch are padded to it,
-    so row counts below the batch size share a bounded number of compilations."""
-    return 1 << max(0, int(n) - 1).bit_length()
+    """The smallest power of two >= ``n`` (at least :data:`MIN_BATCH_ROWS`): inputs smaller
+    than one batch are padded to it, so row counts below the batch size share a bounded
+    number of compilations."""
+    return max(MIN_BATCH_ROWS, 1 << max(0, int(n) - 1).bit_length())
 
 
 def _draw_sharding(n_draws):
