@@ -20,6 +20,7 @@ from abc import ABCMeta, abstractmethod
 from dataclasses import replace
 from numbers import Integral, Real
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import effects
 from ._sinks import ZarrSink, check_target, write_tree
+from .choice import choose_inference, latent_dimension
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout
@@ -85,7 +87,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints = {
         "model": [Model, callable, None],
-        "inference": [StrOptions({"svi", "nuts", "map"})],
+        "inference": [StrOptions({"auto", "svi", "nuts", "map"})],
         "guide": [str, type, callable],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "num_steps": [Interval(Integral, 1, None, closed="left")],
@@ -107,8 +109,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         self,
         model=None,
         *,
-        inference="svi",
-        guide="AutoNormal",
+        inference="auto",
+        guide="auto",
         learning_rate=0.01,
         num_steps=3000,
         num_warmup=500,
@@ -226,22 +228,31 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             outcome=self.outcome, scales=scales, row_inputs=layout.row_inputs_,
         )
         info = program.info
+        fit_model = training_model(
+            program, scale=None if weights is None else jnp.asarray(weights), mask=mask)
+        fit_kwargs = {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)}
+        params = self.get_params(deep=False)
+        choice = choose_inference(
+            self.inference, fit_model, (Xm,), fit_kwargs,
+            latent_dim=latent_dimension(info.site_shapes, info.latent_sites),
+            n_rows=Xm.shape[0], settings=params, key=jax.random.PRNGKey(0),
+        )
+        params = {**params, "inference": choice.method, "guide": choice.guide}
         result = run_inference(
-            self.inference,
-            training_model(program, scale=None if weights is None else jnp.asarray(weights),
-                           mask=mask),
+            choice.method,
+            fit_model,
             (Xm,),
-            {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)},
+            fit_kwargs,
             latent_sites=info.latent_sites,
             deterministic_sites=info.deterministic_sites,
             key=make_key(self.random_state, "fit"),
-            settings=self.get_params(deep=False),
+            settings=params,
             row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
             else None,
             local_sites=tuple(info.local_sites),
             cache_key=program.cache_key if weights is None and mask is None else None,
         )
-        attrs = _tree_attrs(self.get_params(deep=False), spec)
+        attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason}
         draws = {**result.draws, **result.deterministic}
         labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
                         feature_names=getattr(layout, "feature_names_in_", None))
@@ -253,10 +264,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         )
         fitted = {
             "posterior_": tree,
-            "diagnostics_": result.diagnostics,
+            "diagnostics_": {**result.diagnostics, "inference_choice": choice.as_dict()},
             "model_": program.spec,
             "model_info_": info,
-            "inference_": self.inference,
+            "inference_": choice.method,
             "predictor_": FittedPosterior(
                 program, result.draws, layout, attrs=attrs, classes=classes,
                 random_state=self.random_state, batch_size=self.batch_size,

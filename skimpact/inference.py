@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.infer.autoguide as autoguide
-from numpyro.infer import MCMC, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 
@@ -123,11 +123,11 @@ def _nuts_settings(s):
 
 
 class _Keyed:
-    """An SVI object as a static jit argument, equal to others with an equal key, so fits
-    of the same program share compiled steps."""
+    """An SVI object or MCMC kernel as a static jit argument, equal to others with an equal
+    key (itself when ``key`` is None), so fits of the same program share compiled steps."""
 
-    def __init__(self, svi, key):
-        self.svi, self.key = svi, key if key is not None else id(svi)
+    def __init__(self, obj, key):
+        self.obj, self.key = obj, key if key is not None else id(obj)
 
     def __hash__(self):
         return hash(self.key)
@@ -138,14 +138,14 @@ class _Keyed:
 
 @partial(jax.jit, static_argnums=(0, 3))
 def _sample_guide(keyed, key, params, num_samples, args, kwargs):
-    return keyed.svi.guide.sample_posterior(
+    return keyed.obj.guide.sample_posterior(
         key, params, *args, sample_shape=(num_samples,), **kwargs
     )
 
 
 @partial(jax.jit, static_argnums=(0, 2))
 def _svi_chunk(keyed, state, length, args, kwargs):
-    svi = keyed.svi
+    svi = keyed.obj
 
     def step(state, _):
         state, loss = svi.update(state, *args, **kwargs)
@@ -156,7 +156,7 @@ def _svi_chunk(keyed, state, length, args, kwargs):
 
 @partial(jax.jit, static_argnums=(0, 2, 3))
 def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
-    svi = keyed.svi
+    svi = keyed.obj
     n = args[0].shape[0]
 
     def step(carry, _):
@@ -295,49 +295,42 @@ def _run_nuts(
     target_accept_prob,
     progress_bar,
 ):
-    chain_method = "parallel" if jax.local_device_count() >= num_chains else "sequential"
     kernel = NUTS(model, target_accept_prob=target_accept_prob)
-    mcmc = MCMC(
-        kernel,
-        num_warmup=num_warmup,
-        num_samples=_NUTS_CHUNK_STEPS,
-        num_chains=num_chains,
-        chain_method=chain_method,
-        progress_bar=False,
-    )
     start = time.perf_counter()
-    # Warm-up and sampling run in compiled loops of at most _NUTS_CHUNK_STEPS iterations,
-    # each continuing from the state the last one ended in (the kernel adapts while its
-    # iteration count is below num_warmup), so Ctrl-C is honoured between loops.
+    # Warm-up and sampling run in one compiled loop of at most _NUTS_CHUNK_STEPS iterations,
+    # called again from the state the last call ended in (the kernel adapts while its
+    # iteration count is below num_warmup), so Ctrl-C is honoured between calls and the
+    # loop compiles once per fit (MCMC.run would compile again on every call).
     if num_chains == 1:
         state = kernel.init(key, num_warmup, model_args=args, model_kwargs=kwargs)
-    else:  # one chain at a time: the kernel steps one chain, MCMC maps it over chains
+    else:  # chains stepped together, vectorised
         states = [
             kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
             for k in jax.random.split(key, num_chains)
         ]
         state = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
-    mcmc.post_warmup_state = state
-    draws, diverging = [], []
+    static = _Keyed(kernel, None)
+    zs, diverging = [], []
     bar = _progress(progress_bar, num_warmup + num_samples, "NUTS")
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
         for done in range(0, total, _NUTS_CHUNK_STEPS):
-            mcmc.num_samples = min(_NUTS_CHUNK_STEPS, total - done)
-            mcmc.run(
-                mcmc.post_warmup_state.rng_key, *args, extra_fields=("diverging",), **kwargs
-            )
-            mcmc.post_warmup_state = mcmc.last_state
+            length = min(_NUTS_CHUNK_STEPS, total - done)
+            state, (z, div) = _nuts_chunk(static, state, length, num_chains > 1, args, kwargs)
             if phase == "sample":
-                draws.append(jax.device_get(mcmc.get_samples(group_by_chain=True)))
-                fields = mcmc.get_extra_fields(group_by_chain=True)
-                diverging.append(np.asarray(fields["diverging"]))
+                zs.append(jax.device_get(z))
+                diverging.append(np.asarray(div))
             if bar is not None:
-                bar.update(mcmc.num_samples)
+                bar.update(length)
                 bar.set_postfix(phase=phase)
     if bar is not None:
         bar.close()
-    draws = {k: np.concatenate([d[k] for d in draws], axis=1) for k in draws[0]}
-    diverging = np.concatenate(diverging, axis=1)
+    axis = 1 if num_chains > 1 else 0
+    z = {k: np.concatenate([c[k] for c in zs], axis=axis) for k in zs[0]}
+    diverging = np.concatenate(diverging, axis=axis)
+    if num_chains == 1:
+        z, diverging = {k: v[None] for k, v in z.items()}, diverging[None]
+    constrain = jax.jit(jax.vmap(jax.vmap(kernel.postprocess_fn(args, kwargs))))
+    draws = {k: np.asarray(v) for k, v in constrain(z).items()}
     return InferenceResult(
         draws=draws,
         diagnostics={
@@ -346,6 +339,22 @@ def _run_nuts(
             "fit_seconds": time.perf_counter() - start,
         },
     )
+
+
+@partial(jax.jit, static_argnums=(0, 2, 3))
+def _nuts_chunk(static, state, length, vectorised, args, kwargs):
+    """``length`` NUTS iterations from ``state``: the last state, and per iteration the
+    unconstrained draw and whether it diverged."""
+    kernel = static.obj
+
+    def chain(state):
+        def step(s, _):
+            s = kernel.sample(s, args, kwargs)
+            return s, (s.z, s.diverging)
+
+        return jax.lax.scan(step, state, None, length=length)
+
+    return jax.vmap(chain)(state) if vectorised else chain(state)
 
 
 def _deterministic_sites(model, args, kwargs, latent, names, key):
