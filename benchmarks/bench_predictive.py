@@ -23,7 +23,7 @@ from skimpact import ImpactRegressor, Model
 
 def main(n, repeats=3, modes=("numpyro", "memory", "zarr")):
     X_fit, y_fit = data(1000)
-    est = ImpactRegressor(Model(linear), num_steps=500, num_samples=1000, random_state=0)
+    est = ImpactRegressor(Model(linear), inference="svi", num_steps=500, num_samples=1000, random_state=0)
     est.fit(X_fit, y_fit)
     X, _ = data(n, seed=1)
     draws = est._draws()

@@ -42,7 +42,7 @@ def simulate(n=300, seed=0):
 def main(store=None, num_steps=1500):
     """Fit, log and reload; return the run's metrics and the reloaded price effect."""
     X, y = simulate()
-    est = ImpactRegressor(num_steps=num_steps, num_samples=200, random_state=0).fit(X, y)
+    est = ImpactRegressor(inference="svi", num_steps=num_steps, num_samples=200, random_state=0).fit(X, y)
 
     # MLflow 3 keeps its plain-folder store behind an opt-in.
     os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")

@@ -119,7 +119,7 @@ def calibrate_effect(
     ...                           n_simulations=3, random_state=0)
     >>> result.table.shape[0], sorted(result.table.columns)[:3]
     (3, ['covered', 'fit_seconds', 'lower'])
-    >>> 0 <= result.summary["coverage"] <= 1
+    >>> bool(0 <= result.summary["coverage"] <= 1)
     True
     """
     if isinstance(n_simulations, bool) or not isinstance(n_simulations, (int, np.integer)) \

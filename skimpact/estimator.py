@@ -292,8 +292,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def summary(self, var_names=None, prob=0.94):
         """Posterior summary per parameter element, like NumPyro's ``print_summary``.
 
-        See :func:`skimpact.diagnostics.summary`; ESS and r_hat are NaN after SVI and MAP,
-        whose draws are independent.
+        See :func:`skimpact.diagnostics.summary`; the ESS and r_hat columns are shown only
+        after NUTS (draws of SVI and MAP are independent or constant: no chain to judge).
         """
         check_is_fitted(self, "posterior_")
         return summary(self.posterior_, var_names=var_names, prob=prob)

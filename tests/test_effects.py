@@ -37,7 +37,7 @@ def data():
 @pytest.fixture(scope="module")
 def est(data):
     X, y = data
-    return ImpactRegressor(_linear, num_steps=2000, num_samples=400, random_state=0).fit(X, y)
+    return ImpactRegressor(_linear, inference="svi", num_steps=2000, num_samples=400, random_state=0).fit(X, y)
 
 
 def _b1(est):

@@ -33,7 +33,7 @@ def _fit(X, y, **params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ImpactRegressor(
-            mean_model, num_steps=400, num_samples=100, random_state=0, **params
+            mean_model, inference="svi", num_steps=400, num_samples=100, random_state=0, **params
         ).fit(X, y)
 
 

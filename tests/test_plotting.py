@@ -30,7 +30,7 @@ def fits():
     X, y = _data()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        svi = ImpactRegressor(num_steps=300, num_samples=60, random_state=0).fit(X, y)
+        svi = ImpactRegressor(inference="svi", num_steps=300, num_samples=60, random_state=0).fit(X, y)
     return svi, X, y
 
 

@@ -56,7 +56,7 @@ def _data(n, seed=0):
 def fitted():
     X, y = _data(200)
     est = ImpactRegressor(
-        Model(_linear), num_steps=300, num_samples=40, random_state=0, batch_size=64
+        Model(_linear), inference="svi", num_steps=300, num_samples=40, random_state=0, batch_size=64
     )
     return est.fit(X, y), X
 
@@ -98,7 +98,7 @@ def test_batch_size_does_not_change_predict(fitted):
 
 def test_local_latents_for_new_rows_of_any_count():
     X, y = _data(60)
-    est = ImpactRegressor(_hier, num_steps=300, num_samples=30, random_state=0, batch_size=16)
+    est = ImpactRegressor(_hier, inference="svi", num_steps=300, num_samples=30, random_state=0, batch_size=16)
     est.fit(X, y)
     inside = est.sample_posterior_predictive(X, in_sample=True)["posterior_predictive"]
     fitted_theta = est.posterior_["posterior"]["theta"].values
@@ -195,7 +195,7 @@ def test_interrupted_zarr_run_leaves_nothing(fitted, tmp_path):
 def test_minibatch_svi_recovers_coefficients():
     X, y = _data(5000, seed=3)
     est = ImpactRegressor(
-        Model(_linear), num_steps=1500, learning_rate=0.02, num_samples=100,
+        Model(_linear), inference="svi", num_steps=1500, learning_rate=0.02, num_samples=100,
         fit_batch_size=128, random_state=0,
     ).fit(X, y)
     b = est.posterior_["posterior"]["b"].mean(("chain", "draw")).values
@@ -206,8 +206,8 @@ def test_minibatch_svi_recovers_coefficients():
 def test_minibatch_rejects_local_latents_and_weights():
     X, y = _data(50)
     with pytest.raises(ValueError, match="local latent"):
-        ImpactRegressor(_hier, num_steps=10, fit_batch_size=8).fit(X, y)
+        ImpactRegressor(_hier, inference="svi", num_steps=10, fit_batch_size=8).fit(X, y)
     with pytest.raises(ValueError, match="sample_weight"):
-        ImpactRegressor(Model(_linear), num_steps=10, fit_batch_size=8).fit(
+        ImpactRegressor(Model(_linear), inference="svi", num_steps=10, fit_batch_size=8).fit(
             X, y, sample_weight=np.ones(50)
         )
