@@ -231,8 +231,11 @@ def main(argv=None):
             "fit_s": s["mean_fit_seconds"],
             "warned": s["share_warned"],
             "plain_nuts_s": plain_nuts_seconds(make, simulate),
+            "share_nuts": float((result.table["method"] == "nuts").mean()),
             "wall_s": time.perf_counter() - start,
         }
+        if args.out:
+            result.table.to_csv(Path(args.out).with_suffix(f".{name}.csv"))
         if args.reference:
             row["sd_ratio"] = reference_sd_ratio(make, simulate, intervention, baseline)
         rows.append(row)

@@ -539,12 +539,25 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``model__<name>``), a bare NumPyro model ``model(X, y=None, **inputs)``, or
         ``None`` for a Bayesian linear regression with weakly informative priors scaled to
         the data (:func:`skimpact.model.linear_model`).
-    inference : {"svi", "nuts", "map"}, default="svi"
-        Variational inference with ``guide``, NUTS MCMC, or a MAP point estimate.
-    guide : str, AutoGuide class or callable, default="AutoNormal"
-        Autoguide for SVI: a name in ``numpyro.infer.autoguide``, a class (built with
+    inference : {"auto", "svi", "nuts", "map"}, default="auto"
+        Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, or
+        ``"auto"``: chosen per fit by :mod:`skimpact.choice`. ``"auto"`` times one
+        gradient of the model's log-density and runs NUTS when its expected cost,
+        ``(num_warmup + num_samples) x num_chains x`` expected leapfrog steps (``8 x
+        latent_dim ** 0.25``) ``x`` gradient time, is at most 30 s, which covers
+        regression-sized models up to tens of thousands of rows; otherwise SVI with
+        ``guide``. The choice and its reason are recorded in
+        ``diagnostics_["inference_choice"]``, ``inference_`` and the output trees'
+        attrs; on a loaded machine a model near the 30 s boundary may be fitted either
+        way, so set ``inference`` explicitly where that matters.
+    guide : str, AutoGuide class or callable, default="auto"
+        Autoguide for SVI: ``"auto"`` (a full-rank ``AutoMultivariateNormal`` up to 200
+        latent dims, ``AutoLowRankMultivariateNormal`` up to 20,000, the mean-field
+        ``AutoNormal`` above), a name in ``numpyro.infer.autoguide``, a class (built with
         ``init_to_median``), or ``callable(model) -> guide`` such as
-        ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``.
+        ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``. A mean-field
+        guide warns when the posterior is strongly correlated (see
+        :mod:`skimpact.diagnostics`).
     learning_rate : float, default=0.01
         Adam step size for SVI and MAP (positive).
     num_steps : int, default=3000
@@ -591,7 +604,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     model_info_ : ModelInfo
         Outcome site, row plate, latent and deterministic sites found by tracing the model.
     inference_ : str
-        The inference method of the fit.
+        The inference method the fit ran (``"auto"`` resolved to ``"nuts"`` or ``"svi"``).
     diagnostics_ : dict
         What inference reported (SVI loss trace, NUTS divergences, timings) and the
         convergence checks of :mod:`skimpact.diagnostics` (``converged`` among them).
@@ -608,7 +621,9 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(100, 1))
     >>> y = 1 + 2 * X[:, 0] + rng.normal(0, 0.5, 100)
-    >>> est = ImpactRegressor(num_steps=1000, random_state=0).fit(X, y)
+    >>> est = ImpactRegressor(random_state=0).fit(X, y)
+    >>> est.inference_                    # "auto" chose NUTS for this small model
+    'nuts'
     >>> est.predict(X[:2]).round(1)
     array([1.3, 0.7], dtype=float32)
     """
@@ -663,7 +678,7 @@ n_features_in_, feature_names_in_
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 2))
     >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
-    >>> clf = ImpactClassifier(num_steps=1000, random_state=0).fit(X, y)
+    >>> clf = ImpactClassifier(random_state=0).fit(X, y)
     >>> clf.classes_.tolist()
     ['no', 'yes']
     >>> bool(clf.score(X, y) > 0.9)
