@@ -138,8 +138,8 @@ def test_zarr_effect_and_counterfactual(fitted, tmp_path):
         cf["predictions"]["y"].values,
         est.counterfactual_predict(X, {"b": np.array([0.0, 0.0])})["predictions"]["y"].values,
     )
-    eff = est.effect(X, {"b": np.array([1.0, 0.0])}, store=tmp_path / "eff.zarr")
-    mem = est.effect(X, {"b": np.array([1.0, 0.0])})
+    eff = est.effect(X, {"b": np.array([1.0, 0.0])}, store=tmp_path / "eff.zarr", kind="predictive")
+    mem = est.effect(X, {"b": np.array([1.0, 0.0])}, kind="predictive")
     np.testing.assert_allclose(eff["predictions"]["y"].values, mem["predictions"]["y"].values, atol=1e-5)
     lazy_args = {"X": X, "intervention": {"b": np.array([1.0, 0.0])}}
     est_eff = est.estimate_effect(
