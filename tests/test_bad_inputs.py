@@ -391,7 +391,8 @@ def _stalled(fx):
 def _diverged(fx):
     # the loss climbs from ~1100 to ~1800: the advice must be to lower the step size
     with pytest.warns(ConvergenceWarning, match=r"diverged.*[Ll]ower `?learning_rate"):
-        est = ImpactRegressor(inference="svi", num_steps=400, num_samples=20, learning_rate=3.0,
+        est = ImpactRegressor(inference="svi", guide="AutoNormal", num_steps=400, num_samples=20,
+                              learning_rate=3.0,
                               random_state=0).fit(D.df, D.y)
     assert est.diagnostics_["converged"] is False
 
