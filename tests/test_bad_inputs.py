@@ -52,7 +52,7 @@ from skimpact.posterior import FittedPosterior
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-FAST = {"inference": "svi", "num_steps": 500, "num_samples": 50, "random_state": 0}
+FAST = {"inference": "svi", "guide": "AutoNormal", "num_steps": 500, "num_samples": 50, "random_state": 0}
 
 
 # ------------------------------------------------------------------------------ data
@@ -408,7 +408,7 @@ PARAMETER_CASES = [
     case("learning-rate-huge-diverges-not-converged", _diverged),
     case("unknown-inference", lambda fx: fit_quick(ImpactRegressor(inference="vi")),
          InvalidParameterError, r"'inference'.*svi"),
-    case("unknown-guide-name", lambda fx: fit_quick(ImpactRegressor(guide="AutoFoo", **FAST)),
+    case("unknown-guide-name", lambda fx: fit_quick(ImpactRegressor(**{**FAST, "guide": "AutoFoo"})),
          ValueError, r"Unknown guide 'AutoFoo'.*AutoNormal"),
     case("guide-not-callable", lambda fx: fit_quick(ImpactRegressor(guide=5)),
          InvalidParameterError, r"'guide'"),
