@@ -19,7 +19,7 @@ def main():
     warnings.simplefilter("ignore")
     X, y = data(1000)
     rows = []
-    est = ImpactRegressor(Model(linear), num_steps=1000, num_samples=500, random_state=0)
+    est = ImpactRegressor(Model(linear), inference="svi", num_steps=1000, num_samples=500, random_state=0)
     est.fit(X, y)
     c0, t0 = compile_count(), time.perf_counter()
     est.counterfactual_predict(X, {"b": np.zeros(5)})
@@ -39,7 +39,7 @@ def main():
 
     grid = {"model__prior_scale": [0.5, 1.0], "learning_rate": [0.01, 0.02]}
     search = GridSearchCV(
-        ImpactRegressor(Model(linear), num_steps=1000, num_samples=200, random_state=0),
+        ImpactRegressor(Model(linear), inference="svi", num_steps=1000, num_samples=200, random_state=0),
         grid, cv=KFold(5), n_jobs=1,
     )
     c0, t0 = compile_count(), time.perf_counter()

@@ -34,7 +34,7 @@ ALL = ("batched", "numpyro", "memory", "zarr", "cf")
 
 def main(n, repeats=3, modes=ALL):
     X_fit, y_fit = data(1000)
-    est = ImpactRegressor(Model(linear), num_steps=500, num_samples=1000, random_state=0)
+    est = ImpactRegressor(Model(linear), inference="svi", num_steps=500, num_samples=1000, random_state=0)
     est.fit(X_fit, y_fit)
     X, _ = data(n, seed=1)
     draws = {k: v.values.reshape((-1,) + v.shape[2:])

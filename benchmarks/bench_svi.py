@@ -54,7 +54,7 @@ def _numpyro_fit(X, y, batch):
 
 def main(n, repeats=3, batch=None):
     X, y = data(n)
-    est = ImpactRegressor(Model(linear), num_steps=STEPS, num_samples=1000, random_state=0,
+    est = ImpactRegressor(Model(linear), inference="svi", num_steps=STEPS, num_samples=1000, random_state=0,
                           fit_batch_size=batch)
     runs = {"numpyro": _numpyro_fit(X, y, batch), "skimpact": lambda: est.fit(X, y)}
     stats = {m: {"times": [], "peak": 0.0} for m in runs}

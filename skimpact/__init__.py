@@ -8,6 +8,7 @@ enable_compilation_cache()
 
 from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
 from .estimator import ImpactClassifier, ImpactRegressor
+from . import choice
 from .inference import InferenceError
 from .model import Model
 from .pipeline import (

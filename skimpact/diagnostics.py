@@ -8,6 +8,9 @@ After every fit the estimator calls :func:`finish_fit`, which adds to its ``diag
 * for SVI and MAP: the loss trace (negative ELBO) judged by :func:`elbo_convergence`:
   whether it diverged (ended above where it started), stalled (never fell beyond its
   noise) or has not settled (still changing between its last two windows of steps);
+  and, for a mean-field guide, the largest posterior correlation between two latent
+  elements under a Laplace approximation at the fitted mean (:func:`laplace_correlation`),
+  which the guide ignores;
 
 and warns with :class:`sklearn.exceptions.ConvergenceWarning`, saying what to change, when
 a check fails. :func:`summary` is the table NumPyro's ``print_summary`` prints, as a
@@ -18,30 +21,39 @@ import math
 import warnings
 from pathlib import Path
 
+import jax
 import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
+from jax.flatten_util import ravel_pytree
+from numpyro.infer.util import initialize_model, unconstrain_fn
 from sklearn.exceptions import ConvergenceWarning
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 __all__ = [
     "RHAT_MAX",
+    "RHAT_MAX_ONE_CHAIN",
     "ESS_MIN_PER_CHAIN",
     "ELBO_RTOL",
     "ELBO_NOISE_Z",
+    "MEAN_FIELD_CORR_MAX",
     "check_convergence",
     "draws_by_chain",
     "elbo_convergence",
     "finish_fit",
+    "laplace_correlation",
     "loss_window",
     "mcmc_diagnostics",
     "row_dims",
     "summary",
 ]
 
-#: Largest acceptable split r_hat of any parameter element.
+#: Largest acceptable split r_hat of any parameter element (several chains).
 RHAT_MAX = 1.01
+#: Largest acceptable r_hat of one chain's two halves: with a few hundred draws per half the
+#: largest of many elements' r_hat passes 1.01 by chance alone, even for exact draws.
+RHAT_MAX_ONE_CHAIN = 1.05
 #: Smallest acceptable bulk / tail effective sample size, per chain.
 ESS_MIN_PER_CHAIN = 100
 #: Largest acceptable relative change of the smoothed loss over the last window.
@@ -50,6 +62,11 @@ ELBO_RTOL = 1e-3
 ELBO_NOISE_Z = 3.0
 #: Largest share of the loss's whole fall that its last window may still make.
 _ELBO_LATE_SHARE = 0.05
+#: Largest absolute posterior correlation between two latent elements that a mean-field
+#: guide (which assumes none) may ignore before the fit warns.
+MEAN_FIELD_CORR_MAX = 0.5
+#: Latent elements up to which the Laplace approximation's Hessian is computed.
+_LAPLACE_MAX_DIM = 2000
 #: Steps at the very start of the trace that also stand for its start.
 _ELBO_HEAD = 10
 
@@ -244,10 +261,11 @@ def check_convergence(diagnostics, inference):
                 "(e.g. 0.95) or reparameterise hierarchical scales, e.g. "
                 "reparam={'theta': LocScaleReparam(centered=0)}."
             )
-        bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > RHAT_MAX}
+        limit = RHAT_MAX if int(diagnostics.get("num_chains", 1)) > 1 else RHAT_MAX_ONE_CHAIN
+        bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
         if bad:
             problems.append(
-                f"r_hat above {RHAT_MAX} for {_fmt(bad)}: the chains disagree. Increase "
+                f"r_hat above {limit} for {_fmt(bad)}: the chains disagree. Increase "
                 "`num_warmup` and `num_samples`, run more `num_chains`, or reparameterise."
             )
         min_ess = ESS_MIN_PER_CHAIN * int(diagnostics.get("num_chains", 1))
@@ -262,13 +280,89 @@ def check_convergence(diagnostics, inference):
                 "`num_samples` (or `num_chains`); strongly autocorrelated draws may also "
                 "need a reparameterisation."
             )
-    elif "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
-        problems.append(_elbo_message(diagnostics))
+    else:
+        if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
+            problems.append(_elbo_message(diagnostics))
+        corr = diagnostics.get("laplace_max_abs_corr", math.nan)
+        if corr > MEAN_FIELD_CORR_MAX:
+            a, b = diagnostics.get("laplace_pair", ("?", "?"))
+            problems.append(
+                f"The mean-field guide {diagnostics.get('guide', '')} treats the latent "
+                f"values as independent, but their posterior correlation between {a} and "
+                f"{b} is {diagnostics.get('laplace_corr', corr):+.2f} (Laplace approximation "
+                "at the fitted mean): effects that combine them get a wrong mean and "
+                "interval. Use guide='AutoMultivariateNormal' (or guide='auto') or "
+                "inference='nuts'."
+            )
     return problems
 
 
-def summary(posterior, var_names=None, prob=0.94):
+def laplace_correlation(model, args, kwargs, values):
+    """The strongest posterior correlation between two latent elements, from a Laplace
+    approximation at ``values``.
+
+    The Hessian of the model's potential energy (negative log-density in unconstrained
+    space) at ``values`` is inverted to a covariance whose correlations are compared.
+
+    Parameters
+    ----------
+    model : callable
+        A NumPyro model.
+    args, kwargs : tuple, dict
+        Its arguments, the outcome observed.
+    values : dict
+        ``{latent site: value}`` in the constrained space (e.g. a guide's median).
+
+    Returns
+    -------
+    dict
+        ``laplace_max_abs_corr`` (NaN when the Hessian is not positive definite or there
+        are more than 2,000 latent elements), ``laplace_corr`` (its signed value) and
+        ``laplace_pair`` (the two elements, ``"site[i]"``).
+
+    Examples
+    --------
+    >>> import numpy as np, numpyro, numpyro.distributions as dist
+    >>> from skimpact.diagnostics import laplace_correlation
+    >>> def model(X, y=None):
+    ...     b = numpyro.sample("b", dist.Normal(0, 10).expand([2]).to_event(1))
+    ...     numpyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
+    >>> X = np.column_stack([np.ones(50), np.linspace(5, 6, 50)]); y = X @ [1.0, 2.0]
+    >>> out = laplace_correlation(model, (X,), {"y": y}, {"b": np.array([1.0, 2.0])})
+    >>> round(out["laplace_corr"], 2), out["laplace_pair"]
+    (-1.0, ('b[0]', 'b[1]'))
+    """
+    out = {"laplace_max_abs_corr": math.nan, "laplace_corr": math.nan,
+           "laplace_pair": ("", "")}
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=args, model_kwargs=kwargs)
+    names = list(info.param_info.z)
+    z = unconstrain_fn(model, args, kwargs, {k: values[k] for k in names if k in values})
+    z = {k: z[k] if k in z else info.param_info.z[k] for k in names}
+    flat, unravel = ravel_pytree(z)
+    if not 2 <= flat.size <= _LAPLACE_MAX_DIM:
+        return out
+    hessian = np.asarray(jax.hessian(lambda f: info.potential_fn(unravel(f)))(flat), float)
+    if not np.all(np.isfinite(hessian)) or np.linalg.eigvalsh(hessian).min() <= 0:
+        return out
+    cov = np.linalg.inv(hessian)
+    sd = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(sd, sd)
+    np.fill_diagonal(corr, 0.0)
+    i, j = np.unravel_index(np.argmax(np.abs(corr)), corr.shape)
+    i, j = min(i, j), max(i, j)
+    labels = [f"{k}[{n}]" if np.size(z[k]) > 1 else k
+              for k in sorted(z) for n in range(int(np.size(z[k])))]
+    out.update(laplace_max_abs_corr=float(abs(corr[i, j])), laplace_corr=float(corr[i, j]),
+               laplace_pair=(labels[i], labels[j]))
+    return out
+
+
+def summary(posterior, var_names=None, prob=0.94, *, mcmc=None):
     """Posterior summary per parameter element, like NumPyro's ``print_summary``.
+
+    ESS and r_hat judge how well a Markov chain explored the posterior; draws of an SVI
+    guide or a MAP point are independent (or constant), so after SVI and MAP their columns
+    would only show sampling noise and are left out.
 
     Parameters
     ----------
@@ -280,16 +374,37 @@ def summary(posterior, var_names=None, prob=0.94):
         parameter has a row dim when it has a coordinate of row labels).
     prob : float, default=0.94
         Probability mass of the highest-density interval.
+    mcmc : bool, optional
+        Whether the draws come from MCMC, so the ESS and r_hat columns are shown; default
+        read from the tree's ``inference`` attribute (``"nuts"``), and ``True`` when the
+        draws carry no such attribute.
 
     Returns
     -------
     pandas.DataFrame
         One row per parameter element (``beta[0]``, ``beta[1]``, ...) with columns
-        ``mean``, ``sd``, ``median``, ``hdi_lower``, ``hdi_upper``, ``ess_bulk``,
-        ``ess_tail`` and ``r_hat``.
+        ``mean``, ``sd``, ``median``, ``hdi_lower``, ``hdi_upper`` and, for MCMC draws,
+        ``ess_bulk``, ``ess_tail`` and ``r_hat``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from skimpact.diagnostics import summary
+    >>> draws = np.random.default_rng(0).normal(1.0, 0.5, size=(1, 400))
+    >>> post = xr.Dataset({"a": (("chain", "draw"), draws)}, attrs={"inference": "svi"})
+    >>> list(summary(post).columns)
+    ['mean', 'sd', 'median', 'hdi_lower', 'hdi_upper']
     """
+    attrs = posterior.attrs
     if hasattr(posterior, "children"):
         posterior = posterior["posterior"].to_dataset()
+    if mcmc is None:
+        mcmc = attrs.get("inference", "nuts") == "nuts"
+    table = _summary(posterior, var_names, prob)
+    return table if mcmc else table.drop(columns=["ess_bulk", "ess_tail", "r_hat"])
+
+
+def _summary(posterior, var_names, prob):
     if var_names is None:
         rows_of = row_dims(posterior)
         var_names = [

@@ -20,6 +20,7 @@ from abc import ABCMeta, abstractmethod
 from dataclasses import replace
 from numbers import Integral, Real
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
+from .choice import choose_inference, latent_dimension
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout, is_dask_collection
@@ -96,7 +98,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
 
     _parameter_constraints = {
         "model": [Model, callable, None],
-        "inference": [StrOptions({"svi", "nuts", "map"})],
+        "inference": [StrOptions({"auto", "svi", "nuts", "map"})],
         "guide": [str, type, callable],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "num_steps": [Interval(Integral, 1, None, closed="left")],
@@ -118,8 +120,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         self,
         model=None,
         *,
-        inference="svi",
-        guide="AutoNormal",
+        inference="auto",
+        guide="auto",
         learning_rate=0.01,
         num_steps=3000,
         num_warmup=500,
@@ -255,22 +257,31 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         )
         info = program.info
         program.check_indices(Xm, inputs, layout.row_inputs_)
+        fit_model = training_model(
+            program, scale=None if weights is None else jnp.asarray(weights), mask=mask)
+        fit_kwargs = {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)}
+        params = self.get_params(deep=False)
+        choice = choose_inference(
+            self.inference, fit_model, (Xm,), fit_kwargs,
+            latent_dim=latent_dimension(info.site_shapes, info.latent_sites),
+            n_rows=Xm.shape[0], settings=params, key=jax.random.PRNGKey(0),
+        )
+        params = {**params, "inference": choice.method, "guide": choice.guide}
         result = run_inference(
-            self.inference,
-            training_model(program, scale=None if weights is None else jnp.asarray(weights),
-                           mask=mask),
+            choice.method,
+            fit_model,
             (Xm,),
-            {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)},
+            fit_kwargs,
             latent_sites=info.latent_sites,
             deterministic_sites=info.deterministic_sites,
             key=make_key(self.random_state, "fit"),
-            settings=self.get_params(deep=False),
+            settings=params,
             row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
             else None,
             local_sites=tuple(info.local_sites),
             cache_key=program.cache_key if weights is None and mask is None else None,
         )
-        attrs = _tree_attrs(self.get_params(deep=False), spec)
+        attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason}
         draws = program.add_offsets({**result.draws, **result.deterministic})
         labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
                         feature_names=getattr(layout, "feature_names_in_", None))
@@ -283,10 +294,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         )
         fitted = {
             "posterior_": tree,
-            "diagnostics_": result.diagnostics,
+            "diagnostics_": {**result.diagnostics, "inference_choice": choice.as_dict()},
             "model_": program.spec,
             "model_info_": info,
-            "inference_": self.inference,
+            "inference_": choice.method,
             "predictor_": FittedPosterior(
                 program, result.draws, layout, attrs=attrs, classes=classes,
                 random_state=self.random_state, batch_size=self.batch_size,
@@ -311,8 +322,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def summary(self, var_names=None, prob=0.94):
         """Posterior summary per parameter element, like NumPyro's ``print_summary``.
 
-        See :func:`skimpact.diagnostics.summary`; ESS and r_hat are NaN after SVI and MAP,
-        whose draws are independent.
+        See :func:`skimpact.diagnostics.summary`; the ESS and r_hat columns are shown only
+        after NUTS (draws of SVI and MAP are independent or constant: no chain to judge).
 
         Examples
         --------
@@ -694,12 +705,25 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``model__<name>``), a bare NumPyro model ``model(X, y=None, **inputs)``, or
         ``None`` for a Bayesian linear regression with weakly informative priors scaled to
         the data (:func:`skimpact.model.linear_model`).
-    inference : {"svi", "nuts", "map"}, default="svi"
-        Variational inference with ``guide``, NUTS MCMC, or a MAP point estimate.
-    guide : str, AutoGuide class or callable, default="AutoNormal"
-        Autoguide for SVI: a name in ``numpyro.infer.autoguide``, a class (built with
+    inference : {"auto", "svi", "nuts", "map"}, default="auto"
+        Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, or
+        ``"auto"``: chosen per fit by :mod:`skimpact.choice`. ``"auto"`` times one
+        gradient of the model's log-density and runs NUTS when its expected cost,
+        ``(num_warmup + num_samples) x num_chains x`` expected leapfrog steps (``8 x
+        latent_dim ** 0.25``) ``x`` gradient time, is at most 30 s, which covers
+        regression-sized models up to tens of thousands of rows; otherwise SVI with
+        ``guide``. The choice and its reason are recorded in
+        ``diagnostics_["inference_choice"]``, ``inference_`` and the output trees'
+        attrs; on a loaded machine a model near the 30 s boundary may be fitted either
+        way, so set ``inference`` explicitly where that matters.
+    guide : str, AutoGuide class or callable, default="auto"
+        Autoguide for SVI: ``"auto"`` (a full-rank ``AutoMultivariateNormal`` up to 200
+        latent dims, ``AutoLowRankMultivariateNormal`` up to 20,000, the mean-field
+        ``AutoNormal`` above), a name in ``numpyro.infer.autoguide``, a class (built with
         ``init_to_median``), or ``callable(model) -> guide`` such as
-        ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``.
+        ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``. A mean-field
+        guide warns when the posterior is strongly correlated (see
+        :mod:`skimpact.diagnostics`).
     learning_rate : float, default=0.01
         Adam step size for SVI and MAP (positive).
     num_steps : int, default=3000
@@ -746,7 +770,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     model_info_ : ModelInfo
         Outcome site, row plate, latent and deterministic sites found by tracing the model.
     inference_ : str
-        The inference method of the fit.
+        The inference method the fit ran (``"auto"`` resolved to ``"nuts"`` or ``"svi"``).
     diagnostics_ : dict
         What inference reported (SVI loss trace, NUTS divergences, timings) and the
         convergence checks of :mod:`skimpact.diagnostics` (``converged`` among them).
@@ -763,7 +787,9 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(100, 1))
     >>> y = 1 + 2 * X[:, 0] + rng.normal(0, 0.5, 100)
-    >>> est = ImpactRegressor(num_steps=1000, random_state=0).fit(X, y)
+    >>> est = ImpactRegressor(random_state=0).fit(X, y)
+    >>> est.inference_                    # "auto" chose NUTS for this small model
+    'nuts'
     >>> est.predict(X[:2]).round(1)
     array([1.2, 0.7])
     """
@@ -844,7 +870,7 @@ n_features_in_, feature_names_in_
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(200, 2))
     >>> y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
-    >>> clf = ImpactClassifier(num_steps=1000, random_state=0).fit(X, y)
+    >>> clf = ImpactClassifier(random_state=0).fit(X, y)
     >>> clf.classes_.tolist()
     ['no', 'yes']
     >>> bool(clf.score(X, y) > 0.9)

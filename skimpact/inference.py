@@ -19,6 +19,8 @@ from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 
+from .diagnostics import laplace_correlation
+
 __all__ = ["InferenceError", "InferenceResult", "run_inference"]
 
 
@@ -113,6 +115,7 @@ def _svi_settings(s):
     return {k: s[k] for k in ("num_steps", "learning_rate", "num_samples", "progress_bar")}
 
 
+_MEAN_FIELD = (autoguide.AutoNormal, autoguide.AutoDiagonalNormal)
 _DETERMINISTIC_ELEMENTS = 2**24  # draws x rows evaluated at once for deterministic sites
 _SVI_CHUNK_STEPS = 100  # SVI steps per compiled loop; KeyboardInterrupt lands between loops
 _NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop
@@ -164,6 +167,12 @@ def _sample_guide(keyed, key, state, num_samples, args, kwargs):
     return svi.guide.sample_posterior(
         key, svi.get_params(state), *args, sample_shape=(num_samples,), **kwargs
     )
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _guide_median(keyed, state, args, kwargs):
+    svi = keyed.svi(args, kwargs)
+    return svi.guide.median(svi.get_params(state))
 
 
 @partial(jax.jit, static_argnums=(0, 2))
@@ -252,7 +261,7 @@ def _run_svi(
     minibatch=None, cache_key=None,
 ):
     n = args[0].shape[0]
-    full_args, full_kwargs = args, kwargs
+    full_model, full_args, full_kwargs = model, args, kwargs
     if minibatch is not None and minibatch[0] < n:
         batch, plate = minibatch
         model = _ScaleRows(model, plate=plate, scale=n / batch)
@@ -301,10 +310,15 @@ def _run_svi(
     draws = _sample_guide(keyed, k_post, state, num_samples, args, kwargs)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     losses = np.concatenate(losses)
-    return InferenceResult(
-        draws=draws,
-        diagnostics={"loss": losses, "fit_seconds": time.perf_counter() - start},
-    )
+    guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
+    diagnostics = {"loss": losses, "fit_seconds": time.perf_counter() - start,
+                   "guide": guide_type.__name__}
+    if issubclass(guide_type, _MEAN_FIELD):
+        # what the guide cannot represent: correlations of the posterior at its mean
+        diagnostics.update(laplace_correlation(
+            full_model, full_args, full_kwargs,
+            _guide_median(keyed, state, args, kwargs)))
+    return InferenceResult(draws=draws, diagnostics=diagnostics)
 
 
 def _run_nuts(

@@ -20,6 +20,7 @@ __all__ = [
     "plot_effect_by_feature",
     "plot_loss",
     "plot_ppc",
+    "plot_ranks",
     "plot_trace",
     "render_model",
 ]
@@ -208,6 +209,54 @@ def plot_ppc(predictive, observed, *, var=None, num_draws=50, seed=0, ax=None):
         ax.set_ylabel("density")
     ax.set_xlabel(da.name)
     ax.legend()
+    return ax
+
+
+def plot_ranks(result, *, bins=10, ax=None):
+    """Rank histogram of a calibration: where the true effect fell among the draws.
+
+    With calibrated intervals the ranks are uniform: bars lie within the grey band, about
+    the central 99% of a bar's count under uniformity (binomial, normal approximation). A U shape means
+    intervals too narrow, a hump too wide, a slope a biased effect.
+
+    Parameters
+    ----------
+    result : skimpact.calibration.CalibrationResult
+        Output of :func:`skimpact.calibration.calibrate_effect`.
+    bins : int, default=10
+        Bars over the rank's range, ``0 .. n_draws``.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import pandas as pd
+    >>> from skimpact.calibration import CalibrationResult
+    >>> from skimpact.plotting import plot_ranks
+    >>> table = pd.DataFrame({"rank": [10, 250, 480, 90], "n_draws": 500})
+    >>> ax = plot_ranks(CalibrationResult(table, pd.Series(dtype=float)), bins=5)
+    >>> [int(p.get_height()) for p in ax.patches[-5:]]     # the bars, after the band
+    [2, 1, 0, 0, 1]
+    """
+    table = result.table
+    if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
+        raise ValueError(f"`bins` must be a positive integer; got {bins!r}.")
+    if table.empty:
+        raise ValueError("The calibration has no simulations to plot.")
+    n_draws = int(table["n_draws"].max())
+    fractions = table["rank"].to_numpy(dtype=float) / n_draws
+    ax = _axes(ax)
+    n = len(fractions)
+    half = 2.576 * np.sqrt(n * (1.0 / bins) * (1 - 1.0 / bins))
+    ax.axhspan(max(0.0, n / bins - half), n / bins + half, color="0.85", zorder=0)
+    ax.axhline(n / bins, color="0.5", linewidth=1)
+    ax.hist(fractions, bins=np.linspace(0, 1, bins + 1), color="C0", edgecolor="white")
+    ax.set_xlabel("rank of the true effect among the draws (fraction)")
+    ax.set_ylabel("simulations")
     return ax
 
 

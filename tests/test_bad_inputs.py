@@ -52,7 +52,7 @@ from skimpact.posterior import FittedPosterior
 
 pytestmark = pytest.mark.filterwarnings("error")
 
-FAST = {"num_steps": 500, "num_samples": 50, "random_state": 0}
+FAST = {"inference": "svi", "guide": "AutoNormal", "num_steps": 500, "num_samples": 50, "random_state": 0}
 
 
 # ------------------------------------------------------------------------------ data
@@ -430,7 +430,7 @@ def _params_frozen(fx, **params):
 
 def _stalled(fx):
     with pytest.warns(ConvergenceWarning, match=r"learning_rate"):
-        est = ImpactRegressor(num_steps=300, num_samples=20, learning_rate=1e-9,
+        est = ImpactRegressor(inference="svi", num_steps=300, num_samples=20, learning_rate=1e-9,
                               random_state=0).fit(D.df, D.y)
     assert est.diagnostics_["converged"] is False
 
@@ -446,23 +446,24 @@ def _site_value_on_boundary(fx):
 def _diverged(fx):
     # the loss climbs from ~880 to ~1180: the advice must be to lower the step size
     with pytest.warns(ConvergenceWarning, match=r"diverged.*[Ll]ower `?learning_rate"):
-        est = ImpactRegressor(num_steps=400, num_samples=20, learning_rate=2.0,
+        est = ImpactRegressor(inference="svi", guide="AutoNormal", num_steps=400, num_samples=20,
+                              learning_rate=2.0,
                               random_state=0).fit(D.df, D.y)
     assert est.diagnostics_["converged"] is False
 
 
 PARAMETER_CASES = [
-    case("learning-rate-negative", lambda fx: fit_quick(ImpactRegressor(learning_rate=-1)),
+    case("learning-rate-negative", lambda fx: fit_quick(ImpactRegressor(inference="svi", learning_rate=-1)),
          InvalidParameterError, r"learning_rate"),
-    case("learning-rate-zero", lambda fx: fit_quick(ImpactRegressor(learning_rate=0)),
+    case("learning-rate-zero", lambda fx: fit_quick(ImpactRegressor(inference="svi", learning_rate=0)),
          InvalidParameterError, r"learning_rate"),
-    case("learning-rate-string", lambda fx: fit_quick(ImpactRegressor(learning_rate="fast")),
+    case("learning-rate-string", lambda fx: fit_quick(ImpactRegressor(inference="svi", learning_rate="fast")),
          InvalidParameterError, r"learning_rate"),
     case("learning-rate-tiny-stalls-not-converged", _stalled),
     case("learning-rate-huge-diverges-not-converged", _diverged),
     case("unknown-inference", lambda fx: fit_quick(ImpactRegressor(inference="vi")),
          InvalidParameterError, r"'inference'.*svi"),
-    case("unknown-guide-name", lambda fx: fit_quick(ImpactRegressor(guide="AutoFoo", **FAST)),
+    case("unknown-guide-name", lambda fx: fit_quick(ImpactRegressor(**{**FAST, "guide": "AutoFoo"})),
          ValueError, r"Unknown guide 'AutoFoo'.*AutoNormal"),
     case("guide-not-callable", lambda fx: fit_quick(ImpactRegressor(guide=5)),
          InvalidParameterError, r"'guide'"),
@@ -482,13 +483,13 @@ PARAMETER_CASES = [
          InvalidParameterError, r"'batch_size'"),
     case("batch-size-negative", lambda fx: fit_quick(ImpactRegressor(batch_size=-5)),
          InvalidParameterError, r"'batch_size'"),
-    case("fit-batch-size-zero", lambda fx: fit_quick(ImpactRegressor(fit_batch_size=0)),
+    case("fit-batch-size-zero", lambda fx: fit_quick(ImpactRegressor(inference="svi", fit_batch_size=0)),
          InvalidParameterError, r"'fit_batch_size'"),
     case("fit-batch-size-with-nuts",
          lambda fx: fit_quick(ImpactRegressor(inference="nuts", fit_batch_size=10, num_warmup=10,
                                               num_samples=10)),
          ValueError, r"fit_batch_size.*'svi' or 'map'"),
-    case("num-steps-zero", lambda fx: fit_quick(ImpactRegressor(num_steps=0)),
+    case("num-steps-zero", lambda fx: fit_quick(ImpactRegressor(inference="svi", num_steps=0)),
          InvalidParameterError, r"'num_steps'"),
     case("num-samples-float", lambda fx: fit_quick(ImpactRegressor(num_samples=2.5)),
          InvalidParameterError, r"'num_samples'"),
@@ -1067,7 +1068,7 @@ def _y_offset_custom(fx):
 
 def _x_overflow_float32(fx):
     X = D.xn * np.array([1e40, 1.0])
-    _fit(ImpactRegressor(num_steps=200, num_samples=20, random_state=0), X, D.yn)
+    _fit(ImpactRegressor(inference="svi", num_steps=200, num_samples=20, random_state=0), X, D.yn)
 
 
 def _predict_dtype_finite(fx):

@@ -216,7 +216,7 @@ def test_set_params_after_fit_changes_no_prediction():
     X, y = seed_data(80)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = ImpactRegressor(Model(linear), num_steps=300, num_samples=30,
+        est = ImpactRegressor(Model(linear), inference="svi", num_steps=300, num_samples=30,
                               random_state=0).fit(X, y)
     before = est.predict(X[:5]), est.log_likelihood(X[:5], y[:5])["log_likelihood"]["y"].values
     summary = est.summary()

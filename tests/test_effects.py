@@ -37,7 +37,7 @@ def data():
 @pytest.fixture(scope="module")
 def est(data):
     X, y = data
-    return ImpactRegressor(_linear, num_steps=2000, num_samples=400, random_state=0).fit(X, y)
+    return ImpactRegressor(_linear, inference="svi", num_steps=2000, num_samples=400, random_state=0).fit(X, y)
 
 
 def _b1(est):
@@ -49,7 +49,7 @@ SHIFT = {1: lambda v: v + 1.0}
 
 def test_common_random_numbers_cancel_the_noise(est, data):
     X, _ = data
-    eff = est.effect(X, SHIFT)
+    eff = est.effect(X, SHIFT, kind="predictive")
     draws = eff["predictions"]["y"].values[0]  # (draw, obs)
     sd_per_row = draws.std(axis=0)
     b1_sd = _b1(est).std()
@@ -65,7 +65,7 @@ def test_common_random_numbers_without_a_fixed_random_state(est, data):
     X, _ = data
     unseeded = copy.deepcopy(est).set_params(random_state=None)
     b1_sd = _b1(est).std()
-    eff = unseeded.effect(X, SHIFT)
+    eff = unseeded.effect(X, SHIFT, kind="predictive")
     np.testing.assert_allclose(eff["predictions"]["y"].values[0].std(axis=0), b1_sd, rtol=1e-3)
     lazy = unseeded.estimate_effect(
         args_baseline={"X": X}, args_intervention={"X": X, "intervention": SHIFT}
@@ -76,7 +76,7 @@ def test_common_random_numbers_without_a_fixed_random_state(est, data):
 def test_effect_is_intervention_minus_baseline_per_draw(est, data):
     X, _ = data
     iv, base = {0: 1.0}, {0: -1.0}
-    eff = est.effect(X, iv, base)
+    eff = est.effect(X, iv, base, kind="predictive")
     assert sorted(eff.children) == ["posterior", "predictions"]
     assert dict(eff["predictions"].sizes) == {"chain": 1, "draw": 400, "obs": N}
     expected = (
@@ -88,13 +88,13 @@ def test_effect_is_intervention_minus_baseline_per_draw(est, data):
     assert json.loads(eff.attrs["intervention"]) == {"0": 1.0}
     assert json.loads(eff.attrs["baseline"]) == {"0": -1.0}
     assert eff.attrs["kind"] == "predictive"
-    in_sample = effect(est, X, iv, base, in_sample=True)
+    in_sample = effect(est, X, iv, base, in_sample=True, kind="predictive")
     assert sorted(in_sample.children) == ["posterior", "posterior_predictive"]
 
 
 def test_baseline_none_is_the_factual(est, data):
     X, _ = data
-    eff = est.effect(X, {0: 0.0})
+    eff = est.effect(X, {0: 0.0}, kind="predictive")
     factual = est.sample_posterior_predictive(X)["predictions"]["y"].values
     cf = est.counterfactual_predict(X, {0: 0.0})["predictions"]["y"].values
     np.testing.assert_allclose(eff["predictions"]["y"].values, cf - factual, rtol=1e-6,
@@ -124,7 +124,7 @@ def test_estimate_effect_eager_lazy_and_mixed_agree(est, data):
     eager = est.estimate_effect(output_baseline=out_b, output_intervention=out_i)
     lazy = estimate_effect(est, args_baseline=args_b, args_intervention=args_i)
     mixed = est.estimate_effect(output_baseline=out_b, args_intervention=args_i)
-    direct = est.effect(X, {1: 1.0}, {1: 0.0})
+    direct = est.effect(X, {1: 1.0}, {1: 0.0}, kind="predictive")
     for tree in (eager, lazy, mixed):
         assert sorted(tree.children) == ["posterior", "predictions"]
         assert tree["predictions"]["y"].dims == ("chain", "draw", "obs")
@@ -200,7 +200,7 @@ def test_summarize_effect_ate_hdi_probability_and_groups(est, data):
 
 def test_summarize_effect_prob_positive_and_a_global_site(est, data):
     X, _ = data
-    eff = est.effect(X, {0: lambda v: v - 1.0}, return_sites=["y", "b"])
+    eff = est.effect(X, {0: lambda v: v - 1.0}, return_sites=["y", "b"], kind="predictive")
     summary = summarize_effect(eff)  # the outcome by default
     np.testing.assert_allclose(
         summary.loc["ATE", "mean"], -est.posterior_["posterior"]["b"].values[0, :, 0].mean(),

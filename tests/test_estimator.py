@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV
 
 from skimpact import ImpactClassifier, ImpactRegressor, InferenceError, Model
 
-FAST = dict(num_steps=1500, num_samples=200, random_state=0)
+FAST = dict(inference="svi", num_steps=1500, num_samples=200, random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_unknown_hyperparameter_names_the_factory():
 
 
 def test_get_set_params_reach_model_hyperparameters():
-    est = ImpactRegressor(Model(linear, prior_scale=1.0), num_steps=10)
+    est = ImpactRegressor(Model(linear, prior_scale=1.0), inference="svi", num_steps=10)
     params = est.get_params(deep=True)
     assert params["model__prior_scale"] == 1.0
     assert params["num_steps"] == 10
@@ -87,7 +87,7 @@ def test_clone_is_independent_and_unfitted(svi_fit):
 
 def test_grid_search_over_factory_hyperparameters(data):
     X, y = data
-    est = ImpactRegressor(Model(linear, prior_scale=1.0), num_steps=300, num_samples=50,
+    est = ImpactRegressor(Model(linear, prior_scale=1.0), inference="svi", num_steps=300, num_samples=50,
                           random_state=0)
     search = GridSearchCV(est, {"model__prior_scale": [0.01, 1.0]}, cv=2).fit(X, y)
     assert search.best_params_ == {"model__prior_scale": 1.0}
@@ -157,7 +157,7 @@ def test_multiclass_classifier_predicts_labels():
     centers = np.array([[0, 3], [3, 0], [-3, -3]])
     labels = rng.integers(0, 3, 300)
     X = centers[labels] + rng.normal(size=(300, 2))
-    clf = ImpactClassifier(num_steps=1000, num_samples=100, random_state=0).fit(X, labels)
+    clf = ImpactClassifier(inference="svi", num_steps=1000, num_samples=100, random_state=0).fit(X, labels)
     assert clf.predict_proba(X).shape == (300, 3)
     assert clf.score(X, labels) > 0.95
 
@@ -293,14 +293,14 @@ def test_unfitted_use_raises_not_fitted(data):
 def test_nan_in_x_names_the_column():
     X = pd.DataFrame({"good": [1.0, 2.0, 3.0], "bad": [1.0, np.nan, 3.0]})
     with pytest.raises(ValueError, match=r"X contains NaN or infinity in column\(s\) \['bad'\]"):
-        ImpactRegressor(num_steps=10).fit(X, [1.0, 2.0, 3.0])
+        ImpactRegressor(inference="svi", num_steps=10).fit(X, [1.0, 2.0, 3.0])
     with pytest.raises(ValueError, match=r"column\(s\) \[1\]"):
-        ImpactRegressor(num_steps=10).fit(np.array([[1.0, np.inf], [2.0, 1.0]]), [1.0, 2.0])
+        ImpactRegressor(inference="svi", num_steps=10).fit(np.array([[1.0, np.inf], [2.0, 1.0]]), [1.0, 2.0])
 
 
 def test_nan_in_y_is_a_clear_error():
     with pytest.raises(ValueError, match=r"y contains NaN.*missing='mask'"):
-        ImpactRegressor(num_steps=10).fit(np.ones((3, 1)), [1.0, np.nan, 3.0])
+        ImpactRegressor(inference="svi", num_steps=10).fit(np.ones((3, 1)), [1.0, np.nan, 3.0])
 
 
 def test_wrong_number_of_features_uses_sklearn_message(data, svi_fit):
@@ -319,9 +319,9 @@ def _not_a_model(width=1.0):
 def test_factory_failures_name_the_factory_and_hyperparameters(data):
     X, y = data
     with pytest.raises(ValueError, match=r"_broken_factory.*\{'width': 2\.0\}.*width must be"):
-        ImpactRegressor(Model(_broken_factory, width=2.0), num_steps=5).fit(X, y)
+        ImpactRegressor(Model(_broken_factory, width=2.0), inference="svi", num_steps=5).fit(X, y)
     with pytest.raises(TypeError, match=r"_not_a_model.*returned int"):
-        ImpactRegressor(Model(_not_a_model), num_steps=5).fit(X, y)
+        ImpactRegressor(Model(_not_a_model), inference="svi", num_steps=5).fit(X, y)
 
 
 def _unobserved_model(X, y=None):
@@ -333,12 +333,12 @@ def _unobserved_model(X, y=None):
 def test_model_without_outcome_site_lists_its_sites(data):
     X, y = data
     with pytest.raises(ValueError, match=r"No sample site.*`y=`.*b \(sample\), mu \(deterministic\)"):
-        ImpactRegressor(_unobserved_model, num_steps=5).fit(X, y)
+        ImpactRegressor(_unobserved_model, inference="svi", num_steps=5).fit(X, y)
 
 
 def test_nan_svi_loss_is_an_error_with_the_step_number(data):
     X, y = data
-    est = ImpactRegressor(Model(linear), learning_rate=1e8, num_steps=50, random_state=0)
+    est = ImpactRegressor(Model(linear), inference="svi", learning_rate=1e8, num_steps=50, random_state=0)
     with pytest.raises(InferenceError, match=r"SVI loss became (nan|inf) at step \d+ of 50\..*learning_rate"):
         est.fit(X, y)
 

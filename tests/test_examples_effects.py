@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import needs_shared_data
+
 from skimpact import summarize_effect
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -94,3 +96,14 @@ def test_heterogeneous_effect_is_recovered():
     assert result["covered"]
     assert result["cate_correlation"] > 0.9
     assert result["cate_rmse"] < 0.3
+
+
+@pytest.mark.slow
+@needs_shared_data
+def test_thornton_ate_with_default_settings_matches_the_experiment():
+    result = _load("thornton_hiv").main()
+    assert result["n_rows"] == 2825
+    assert result["inference"].startswith("NUTS")
+    assert abs(result["ate"] - 0.45) < 0.03
+    assert result["hdi_lower"] <= 0.45 <= result["hdi_upper"]
+    assert 0.015 < result["sd"] < 0.03  # the published SE of the difference is 0.021

@@ -35,7 +35,7 @@ def _interrupted(est):
 
 
 def test_ctrl_c_stops_svi_without_progress_bar():
-    _interrupted(ImpactRegressor(num_steps=10**8, num_samples=5, random_state=0))
+    _interrupted(ImpactRegressor(inference="svi", num_steps=10**8, num_samples=5, random_state=0))
 
 
 def test_ctrl_c_stops_nuts_sampling_without_progress_bar():
@@ -53,7 +53,7 @@ def test_ctrl_c_stops_nuts_warmup():
 def test_chunked_svi_is_deterministic():
     X, y = _data()
     fits = [
-        ImpactRegressor(num_steps=250, num_samples=20, random_state=3).fit(X, y)
+        ImpactRegressor(inference="svi", num_steps=250, num_samples=20, random_state=3).fit(X, y)
         for _ in range(2)
     ]
     loss = fits[0].diagnostics_["loss"]

@@ -33,7 +33,7 @@ def _fit(X, y, **params):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ImpactRegressor(
-            mean_model, num_steps=400, num_samples=100, random_state=0, **params
+            mean_model, inference="svi", num_steps=400, num_samples=100, random_state=0, **params
         ).fit(X, y)
 
 
@@ -74,7 +74,7 @@ def test_return_sites_deterministic_on_every_prediction_method(fitted):
     assert set(cf["predictions"].data_vars) == {"mu"}
     np.testing.assert_array_equal(cf["predictions"]["mu"].values, 0.0)
     # Raising column 0 by one moves mu by b[0] in every draw and row.
-    eff = est.effect(X, {0: X[:, 0] + 1.0}, return_sites=["mu"])
+    eff = est.effect(X, {0: X[:, 0] + 1.0}, return_sites=["mu"], kind="predictive")
     np.testing.assert_allclose(
         eff["predictions"]["mu"].values, np.broadcast_to(b[..., :1], (1, 100, 60)), atol=1e-5
     )

@@ -49,7 +49,7 @@ def data():
 @pytest.fixture(scope="module")
 def est(data):
     X, y, t = data
-    return ImpactRegressor(_model, num_steps=1500, num_samples=100, random_state=0).fit(
+    return ImpactRegressor(_model, inference="svi", num_steps=1500, num_samples=100, random_state=0).fit(
         X, y, t=t
     )
 

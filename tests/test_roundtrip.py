@@ -21,7 +21,7 @@ def trees():
     y = 3.0 - 1.2 * X["price"].to_numpy() + 0.8 * X["promo"].to_numpy() + rng.normal(0, 0.3, 40)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        svi = ImpactRegressor(num_steps=200, num_samples=30, random_state=0).fit(X, y)
+        svi = ImpactRegressor(inference="svi", num_steps=200, num_samples=30, random_state=0).fit(X, y)
         nuts = ImpactRegressor(
             inference="nuts", num_warmup=20, num_samples=20, num_chains=2, random_state=0
         ).fit(X, y)

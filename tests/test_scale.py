@@ -56,7 +56,7 @@ def _data(n, seed=0):
 def fitted():
     X, y = _data(200)
     est = ImpactRegressor(
-        Model(_linear), num_steps=300, num_samples=40, random_state=0, batch_size=64
+        Model(_linear), inference="svi", num_steps=300, num_samples=40, random_state=0, batch_size=64
     )
     return est.fit(X, y), X
 
@@ -98,7 +98,7 @@ def test_batch_size_does_not_change_predict(fitted):
 
 def test_local_latents_for_new_rows_of_any_count():
     X, y = _data(60)
-    est = ImpactRegressor(_hier, num_steps=300, num_samples=30, random_state=0, batch_size=16)
+    est = ImpactRegressor(_hier, inference="svi", num_steps=300, num_samples=30, random_state=0, batch_size=16)
     est.fit(X, y)
     inside = est.sample_posterior_predictive(X, in_sample=True)["posterior_predictive"]
     fitted_theta = est.posterior_["posterior"]["theta"].values
@@ -138,8 +138,8 @@ def test_zarr_effect_and_counterfactual(fitted, tmp_path):
         cf["predictions"]["y"].values,
         est.counterfactual_predict(X, {"b": np.array([0.0, 0.0])})["predictions"]["y"].values,
     )
-    eff = est.effect(X, {"b": np.array([1.0, 0.0])}, store=tmp_path / "eff.zarr")
-    mem = est.effect(X, {"b": np.array([1.0, 0.0])})
+    eff = est.effect(X, {"b": np.array([1.0, 0.0])}, store=tmp_path / "eff.zarr", kind="predictive")
+    mem = est.effect(X, {"b": np.array([1.0, 0.0])}, kind="predictive")
     np.testing.assert_allclose(eff["predictions"]["y"].values, mem["predictions"]["y"].values, atol=1e-5)
     lazy_args = {"X": X, "intervention": {"b": np.array([1.0, 0.0])}}
     est_eff = est.estimate_effect(
@@ -195,7 +195,7 @@ def test_interrupted_zarr_run_leaves_nothing(fitted, tmp_path):
 def test_minibatch_svi_recovers_coefficients():
     X, y = _data(5000, seed=3)
     est = ImpactRegressor(
-        Model(_linear), num_steps=1500, learning_rate=0.02, num_samples=100,
+        Model(_linear), inference="svi", num_steps=1500, learning_rate=0.02, num_samples=100,
         fit_batch_size=128, random_state=0,
     ).fit(X, y)
     b = est.posterior_["posterior"]["b"].mean(("chain", "draw")).values
@@ -206,8 +206,8 @@ def test_minibatch_svi_recovers_coefficients():
 def test_minibatch_rejects_local_latents_and_weights():
     X, y = _data(50)
     with pytest.raises(ValueError, match="local latent"):
-        ImpactRegressor(_hier, num_steps=10, fit_batch_size=8).fit(X, y)
+        ImpactRegressor(_hier, inference="svi", num_steps=10, fit_batch_size=8).fit(X, y)
     with pytest.raises(ValueError, match="sample_weight"):
-        ImpactRegressor(Model(_linear), num_steps=10, fit_batch_size=8).fit(
+        ImpactRegressor(Model(_linear), inference="svi", num_steps=10, fit_batch_size=8).fit(
             X, y, sample_weight=np.ones(50)
         )

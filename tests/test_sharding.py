@@ -26,7 +26,7 @@ _SCRIPT = textwrap.dedent(
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 2)).astype(np.float32)
     y = (X @ np.array([1.0, 2.0]) + rng.normal(size=40)).astype(np.float32)
-    est = ImpactRegressor(model, num_steps=50, num_samples=20, random_state=0, batch_size=16)
+    est = ImpactRegressor(model, inference="svi", num_steps=50, num_samples=20, random_state=0, batch_size=16)
     est.fit(X, y)
     from skimpact.predictive import _draw_sharding
     assert (_draw_sharding(20) is None) == (jax.device_count() == 1)  # 20 draws are sharded

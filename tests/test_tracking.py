@@ -28,7 +28,7 @@ def fitted():
     y = 0.5 + 1.5 * X["dose"].to_numpy() + rng.normal(0, 0.3, 80)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        est = ImpactRegressor(num_steps=400, num_samples=50, random_state=0).fit(X, y)
+        est = ImpactRegressor(inference="svi", num_steps=400, num_samples=50, random_state=0).fit(X, y)
     return est, X
 
 

@@ -1,0 +1,228 @@
+"""Simulation-based calibration of average effects.
+
+:func:`calibrate_effect` answers *does this estimator, with these settings, report average
+effects with honest intervals?* It draws datasets whose true average effect is known from a
+simulator, refits a clone of the estimator on each, and compares the reported effect with
+the truth: per simulation the posterior mean, sd, interval and the rank of the truth among
+the posterior draws; over simulations the interval's coverage, the bias in posterior sd
+units and the width. The fits run through :mod:`joblib`, so ``n_jobs`` spreads them over
+local cores and a Dask joblib backend (``with joblib.parallel_config("dask"): ...``) over a
+cluster, unchanged.
+
+With a calibrated estimator the ``prob`` interval covers the truth in about ``prob`` of the
+simulations, the mean bias is near zero, and the ranks are uniform
+(:func:`skimpact.plotting.plot_ranks`).
+"""
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from arviz_stats.base import array_stats
+from joblib import Parallel, delayed
+from sklearn.base import clone
+
+from .effects import effect
+
+__all__ = ["CalibrationResult", "calibrate_effect"]
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate_effect` found.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per simulation: ``true_effect``, ``mean``, ``sd``, ``lower``, ``upper``
+        (the ``prob`` HDI), ``covered``, ``z`` (``(mean - true_effect) / sd``), ``rank``
+        (posterior draws below the truth), ``n_draws``, ``fit_seconds``, ``method`` (the
+        inference the fit ran) and ``warnings`` (warnings the fit raised).
+    summary : pandas.Series
+        ``n_simulations``, ``prob``, ``coverage`` and its binomial standard error
+        ``coverage_se``, ``mean_bias_sd`` (mean of ``z``) and ``mean_bias_sd_se``,
+        ``rmse``, ``mean_sd``, ``mean_width``, ``mean_fit_seconds`` and
+        ``share_warned`` (share of fits that warned).
+    """
+
+    table: pd.DataFrame
+    summary: pd.Series
+
+
+def calibrate_effect(
+    estimator,
+    simulate,
+    intervention,
+    baseline=None,
+    *,
+    n_simulations=100,
+    prob=0.94,
+    kind="mean",
+    n_jobs=None,
+    random_state=None,
+):
+    """Coverage, bias and width of an estimator's average effect over simulated datasets.
+
+    Parameters
+    ----------
+    estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
+        Unfitted template; each simulation fits a :func:`sklearn.base.clone`, its
+        ``random_state`` (or a Pipeline step's) set to a seed of the simulation.
+    simulate : callable
+        ``simulate(rng) -> (X, y, true_effect)`` with ``rng`` a
+        :class:`numpy.random.Generator`: a dataset and the true average effect of
+        ``intervention`` against ``baseline`` over its rows, on the scale ``kind``
+        measures. Must be picklable (a module-level function) when ``n_jobs`` runs the
+        simulations in other processes.
+    intervention : dict
+        The scenario of interest, as for :func:`skimpact.effect`.
+    baseline : dict, optional
+        The reference scenario; ``None`` is the factual one.
+    n_simulations : int, default=100
+        Datasets to simulate and fit.
+    prob : float, default=0.94
+        Probability mass of the HDI whose coverage is measured.
+    kind : {"mean", "predictive"}, default="mean"
+        What :func:`skimpact.effect` contrasts; ``"mean"`` (the conditional mean of the
+        outcome per draw) is the average effect that simulators know exactly.
+    n_jobs : int, optional
+        Parallel fits, as :class:`joblib.Parallel` takes it; ``None`` runs them one by one
+        (or as the active joblib backend decides).
+    random_state : int, numpy.random.Generator or None
+        Seeds the datasets and the fits.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    ValueError
+        If ``n_simulations`` is not a positive integer, ``prob`` is not in (0, 1),
+        ``simulate`` is not callable or returns something else than ``(X, y,
+        true_effect)``, or the effect has more than one value per draw (``kind="probs"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.calibration import calibrate_effect
+    >>> def simulate(rng):
+    ...     X = rng.normal(size=(60, 2))
+    ...     y = 1.0 + 0.5 * X[:, 0] + X[:, 1] + rng.normal(size=60)
+    ...     return X, y, 0.5                      # raising column 0 by one adds 0.5
+    >>> est = ImpactRegressor(inference="nuts", num_warmup=200, num_samples=200)
+    >>> result = calibrate_effect(est, simulate, {0: lambda x: x + 1.0},
+    ...                           n_simulations=3, random_state=0)
+    >>> result.table.shape[0], sorted(result.table.columns)[:3]
+    (3, ['covered', 'fit_seconds', 'lower'])
+    >>> bool(0 <= result.summary["coverage"] <= 1)
+    True
+    """
+    if isinstance(n_simulations, bool) or not isinstance(n_simulations, (int, np.integer)) \
+            or n_simulations < 1:
+        raise ValueError(f"`n_simulations` must be a positive integer; got {n_simulations!r}.")
+    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) \
+            or not 0 < prob < 1:
+        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
+    if not callable(simulate):
+        raise ValueError(
+            f"`simulate` must be a callable simulate(rng) -> (X, y, true_effect); got "
+            f"{type(simulate).__name__}."
+        )
+    seeds = np.random.SeedSequence(_entropy(random_state)).spawn(int(n_simulations))
+    rows = Parallel(n_jobs=n_jobs)(
+        delayed(_one)(estimator, simulate, intervention, baseline, seed, prob, kind)
+        for seed in seeds
+    )
+    table = pd.DataFrame(rows)
+    table.index = pd.RangeIndex(len(table), name="simulation")
+    return CalibrationResult(table=table, summary=_summarise(table, prob))
+
+
+def _entropy(random_state):
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**63 - 1))
+    if random_state is None or isinstance(random_state, (int, np.integer)):
+        return random_state
+    raise ValueError(
+        f"`random_state` must be an int, a numpy Generator or None; got {random_state!r}."
+    )
+
+
+def _one(estimator, simulate, intervention, baseline, seed, prob, kind):
+    """Simulate, fit a clone and summarise its average effect for one seed."""
+    data_seed, fit_seed = seed.spawn(2)
+    out = simulate(np.random.default_rng(data_seed))
+    if not (isinstance(out, tuple) and len(out) == 3):
+        raise ValueError(
+            "`simulate(rng)` must return a tuple (X, y, true_effect); got "
+            f"{type(out).__name__}{'' if not isinstance(out, tuple) else f' of {len(out)}'}."
+        )
+    X, y, truth = out
+    est = clone(estimator)
+    names = [k for k in est.get_params() if k == "random_state" or k.endswith("__random_state")]
+    est.set_params(**{k: int(fit_seed.generate_state(1)[0] >> 1) for k in names})
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    seconds = time.perf_counter() - start
+    tree = effect(est, X, intervention, baseline, kind=kind)
+    draws = _ate_draws(tree)
+    lower, upper = array_stats.hdi(draws, prob)
+    mean, sd = float(draws.mean()), float(draws.std(ddof=1))
+    truth = float(truth)
+    final = est.steps[-1][1] if hasattr(est, "steps") else est
+    return {
+        "true_effect": truth,
+        "mean": mean,
+        "sd": sd,
+        "lower": float(lower),
+        "upper": float(upper),
+        "covered": bool(lower <= truth <= upper),
+        "z": (mean - truth) / sd if sd > 0 else math.nan,
+        "rank": int((draws < truth).sum()),
+        "n_draws": int(draws.size),
+        "fit_seconds": seconds,
+        "method": getattr(final, "inference_", ""),
+        "warnings": len(caught),
+    }
+
+
+def _ate_draws(tree):
+    """The average over rows of an effect tree's outcome, one value per draw."""
+    group = "predictions" if "predictions" in tree.children else "posterior_predictive"
+    da = tree[group][tree.attrs["outcome"]]
+    row_dim = tree.attrs.get("row_dim")
+    if row_dim in da.dims:
+        da = da.mean(row_dim)
+    if set(da.dims) - {"chain", "draw"}:
+        raise ValueError(
+            f"The effect has dims {da.dims}: more than one value per draw. Calibrate one "
+            "average effect: kind='mean' (or 'predictive'), not 'probs'."
+        )
+    return np.asarray(da.values, dtype=float).reshape(-1)
+
+
+def _summarise(table, prob):
+    n = len(table)
+    cover = table["covered"].mean()
+    z = table["z"].to_numpy(dtype=float)
+    err = table["mean"] - table["true_effect"]
+    return pd.Series({
+        "n_simulations": n,
+        "prob": float(prob),
+        "coverage": float(cover),
+        "coverage_se": float(math.sqrt(max(cover * (1 - cover), prob * (1 - prob)) / n)),
+        "mean_bias_sd": float(np.nanmean(z)),
+        "mean_bias_sd_se": float(np.nanstd(z, ddof=1) / math.sqrt(n)) if n > 1 else math.nan,
+        "rmse": float(np.sqrt((err**2).mean())),
+        "mean_sd": float(table["sd"].mean()),
+        "mean_width": float((table["upper"] - table["lower"]).mean()),
+        "mean_fit_seconds": float(table["fit_seconds"].mean()),
+        "share_warned": float((table["warnings"] > 0).mean()),
+    }, name="calibration")

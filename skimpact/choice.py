@@ -1,0 +1,285 @@
+"""The automatic choice of inference method and guide (``inference="auto"``, ``guide="auto"``).
+
+At ``fit`` the estimator knows the latent dimension of its model (the number of scalar
+latent values, summed over latent sites), the number of rows, and the cost of one gradient
+of the model's log-density, which :func:`choose_inference` measures: it compiles the
+gradient, then times a few calls and keeps the fastest. The rule, with the measurements behind its constants in
+``benchmarks/README.md``:
+
+* **NUTS** when its expected cost, ``(num_warmup + num_samples) x num_chains x`` expected
+  leapfrog steps per iteration ``x`` gradient time, is at most :data:`NUTS_BUDGET_SECONDS`.
+  The expected number of leapfrog steps grows as the fourth root of the latent dimension
+  (:func:`expected_leapfrog_steps`). This covers regression-sized models up to tens of
+  thousands of rows, where NUTS is both fast and exact up to Monte Carlo error.
+* **SVI** otherwise (and whenever ``fit_batch_size`` asks for minibatches), with the guide
+  :func:`choose_guide` picks from the latent dimension: a full-rank
+  ``AutoMultivariateNormal`` up to :data:`FULL_RANK_MAX_DIM` dimensions, which keeps the
+  correlations between coefficients that effects are contrasts of; a low-rank
+  ``AutoLowRankMultivariateNormal`` up to :data:`LOW_RANK_MAX_DIM`; the mean-field
+  ``AutoNormal`` only above.
+
+Explicit settings win: ``inference="svi"``, ``"nuts"`` or ``"map"`` are used as given, and
+a guide other than ``"auto"`` is used as given.
+"""
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import jax
+from numpyro.infer.util import initialize_model
+
+__all__ = [
+    "FULL_RANK_MAX_DIM",
+    "LOW_RANK_MAX_DIM",
+    "NUTS_BUDGET_SECONDS",
+    "InferenceChoice",
+    "choose_guide",
+    "choose_inference",
+    "expected_leapfrog_steps",
+    "gradient_seconds",
+    "latent_dimension",
+]
+
+#: Largest expected NUTS cost (seconds) for which ``inference="auto"`` runs NUTS.
+NUTS_BUDGET_SECONDS = 30.0
+#: Largest latent dimension for which ``guide="auto"`` is a full-rank multivariate normal.
+FULL_RANK_MAX_DIM = 200
+#: Largest latent dimension for which ``guide="auto"`` is a low-rank multivariate normal.
+LOW_RANK_MAX_DIM = 20_000
+#: Leapfrog steps per NUTS iteration expected for a one-dimensional posterior.
+_LEAPFROG_BASE = 8.0
+#: Most leapfrog steps of one NUTS iteration (NumPyro's default tree depth of 10).
+_LEAPFROG_MAX = 1023
+#: Timed calls of the compiled gradient (at least; up to ten times as many within
+#: _GRADIENT_SECONDS); the fastest counts.
+_GRADIENT_CALLS = 5
+_GRADIENT_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class InferenceChoice:
+    """The inference method and guide a fit uses, and why.
+
+    Attributes
+    ----------
+    method : {"nuts", "svi", "map"}
+    guide : str or None
+        The guide (SVI only; ``"AutoDelta"`` for MAP, ``None`` for NUTS).
+    reason : str
+        A sentence saying why, with the figures the rule used.
+    latent_dim : int
+        Scalar latent values of the model.
+    gradient_seconds : float
+        Time of one gradient of the log-density (NaN when not measured).
+    expected_nuts_seconds : float
+        The rule's estimate of the NUTS run (NaN when not measured).
+    """
+
+    method: str
+    guide: object
+    reason: str
+    latent_dim: int
+    gradient_seconds: float = math.nan
+    expected_nuts_seconds: float = math.nan
+
+    def as_dict(self):
+        """The choice as a plain dict (what ``diagnostics_["inference_choice"]`` holds)."""
+        out = asdict(self)
+        if not isinstance(out["guide"], (str, type(None))):
+            out["guide"] = repr(out["guide"])
+        return out
+
+
+def latent_dimension(site_shapes, latent_sites):
+    """Number of scalar latent values: the sizes of the latent sites, summed.
+
+    Parameters
+    ----------
+    site_shapes : dict
+        ``{site: shape}`` of a traced model (:attr:`skimpact.model.ModelInfo.site_shapes`).
+    latent_sites : sequence of str
+
+    Returns
+    -------
+    int
+
+    Examples
+    --------
+    >>> from skimpact.choice import latent_dimension
+    >>> latent_dimension({"b": (3,), "sigma": (), "y": (100,)}, ["b", "sigma"])
+    4
+    """
+    return int(sum(math.prod(site_shapes.get(k, ())) for k in latent_sites))
+
+
+def expected_leapfrog_steps(latent_dim):
+    """Leapfrog steps per NUTS iteration expected for a posterior of ``latent_dim`` dims.
+
+    With a well-adapted mass matrix the trajectory length NUTS needs grows about as the
+    fourth root of the dimension: ``8 * latent_dim ** 0.25``, at most 1023.
+
+    Parameters
+    ----------
+    latent_dim : int
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from skimpact.choice import expected_leapfrog_steps
+    >>> expected_leapfrog_steps(16)
+    16.0
+    """
+    return float(min(_LEAPFROG_MAX, _LEAPFROG_BASE * max(1, latent_dim) ** 0.25))
+
+
+def choose_guide(guide, latent_dim):
+    """The SVI guide for ``guide`` (``"auto"`` picks one from the latent dimension).
+
+    Parameters
+    ----------
+    guide : str, AutoGuide class or callable
+        ``"auto"``, or a guide used as given.
+    latent_dim : int
+
+    Returns
+    -------
+    guide : str, AutoGuide class or callable
+        ``"AutoMultivariateNormal"`` up to :data:`FULL_RANK_MAX_DIM` dims,
+        ``"AutoLowRankMultivariateNormal"`` up to :data:`LOW_RANK_MAX_DIM`, else
+        ``"AutoNormal"``; ``guide`` itself when it is not ``"auto"``.
+
+    Examples
+    --------
+    >>> from skimpact.choice import choose_guide
+    >>> choose_guide("auto", 12), choose_guide("auto", 50_000)
+    ('AutoMultivariateNormal', 'AutoNormal')
+    """
+    if not (isinstance(guide, str) and guide == "auto"):
+        return guide
+    if latent_dim <= FULL_RANK_MAX_DIM:
+        return "AutoMultivariateNormal"
+    if latent_dim <= LOW_RANK_MAX_DIM:
+        return "AutoLowRankMultivariateNormal"
+    return "AutoNormal"
+
+
+def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, settings, key):
+    """Resolve ``inference`` and ``guide`` settings to what a fit runs.
+
+    Parameters
+    ----------
+    method : {"auto", "nuts", "svi", "map"}
+        The estimator's ``inference``; anything but ``"auto"`` is kept.
+    model : callable
+        The model as fitted (weights and masks applied).
+    args, kwargs : tuple, dict
+        The model's arguments at fit (the outcome observed).
+    latent_dim : int
+        Scalar latent values (:func:`latent_dimension`).
+    n_rows : int
+        Rows of the training data (reported in the reason).
+    settings : dict
+        The estimator's parameters (``guide``, ``num_warmup``, ``num_samples``,
+        ``num_chains``, ``fit_batch_size``).
+    key : jax.random.PRNGKey
+        For the point at which the gradient is timed.
+
+    Returns
+    -------
+    InferenceChoice
+
+    Examples
+    --------
+    >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+    >>> from skimpact.choice import choose_inference
+    >>> def model(X, y=None):
+    ...     b = numpyro.sample("b", dist.Normal(0, 1).expand([2]).to_event(1))
+    ...     with numpyro.plate("obs", X.shape[0]):
+    ...         numpyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
+    >>> X = np.ones((50, 2)); y = np.zeros(50)
+    >>> settings = {"guide": "auto", "num_warmup": 500, "num_samples": 500,
+    ...             "num_chains": 1, "fit_batch_size": None}
+    >>> choice = choose_inference("auto", model, (X,), {"y": y}, latent_dim=2, n_rows=50,
+    ...                           settings=settings, key=jax.random.PRNGKey(0))
+    >>> choice.method, choice.guide
+    ('nuts', None)
+    """
+    guide = settings.get("guide", "auto")
+    if method == "nuts":
+        return InferenceChoice("nuts", None, "inference='nuts' was set.", latent_dim)
+    if method == "map":
+        return InferenceChoice("map", "AutoDelta", "inference='map' was set.", latent_dim)
+    if method == "svi":
+        chosen = choose_guide(guide, latent_dim)
+        return InferenceChoice("svi", chosen, "inference='svi' was set" + _guide_reason(
+            guide, chosen, latent_dim), latent_dim)
+    if settings.get("fit_batch_size") is not None:
+        chosen = choose_guide(guide, latent_dim)
+        return InferenceChoice(
+            "svi", chosen, "fit_batch_size asks for minibatches, which only SVI takes"
+            + _guide_reason(guide, chosen, latent_dim), latent_dim)
+    seconds = gradient_seconds(model, args, kwargs, key)
+    iterations = (settings["num_warmup"] + settings["num_samples"]) * settings["num_chains"]
+    steps = expected_leapfrog_steps(latent_dim)
+    expected = iterations * steps * seconds
+    figures = (f"{latent_dim} latent dims, {n_rows} rows, gradient {seconds * 1e3:.3g} ms, "
+               f"{iterations} iterations x {steps:.0f} expected leapfrog steps")
+    if expected <= NUTS_BUDGET_SECONDS:
+        reason = (f"NUTS: expected {expected:.3g} s <= {NUTS_BUDGET_SECONDS:g} s "
+                  f"({figures}).")
+        return InferenceChoice("nuts", None, reason, latent_dim, seconds, expected)
+    chosen = choose_guide(guide, latent_dim)
+    reason = (f"SVI: NUTS would take about {expected:.3g} s > {NUTS_BUDGET_SECONDS:g} s "
+              f"({figures})" + _guide_reason(guide, chosen, latent_dim))
+    return InferenceChoice("svi", chosen, reason, latent_dim, seconds, expected)
+
+
+def gradient_seconds(model, args, kwargs, key):
+    """Seconds of one compiled gradient of ``model``'s potential energy (its negative
+    log-density in unconstrained space), the fastest of a few timed calls.
+
+    Parameters
+    ----------
+    model : callable
+    args, kwargs : tuple, dict
+        The model's arguments, the outcome observed.
+    key : jax.random.PRNGKey
+        For the initial point.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import jax, numpy as np, numpyro, numpyro.distributions as dist
+    >>> from skimpact.choice import gradient_seconds
+    >>> def model(y=None):
+    ...     numpyro.sample("y", dist.Normal(numpyro.sample("m", dist.Normal()), 1), obs=y)
+    >>> bool(gradient_seconds(model, (), {"y": np.zeros(3)}, jax.random.PRNGKey(0)) < 1)
+    True
+    """
+    info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
+    z = info.param_info.z
+    grad = jax.jit(jax.grad(info.potential_fn)).lower(z).compile()
+    jax.block_until_ready(grad(z))
+    # the fastest of several calls: on a loaded machine single calls are often descheduled
+    best, calls, begin = math.inf, 0, time.perf_counter()
+    while calls < _GRADIENT_CALLS or (calls < 10 * _GRADIENT_CALLS
+                                      and time.perf_counter() - begin < _GRADIENT_SECONDS):
+        start = time.perf_counter()
+        jax.block_until_ready(grad(z))
+        best = min(best, time.perf_counter() - start)
+        calls += 1
+    return float(best)
+
+
+def _guide_reason(guide, chosen, latent_dim):
+    name = chosen if isinstance(chosen, str) else getattr(chosen, "__name__", repr(chosen))
+    if isinstance(guide, str) and guide == "auto":
+        return f"; guide {name} for {latent_dim} latent dims."
+    return f"; guide {name} as set."
