@@ -2,12 +2,15 @@
 
 __version__ = "0.1.0"
 
+from .calibration import Experiment
 from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
 from .estimator import ImpactClassifier, ImpactRegressor
 from .inference import InferenceError
 from .model import Model
+from .refute import refute, sensitivity
 
 __all__ = [
+    "Experiment",
     "ImpactClassifier",
     "ImpactRegressor",
     "InferenceError",
@@ -15,5 +18,7 @@ __all__ = [
     "counterfactual_predict",
     "effect",
     "estimate_effect",
+    "refute",
+    "sensitivity",
     "summarize_effect",
 ]
