@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from skimpact import Experiment, ImpactRegressor, effect, summarize_effect
 
@@ -79,6 +81,16 @@ def test_experiments_are_fit_data_for_clone_and_grid_search(small):
     assert "experiments" not in est.get_params()
     search = GridSearchCV(est, {"model": [None]}, cv=2).fit(X, y, experiments=[experiment])
     assert abs(_ate(search.best_estimator_, X)["mean"] - TAU) < 0.3
+
+
+def test_an_experiment_in_a_pipeline_is_given_in_the_final_estimator_columns(small):
+    X, y, experiment = small
+    pipe = Pipeline([("scale", StandardScaler()), ("est", _svi())])
+    X_exp = pipe[:-1].fit(X).transform(experiment.X)
+    scaled = Experiment(X=X_exp, intervention={0: lambda t: t + 1.0 / X["T"].std(ddof=0)},
+                        effect=experiment.effect, se=experiment.se)
+    pipe.fit(X, y, est__experiments=[scaled])
+    assert abs(_ate(pipe, X)["mean"] - TAU) < 0.3
 
 
 def test_an_experiment_with_a_baseline():
