@@ -32,7 +32,7 @@ __all__ = ["Experiment", "calibrated_model", "resolve_experiments"]
 SITE_PREFIX = "_experiment_"
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Experiment:
     """An average effect measured in an experiment, for ``fit(..., experiments=[...])``.
 
