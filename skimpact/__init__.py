@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from .calibration import Experiment
+from .experiments import Experiment
 from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
 from .estimator import ImpactClassifier, ImpactRegressor
 from .inference import InferenceError

@@ -31,7 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import effects
 from ._sinks import ZarrSink, check_target, write_tree
-from .calibration import calibrated_model, resolve_experiments
+from .experiments import calibrated_model, resolve_experiments
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout
@@ -181,7 +181,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         experiments : list of skimpact.Experiment, optional
             Average effects measured in experiments: each adds the likelihood of its
             measured effect given the model's own counterfactual contrast on its rows
-            (see :mod:`skimpact.calibration`).
+            (see :mod:`skimpact.experiments`).
         **inputs : array-like
             Extra keyword inputs of the model (for example ``C=C``).
 
