@@ -6,6 +6,7 @@ from ._compilation_cache import enable_compilation_cache
 
 enable_compilation_cache()
 
+from .experiments import Experiment
 from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
 from .estimator import ImpactClassifier, ImpactRegressor
 from . import choice
@@ -14,8 +15,10 @@ from .model import Model
 from .pipeline import (
     log_likelihood, loo, predict_interval, predict_quantiles, sample_posterior_predictive, summary,
 )
+from .refute import refute, sensitivity
 
 __all__ = [
+    "Experiment",
     "ImpactClassifier",
     "ImpactRegressor",
     "InferenceError",
@@ -27,7 +30,9 @@ __all__ = [
     "loo",
     "predict_interval",
     "predict_quantiles",
+    "refute",
     "sample_posterior_predictive",
+    "sensitivity",
     "summarize_effect",
     "summary",
 ]

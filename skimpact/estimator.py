@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
 from .choice import choose_inference, latent_dimension
+from .experiments import calibrated_model, resolve_experiments
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout, is_dask_collection
@@ -177,7 +178,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """``(y as the model observes it, classes or None)``; sets nothing."""
 
     # -------------------------------------------------------------------------- fit
-    def fit(self, X, y, sample_weight=None, **inputs):
+    def fit(self, X, y, sample_weight=None, experiments=None, **inputs):
         """Fit the model's posterior to ``(X, y)``.
 
         Parameters
@@ -190,6 +191,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         sample_weight : array-like of shape (n_samples,), optional
             Weights of the rows' log-likelihood terms (priors are not scaled), so a row of
             weight 2 counts as that row repeated.
+        experiments : list of skimpact.Experiment, optional
+            Average effects measured in experiments: each adds the likelihood of its
+            measured effect given the model's own counterfactual contrast on its rows
+            (see :mod:`skimpact.experiments`).
         **inputs : array-like
             Extra keyword inputs of the model (for example ``C=C``).
 
@@ -218,13 +223,13 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         if any(not isinstance(c, str) for c in self.inputs or ()):
             raise ValueError(f"`inputs` must list column names (str); got {self.inputs!r}.")
         with NUMPYRO_LOCK:
-            fitted = self._fit(X, y, sample_weight, inputs)
+            fitted = self._fit(X, y, sample_weight, inputs, experiments)
         # one swap of the fitted state, so a concurrent prediction sees old or new, not both
         vars(self).update(fitted)
         self.diagnostics_ = finish_fit(self.diagnostics_, self.inference_, self.posterior_)
         return self
 
-    def _fit(self, X, y, sample_weight, inputs):
+    def _fit(self, X, y, sample_weight, inputs, experiments=None):
         factory = self._default_factory(None)[0]
         builtin = self.model is None or (isinstance(self.model, Model)
                                          and self.model.factory is factory)
@@ -257,8 +262,11 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         )
         info = program.info
         program.check_indices(Xm, inputs, layout.row_inputs_)
-        fit_model = training_model(
-            program, scale=None if weights is None else jnp.asarray(weights), mask=mask)
+        measured = resolve_experiments(experiments or [], layout, program)
+        fit_model = calibrated_model(
+            training_model(program, scale=None if weights is None else jnp.asarray(weights),
+                           mask=mask),
+            program, measured)
         fit_kwargs = {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)}
         params = self.get_params(deep=False)
         choice = choose_inference(
@@ -279,7 +287,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
             else None,
             local_sites=tuple(info.local_sites),
-            cache_key=program.cache_key if weights is None and mask is None else None,
+            cache_key=program.cache_key if weights is None and mask is None and not measured
+            else None,
         )
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason}
         draws = program.add_offsets({**result.draws, **result.deterministic})
@@ -887,14 +896,14 @@ n_features_in_, feature_names_in_
     def _default_factory(self, classes):
         return logistic_model, {"n_classes": 0 if classes is None else len(classes)}
 
-    def fit(self, X, y, sample_weight=None, **inputs):
+    def fit(self, X, y, sample_weight=None, experiments=None, **inputs):
         y_arr = np.asarray(y) if y is not None else None
         # float labels with NaN or infinity get the input layout's error, which names the fix
         if y_arr is not None and not (y_arr.dtype.kind == "f"
                                       and (self.missing == "mask"
                                            or not np.isfinite(y_arr).all())):
             check_classification_targets(y)
-        return super().fit(X, y, sample_weight, **inputs)
+        return super().fit(X, y, sample_weight, experiments, **inputs)
 
     fit.__doc__ = _ImpactBase.fit.__doc__
 

@@ -21,6 +21,7 @@ __all__ = [
     "plot_loss",
     "plot_ppc",
     "plot_ranks",
+    "plot_sensitivity",
     "plot_trace",
     "render_model",
 ]
@@ -393,6 +394,52 @@ def render_model(estimator, X, y=None, *, filename=None, render_distributions=Fa
             render_distributions=render_distributions,
             render_params=render_params,
         )
+
+
+def plot_sensitivity(result, *, ax=None):
+    """The average effect against the strength of a simulated unobserved confounder.
+
+    Parameters
+    ----------
+    result : skimpact.refute.Sensitivity
+        Output of :func:`skimpact.sensitivity`.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The posterior mean and interval per strength, a line at 0, the robustness value
+        (dashed) and the observed columns' strengths (dotted, labelled).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from skimpact.plotting import plot_sensitivity
+    >>> from skimpact.refute import Sensitivity
+    >>> table = pd.DataFrame({"mean": [1.0, 0.5], "hdi_lower": [0.8, -0.1],
+    ...                       "hdi_upper": [1.2, 1.1]}, index=pd.Index([0.0, 0.5], name="strength"))
+    >>> result = Sensitivity(table, 0.4, pd.Series({"w": 0.2}), "rule", None)
+    >>> plot_sensitivity(result).get_xlabel()
+    'confounder strength'
+    """
+    ax = _axes(ax)
+    table = result.table
+    s = table.index.to_numpy(dtype=float)
+    ax.fill_between(s, table["hdi_lower"], table["hdi_upper"], color="C0", alpha=0.3,
+                    label="interval")
+    ax.plot(s, table["mean"], "o-", color="C0", label="mean effect")
+    ax.axhline(0.0, color="k", linewidth=0.8)
+    if np.isfinite(result.robustness_value):
+        ax.axvline(result.robustness_value, color="C3", linestyle="--",
+                   label=f"robustness value {result.robustness_value:.2f}")
+    for name, strength in result.benchmarks.items():
+        ax.axvline(strength, color="0.5", linestyle=":")
+        ax.annotate(str(name), (strength, 1.0), xycoords=("data", "axes fraction"),
+                    rotation=90, va="top", ha="right", fontsize="small")
+    ax.set_xlabel("confounder strength")
+    ax.set_ylabel("average effect")
+    ax.legend(loc="best")
+    return ax
 
 
 # ------------------------------------------------------------------------------ helpers

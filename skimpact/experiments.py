@@ -1,0 +1,238 @@
+"""Calibration to experiments: measured average effects as likelihood terms of the fit.
+
+An observational fit can be biased by confounding it cannot see. A randomised experiment
+on some rows measures the average effect of an intervention there, with a standard error.
+:class:`Experiment` holds one such measurement; ``fit(X, y, experiments=[...])`` adds, for
+each, a term to the model's joint density: the model's own counterfactual contrast (the
+conditional mean of the outcome under the intervention minus that under the baseline,
+averaged over the experiment's rows, computed with the current values of the latent
+sites) observed as ``Normal(contrast, se)`` at the measured effect. Every inference
+method (SVI, MAP, NUTS) then fits data and experiments together.
+
+The experiment's rows run through the same fitted program as predictions do: column and
+input interventions are applied to its ``X`` before the model runs, site interventions
+with ``handlers.do``. Local latent sites (one value per row) are drawn from the model for
+the experiment's rows with a fixed seed, the same in both scenarios.
+"""
+
+import numbers
+from dataclasses import dataclass, field
+
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+
+from .interventions import apply_shift
+
+__all__ = ["Experiment", "calibrated_model", "resolve_experiments"]
+
+#: Prefix of the observed sites that hold the experiments' measured effects.
+SITE_PREFIX = "_experiment_"
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class Experiment:
+    """An average effect measured in an experiment, for ``fit(..., experiments=[...])``.
+
+    Parameters
+    ----------
+    X : array-like or DataFrame of shape (n_rows, n_features)
+        The experiment's rows, with the columns the estimator is fitted on (in a
+        Pipeline: the columns its final estimator sees).
+    intervention : dict
+        The treatment: ``{name: value}`` on columns of ``X``, model inputs or sites, as for
+        :func:`skimpact.effect`.
+    effect : float
+        The measured average effect of ``intervention`` against ``baseline`` over the
+        rows of ``X`` (on the outcome's conditional mean; for a binary classifier, on the
+        probability of the second class).
+    se : float
+        The standard error of ``effect`` (positive).
+    baseline : dict, optional
+        The control scenario; ``None`` means the rows as they are.
+    inputs : dict, optional
+        The model's keyword inputs for these rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import Experiment, ImpactRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 2)); y = X @ [1.0, 2.0] + rng.normal(0, 0.5, 200)
+    >>> lift = Experiment(X=X[:20], intervention={0: X[:20, 0] + 1.0}, effect=1.0, se=0.05)
+    >>> est = ImpactRegressor(num_steps=1000, num_samples=200, random_state=0)
+    >>> est = est.fit(X, y, experiments=[lift])
+    >>> round(float(est.posterior_["posterior"]["coef"].mean(("chain", "draw"))[0]), 1)
+    1.0
+    """
+
+    X: object = None
+    intervention: dict = None
+    effect: float = None
+    se: float = None
+    baseline: dict = None
+    inputs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.X is None:
+            raise ValueError("Experiment needs `X`, the rows the effect was measured on.")
+        if not isinstance(self.intervention, dict) or not self.intervention:
+            raise ValueError(
+                "Experiment needs `intervention`, a non-empty dict of the treatment, e.g. "
+                f"{{'price': 1.0}}; got {self.intervention!r}."
+            )
+        if self.baseline is not None and not isinstance(self.baseline, dict):
+            raise TypeError(
+                f"Experiment `baseline` must be a dict or None; got {type(self.baseline).__name__}."
+            )
+        for name in ("effect", "se"):
+            value = getattr(self, name)
+            if value is None:
+                what = ("the measured average effect" if name == "effect"
+                        else "the standard error of the measured effect, which sets its weight")
+                raise ValueError(f"Experiment needs `{name}`, {what} (a number).")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not np.isfinite(value):
+                raise ValueError(f"Experiment `{name}` must be a finite number; got {value!r}.")
+        if self.se <= 0:
+            raise ValueError(
+                f"Experiment `se` must be positive; got {self.se!r}. A measured effect has "
+                "some uncertainty: give its standard error."
+            )
+        if not isinstance(self.inputs, dict):
+            raise TypeError(
+                f"Experiment `inputs` must be a dict of model inputs; got "
+                f"{type(self.inputs).__name__}."
+            )
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    X: object
+    inputs: dict
+    sites: dict
+    fixed: dict
+    shifts: tuple
+
+
+def resolve_experiments(experiments, layout, program):
+    """Validate ``experiments`` and resolve their scenarios with the fitted input layout.
+
+    Parameters
+    ----------
+    experiments : Experiment or sequence of Experiment
+    layout : skimpact.layout.InputLayout
+        Fitted on the training rows.
+    program : skimpact.program.Program
+
+    Returns
+    -------
+    list of (scenario, scenario, effect, se)
+        The intervention and baseline scenarios as the model takes them.
+
+    Raises
+    ------
+    TypeError
+        If an entry is not an :class:`Experiment`.
+    ValueError, KeyError
+        If an experiment's rows or names do not fit the estimator; the message says which
+        experiment.
+    """
+    if isinstance(experiments, Experiment):
+        experiments = [experiments]
+    if isinstance(experiments, (str, bytes, dict)) or not hasattr(experiments, "__iter__"):
+        raise TypeError(
+            "`experiments` must be a list of skimpact.Experiment; got "
+            f"{type(experiments).__name__}."
+        )
+    experiments = list(experiments)
+    info = program.info
+    if experiments and "mean" not in info.outcome_stats:
+        raise ValueError(
+            f"Experiments are compared with the mean of the outcome site "
+            f"{info.outcome_site!r}, whose distribution has no mean in closed form; use an "
+            "outcome distribution with a mean."
+        )
+    resolved = []
+    for i, exp in enumerate(experiments):
+        if not isinstance(exp, Experiment):
+            raise TypeError(
+                f"experiments[{i}] is a {type(exp).__name__}; give skimpact.Experiment(X=..., "
+                "intervention=..., effect=..., se=...)."
+            )
+        try:
+            scenarios = [_scenario(layout, program, exp, s)
+                         for s in (exp.intervention, exp.baseline)]
+        except (ValueError, KeyError, TypeError) as exc:
+            message = exc.args[0] if exc.args else str(exc)
+            raise type(exc)(f"experiments[{i}]: {message}") from exc
+        resolved.append((*scenarios, float(exp.effect), float(exp.se)))
+    return resolved
+
+
+def _scenario(layout, program, exp, intervention):
+    rows = layout.transform(exp.X, exp.inputs, intervention, info=program.info)
+    resolved = rows.intervention
+    return _Scenario(
+        X=jnp.asarray(rows.X),
+        inputs=program.inputs(rows.inputs),
+        sites={k: jnp.asarray(v) for k, v in resolved.sites.items()},
+        fixed={k: jnp.asarray(v) for k, v in resolved.fixed.items()},
+        shifts=resolved.shifts,
+    )
+
+
+def calibrated_model(model, program, experiments):
+    """``model`` with one likelihood term per resolved experiment.
+
+    Parameters
+    ----------
+    model : callable
+        The model as fitted (with sample weights and masks applied).
+    program : skimpact.program.Program
+        Its program: the experiments run ``program.model``.
+    experiments : list
+        From :func:`resolve_experiments`.
+
+    Returns
+    -------
+    callable
+        ``model`` itself when there are no experiments.
+    """
+    if not experiments:
+        return model
+    info = program.info
+    local = set(info.local_sites)
+
+    def calibrated(*args, **kwargs):
+        with handlers.trace() as tr:
+            model(*args, **kwargs)
+        latent = {k: s["value"] for k, s in tr.items()
+                  if s["type"] == "sample" and not s["is_observed"] and k not in local}
+        for i, (treated, control, effect, se) in enumerate(experiments):
+            contrast = (_mean_outcome(program, treated, latent)
+                        - _mean_outcome(program, control, latent))
+            numpyro.sample(f"{SITE_PREFIX}{i}", dist.Normal(contrast, se), obs=effect)
+
+    return calibrated
+
+
+def _mean_outcome(program, scenario, latent):
+    """The outcome's conditional mean averaged over the scenario's rows, the latent sites
+    at ``latent``; nothing reaches the handlers outside."""
+    outcome = program.info.outcome_site
+    with handlers.block():
+        base = handlers.seed(handlers.substitute(program.model, data=latent), rng_seed=0)
+        sites, fixed = dict(scenario.sites), dict(scenario.fixed)
+        if scenario.shifts:
+            factual = handlers.trace(base).get_trace(scenario.X, **scenario.inputs)
+            for name, fn in scenario.shifts:
+                value = apply_shift(name, fn, factual[name]["value"])
+                (fixed if name in program.info.deterministic_sites else sites)[name] = value
+        m = handlers.substitute(program.model, data=fixed) if fixed else program.model
+        m = handlers.do(m, data=sites) if sites else m
+        m = handlers.seed(handlers.substitute(m, data=latent), rng_seed=0)
+        tr = handlers.trace(m).get_trace(scenario.X, **scenario.inputs)
+    return jnp.mean(tr[outcome]["fn"].mean)
