@@ -317,7 +317,7 @@ def _log_lik_array(log_likelihood):
 
 def _log_likelihood(estimator, X, y, inputs):
     """Pointwise log-likelihood ``(n_draws, n_rows)`` of a fitted estimator or Pipeline."""
-    from .effects import through_pipeline
+    from .scenarios import through_pipeline
 
     est, Xt = through_pipeline(estimator, X, None)[:2]
     return _log_lik_array(est.log_likelihood(Xt, y, **inputs))

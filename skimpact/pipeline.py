@@ -33,7 +33,8 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
-from .effects import counterfactual_predict, final_estimator, outcome_draws, through_pipeline
+from .effects import counterfactual_predict, outcome_draws
+from .scenarios import final_estimator, through_pipeline
 from .layout import is_dask_collection
 
 __all__ = [

@@ -32,7 +32,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .effects import effect, final_estimator, summarize_effect
+from .effects import effect, summarize_effect
+from .scenarios import final_estimator
 from .interventions import columns_of, describe, split_columns
 
 __all__ = ["METHODS", "Refutation", "Sensitivity", "refute", "sensitivity"]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
 
-from .effects import effect_request, through_pipeline
+from .scenarios import effect_request, through_pipeline
 from .layout import is_dask_collection
 from .schema import Labels
 

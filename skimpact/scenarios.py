@@ -1,0 +1,154 @@
+"""Scenarios of an effect: which estimator, which rows and what to predict.
+
+A Pipeline's raw-column interventions are applied before its transformers
+(:func:`through_pipeline`), the skimpact estimator at its end does the rest
+(:func:`final_estimator`), and :func:`effect_request` checks the two scenarios of an effect
+and its ``kind``. The effect functions, their streaming and their Dask versions all build on
+these, so none of them needs another.
+"""
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from .interventions import apply_to_columns, split_columns
+
+__all__ = ["effect_request", "final_estimator", "through_pipeline"]
+
+
+def effect_request(estimator, intervention, baseline=None, kind=None, return_sites=None):
+    """Check the scenarios and ``kind`` of an effect and say what to predict.
+
+    Parameters
+    ----------
+    estimator : fitted skimpact estimator or Pipeline ending in one
+    intervention, baseline : dict
+        As in :func:`effect`.
+    kind : {"predictive", "mean", "probs"}, optional
+        As in :func:`effect`; ``None`` picks the default.
+    return_sites : list of str, optional
+
+    Returns
+    -------
+    pred : skimpact.posterior.FittedPosterior
+    kind : str
+        The resolved kind.
+    stat : str
+        The engine's ``outcome_stat`` for it.
+    sites : tuple of str or None
+        The sites to contrast (``None``: the default sites).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.scenarios import effect_request
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> effect_request(est, {0: 1.0}, kind="mean")[1:]
+    ('mean', 'mean', ('y',))
+    """
+    _check_scenarios(intervention, baseline)
+    est = final_estimator(estimator)
+    check_is_fitted(est, "predictor_")
+    pred = est.predictor_
+    stats = pred.info.outcome_stats
+    if kind is None:
+        if pred.classes is not None:
+            kind = "probs" if "probs" in stats else "predictive"
+        else:
+            kind = "mean" if "mean" in stats else "predictive"
+    if kind not in ("predictive", "mean", "probs"):
+        raise ValueError(f"`kind` must be 'predictive', 'mean' or 'probs'; got {kind!r}.")
+    if kind != "predictive" and kind not in stats:
+        raise ValueError(
+            f"kind={kind!r} needs the outcome distribution's {kind} in closed form (and "
+            f"finite), which {pred.info.outcome_site!r} does not have; use "
+            "kind='predictive' (a contrast of sampled outcomes)."
+        )
+    if kind == "predictive" and pred.classes is not None and len(pred.classes) > 2:
+        raise ValueError(
+            "kind='predictive' would subtract the codes of unordered classes, which means "
+            "nothing; use kind='probs' (the default for classifiers): the effect on each "
+            "class probability."
+        )
+    if kind == "predictive":
+        sites = return_sites
+    else:
+        sites = (pred.info.outcome_site,) if return_sites is None else tuple(return_sites)
+    stat = "sample" if kind == "predictive" else kind
+    return pred, kind, stat, sites
+
+
+
+def _check_scenarios(intervention, baseline):
+    """An effect needs an intervention that names something and differs from its baseline."""
+    for side, scenario in (("intervention", intervention), ("baseline", baseline)):
+        if scenario is not None and not isinstance(scenario, dict):
+            raise TypeError(
+                f"`{side}` must be a dict mapping site, input or column names to values, "
+                f"e.g. {{'z': 0.0}}; got {type(scenario).__name__} {scenario!r}."
+            )
+    if not intervention:
+        raise ValueError(
+            "An effect needs an intervention that names at least one site, input or column, "
+            "e.g. {'z': 1.0}; an empty intervention is the factual scenario and its effect is "
+            "zero by construction."
+        )
+    if baseline is not None and _same_scenario(intervention, baseline):
+        raise ValueError(
+            "The intervention and the baseline are the same scenario, so the effect is zero "
+            "by construction; change the value of at least one name."
+        )
+
+
+
+def _same_scenario(a, b):
+    if set(a) != set(b):
+        return False
+    for k in a:
+        va, vb = a[k], b[k]
+        if callable(va) or callable(vb):
+            if va is not vb:
+                return False
+            continue
+        try:
+            if not np.array_equal(np.asarray(va), np.asarray(vb)):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
+
+def final_estimator(estimator):
+    """The skimpact estimator at the end of a Pipeline (or ``estimator`` itself)."""
+    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+
+
+
+def through_pipeline(estimator, X, intervention):
+    """Apply raw-column interventions before a Pipeline's transformers.
+
+    Returns
+    -------
+    estimator
+        The final estimator.
+    Xt
+        The X it sees (transformed, with the raw-column interventions applied).
+    rest : dict or None
+        The intervention's other names (sites, inputs, transformed columns).
+    raw_columns : list
+        The raw columns (valid intervention names, listed in messages).
+    factual : array-like or None
+        The transformed X without the raw-column interventions, when there were any.
+    """
+    if not isinstance(estimator, Pipeline):
+        return estimator, X, intervention, (), None
+    columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
+    raw, rest = split_columns(intervention, columns)
+    transform = estimator[:-1].transform
+    if not raw:
+        return estimator[-1], transform(X), rest, columns, None
+    return estimator[-1], transform(apply_to_columns(X, raw)), rest, columns, transform(X)
