@@ -5,11 +5,10 @@ processes run one after the other, under ``/usr/bin/time -v``.
 Usage: ``python benchmarks/bench_cold.py N [pairs]``. Each round starts, in turn:
 
 * ``numpyro``: plain NumPyro, no persistent compilation cache (JAX's default);
-* ``skimpact``: skimpact with its compilation cache off (the default): every program
-  compiled;
-* ``skimpact-cache-1`` / ``skimpact-cache-2``: skimpact with the cache on
-  (``SKIMPACT_COMPILATION_CACHE=1``) in an empty directory, twice: the first process fills
-  it, the second reads it.
+* ``skimpact``: skimpact with its compilation cache switched off
+  (``SKIMPACT_COMPILATION_CACHE=0``): every program compiled;
+* ``skimpact-cache-1`` / ``skimpact-cache-2``: skimpact with the cache in an empty
+  directory, twice: the first process fills it, the second reads it.
 
 Each process reports its import time, its first fit, a second ("steady") fit of the
 same shape, and its compilations (programs read from the cache not counted);
@@ -99,11 +98,9 @@ def main(n, pairs=3):
         with tempfile.TemporaryDirectory() as cache:
             envs = {
                 "numpyro": base,
-                "skimpact": base,
-                "skimpact-cache-1": {**base, "XDG_CACHE_HOME": cache,
-                                     "SKIMPACT_COMPILATION_CACHE": "1"},
-                "skimpact-cache-2": {**base, "XDG_CACHE_HOME": cache,
-                                     "SKIMPACT_COMPILATION_CACHE": "1"},
+                "skimpact": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},
+                "skimpact-cache-1": {**base, "XDG_CACHE_HOME": cache},
+                "skimpact-cache-2": {**base, "XDG_CACHE_HOME": cache},
             }
             results += [_spawn(impl, n, env) for impl, env in envs.items()]
     rows = []

@@ -1,13 +1,10 @@
-"""JAX's persistent compilation cache for skimpact's compiled programs, opt-in.
+"""JAX's persistent compilation cache, switched on for skimpact's compiled programs.
 
-With the cache on, a new process fitting a model of a shape it has fitted before reads the
-compiled programs from disk instead of compiling them again. :func:`enable_compilation_cache`
-runs once, when skimpact is imported, and switches the cache on only when the environment
-variable ``SKIMPACT_COMPILATION_CACHE`` is ``1`` (``on``, ``true``, ``yes``) and the user has
-not configured JAX's cache themselves (``jax_compilation_cache_dir`` or
-``JAX_COMPILATION_CACHE_DIR``). It is off by default because two processes compiling into
-one cache at once (joblib workers, pytest-xdist) crashed in JAX 0.12's CPU cache writer
-(a segmentation fault and an abort while serialising executables).
+A new process fitting a model of a shape it has fitted before then reads the compiled
+programs from disk instead of compiling them again. :func:`enable_compilation_cache` runs
+once, when skimpact is imported; it changes nothing when the user has configured JAX's cache
+themselves (``jax_compilation_cache_dir`` or ``JAX_COMPILATION_CACHE_DIR``) or when the
+environment variable ``SKIMPACT_COMPILATION_CACHE`` is ``0`` (``off``, ``false``, ``no``).
 The cache lives in the platform's user cache directory (``$XDG_CACHE_HOME`` or
 ``~/.cache`` on Linux, ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows) under
 ``skimpact/jax``; delete that directory to reclaim its space.
@@ -20,7 +17,7 @@ import jax
 
 __all__ = ["enable_compilation_cache", "default_cache_dir"]
 
-_ON = ("1", "on", "true", "yes")
+_OFF = ("0", "off", "false", "no")
 _MIN_COMPILE_SECONDS = 0.0  # cache every program: a fit is dozens of small compilations
 
 
@@ -59,8 +56,8 @@ def default_cache_dir(environ=None, platform=None):
 def enable_compilation_cache(environ=None):
     """Point JAX's persistent compilation cache at :func:`default_cache_dir`.
 
-    Does nothing unless ``SKIMPACT_COMPILATION_CACHE`` is ``1`` / ``on`` / ``true`` /
-    ``yes``, and nothing when JAX's cache directory is already configured. It takes effect for the
+    Does nothing when ``SKIMPACT_COMPILATION_CACHE`` is ``0`` / ``off`` / ``false`` /
+    ``no``, or when JAX's cache directory is already configured. It takes effect for the
     programs compiled afterwards, so import skimpact before JAX compiles anything.
 
     Parameters
@@ -76,11 +73,11 @@ def enable_compilation_cache(environ=None):
     Examples
     --------
     >>> from skimpact._compilation_cache import enable_compilation_cache
-    >>> enable_compilation_cache({}) is None   # off unless asked for
+    >>> enable_compilation_cache({"SKIMPACT_COMPILATION_CACHE": "0"}) is None
     True
     """
     environ = os.environ if environ is None else environ
-    if environ.get("SKIMPACT_COMPILATION_CACHE", "").strip().lower() not in _ON:
+    if environ.get("SKIMPACT_COMPILATION_CACHE", "").strip().lower() in _OFF:
         return None
     if jax.config.jax_compilation_cache_dir or environ.get("JAX_COMPILATION_CACHE_DIR"):
         return None
