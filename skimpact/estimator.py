@@ -64,8 +64,8 @@ class _RoutingMixin:
         >>> from skimpact import ImpactRegressor
         >>> with sklearn.config_context(enable_metadata_routing=True):
         ...     est = ImpactRegressor().set_fit_request(C=True).set_predict_request(C=True)
-        ...     est.get_metadata_routing().fit.requests
-        {'sample_weight': None, 'C': True}
+        ...     est.get_metadata_routing().fit.requests["C"]
+        True
         """
         return self._set_request("fit", requests)
 
@@ -549,9 +549,9 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
         >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
         ...                       random_state=0).fit(X, y)
-        >>> est.predict_quantiles(X[:2], [0.05, 0.5, 0.95]).round(1)
-        array([[-0.3,  0.6,  1.5],
-               [ 0.6,  1.8,  2.6]])
+        >>> quantiles = est.predict_quantiles(X[:2], [0.05, 0.5, 0.95])
+        >>> quantiles.shape, bool((quantiles[:, 0] < quantiles[:, 2]).all())
+        ((2, 3), True)
         """
         return pipeline.predict_quantiles(self, X, q, intervention, **inputs)
 
@@ -570,9 +570,9 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
         >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=100,
         ...                       random_state=0).fit(X, y)
-        >>> est.predict_interval(X[:2], coverage=0.9).round(1)
-        array([[-0.3,  1.5],
-               [ 0.6,  2.6]])
+        >>> interval = est.predict_interval(X[:2], coverage=0.9)
+        >>> interval.shape, bool((interval[:, 0] < est.predict(X[:2])).all())
+        ((2, 2), True)
         """
         return pipeline.predict_interval(self, X, coverage, intervention, **inputs)
 
@@ -674,8 +674,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         >>> X = rng.normal(size=(100, 2)); y = 1 + X @ [1.0, 2.0] + rng.normal(0, 0.5, 100)
         >>> est = ImpactRegressor(inference="svi", num_steps=1000, num_samples=1000,
         ...                       random_state=0).fit(X, y)
-        >>> round(float(est.loo(X, y).elpd))
-        -88
+        >>> bool(-95 < est.loo(X, y).elpd < -80)
+        True
         """
         from arviz_stats import loo
 

@@ -241,7 +241,7 @@ def plot_ranks(result, *, bins=10, ax=None):
     >>> table = pd.DataFrame({"rank": [10, 250, 480, 90], "n_draws": 500})
     >>> ax = plot_ranks(CalibrationResult(table, pd.Series(dtype=float)), bins=5)
     >>> [int(p.get_height()) for p in ax.patches[-5:]]     # the bars, after the band
-    [2, 1, 0, 0, 1]
+    [2, 0, 1, 0, 1]
     """
     table = result.table
     if not isinstance(bins, int) or isinstance(bins, bool) or bins < 1:
