@@ -35,18 +35,20 @@ def _interrupted(est):
 
 
 def test_ctrl_c_stops_svi_without_progress_bar():
-    _interrupted(ImpactRegressor(inference="svi", num_steps=10**8, num_samples=5, random_state=0))
+    _interrupted(ImpactRegressor(inference="svi", num_steps=10**7, num_samples=5, random_state=0))
 
 
 def test_ctrl_c_stops_nuts_sampling_without_progress_bar():
     _interrupted(
-        ImpactRegressor(inference="nuts", num_warmup=20, num_samples=10**8, random_state=0)
+        # long enough that only Ctrl-C ends it in time, bounded so a lost interrupt fails
+        # within a minute instead of sampling for half an hour
+        ImpactRegressor(inference="nuts", num_warmup=20, num_samples=10**6, random_state=0)
     )
 
 
 def test_ctrl_c_stops_nuts_warmup():
     _interrupted(
-        ImpactRegressor(inference="nuts", num_warmup=10**8, num_samples=10, random_state=0)
+        ImpactRegressor(inference="nuts", num_warmup=10**6, num_samples=10, random_state=0)
     )
 
 
