@@ -50,7 +50,8 @@ def _settings(guide, steps):
             "progress_bar": False, "fit_batch_size": None}
 
 
-@pytest.mark.parametrize("guide", ["AutoNormal", "AutoDelta", "AutoMultivariateNormal"])
+@pytest.mark.parametrize("guide", ["AutoLowRankMultivariateNormal", "AutoDelta",
+                                   "AutoMultivariateNormal"])
 def test_compiled_init_equals_numpyro_eager_init(guide):
     # NumPyro's own path: the guide set up eagerly, then one jitted step and the draws.
     X, y = _data(57)
@@ -73,7 +74,8 @@ def test_compiled_init_equals_numpyro_eager_init(guide):
 
 def test_fits_leak_no_tracers_and_repeat_exactly():
     X, y = _data(64)
-    est = ImpactRegressor(Model(lambda: _linear), num_steps=200, num_samples=20, random_state=3)
+    est = ImpactRegressor(Model(lambda: _linear), inference="svi", num_steps=200,
+                          num_samples=20, random_state=3)
     with jax.checking_leaks():
         est.fit(X, y)
         twin = clone(est).fit(X, y)  # same shape: reuses every compiled program
@@ -98,7 +100,8 @@ _SCRIPT = textwrap.dedent("""
     from skimpact import ImpactRegressor
     X = np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32)
     y = X @ np.array([1.0, 2.0], np.float32)
-    est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    est = ImpactRegressor(inference="svi", guide="AutoMultivariateNormal", num_steps=100,
+                          num_samples=10, random_state=0).fit(X, y)
     est.predict(X)
     print(json.dumps(events))
 """)
@@ -117,7 +120,8 @@ def test_second_process_reads_every_program_from_the_cache(tmp_path):
         for _ in range(2)
     ]
     first, second = runs
-    assert first["compile"] > 5 and first["hit"] == 0
+    # the first process compiles (a program it builds twice may already hit its own entry)
+    assert first["compile"] > 5 and first["hit"] < first["compile"]
     assert os.listdir(tmp_path / "skimpact" / "jax")
     # every program the second process needs is read from disk: nothing is compiled
     assert second["hit"] == second["compile"] == first["compile"]
