@@ -40,13 +40,14 @@ numpydoc_validation_checks = set()
 # Every example runs while the docs build (small step counts keep the whole build at about
 # two minutes on two cores); its printed output and figures appear on its page.
 os.environ.setdefault("MPLBACKEND", "Agg")
-# The collections example reads ../shared/data (beside the repository in CI); without it the
-# example is left out of the gallery, as its test is skipped.
+# The collections and Thornton examples read ../shared/data (beside the repository in CI);
+# without it they are left out of the gallery, as their tests are skipped.
 _SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-_IGNORE = (r"__init__\.py" if (_SHARED_DATA / "collections_email.csv").is_file()
-           else r"__init__\.py|collections_email\.py")
-if "collections_email" in _IGNORE:
-    print(f"docs: the collections e-mail example is left out ({_SHARED_DATA} is absent)")
+_NEEDS_DATA = {"collections_email": "collections_email.csv", "thornton_hiv": "thornton_hiv.csv"}
+_ABSENT = [name for name, csv in _NEEDS_DATA.items() if not (_SHARED_DATA / csv).is_file()]
+_IGNORE = "|".join([r"__init__\.py"] + [rf"{name}\.py" for name in _ABSENT])
+if _ABSENT:
+    print(f"docs: examples {', '.join(_ABSENT)} are left out ({_SHARED_DATA} lacks their data)")
 sphinx_gallery_conf = {
     "ignore_pattern": _IGNORE,
     "examples_dirs": "../examples",

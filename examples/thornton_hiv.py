@@ -23,7 +23,9 @@ import pandas as pd
 
 from skimpact import ImpactClassifier, Model, summarize_effect
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The docs' gallery runs the example from this folder, without __file__.
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+DATA = HERE.parent.parent / "shared" / "data"
 PUBLISHED = {"ate": 0.451, "se": 0.021, "g_formula": 0.450}
 FEATURES = ["any", "age", "distvct"]
 
