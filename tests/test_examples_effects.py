@@ -100,9 +100,10 @@ def test_heterogeneous_effect_is_recovered():
 
 @pytest.mark.slow
 @needs_shared_data
-def test_thornton_ate_with_default_settings_matches_the_experiment():
-    result = _load("thornton_hiv").main()
-    assert result["n_rows"] == 2825
+@pytest.mark.parametrize("missing, n_rows, n_masked", [("error", 2825, 0), ("mask", 2892, 67)])
+def test_thornton_ate_with_default_settings_matches_the_experiment(missing, n_rows, n_masked):
+    result = _load("thornton_hiv").main(missing=missing)
+    assert (result["n_rows"], result["n_masked"]) == (n_rows, n_masked)
     assert result["inference"].startswith("NUTS")
     assert abs(result["ate"] - 0.45) < 0.03
     assert result["hdi_lower"] <= 0.45 <= result["hdi_upper"]
