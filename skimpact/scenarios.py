@@ -131,6 +131,9 @@ def final_estimator(estimator):
 def through_pipeline(estimator, X, intervention):
     """Apply raw-column interventions before a Pipeline's transformers.
 
+    The transformed X keeps the raw X's row labels (a DataFrame's index), so outputs are
+    labelled by the caller's rows even when a transformer returns a bare array.
+
     Returns
     -------
     estimator
@@ -148,7 +151,23 @@ def through_pipeline(estimator, X, intervention):
         return estimator, X, intervention, (), None
     columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
     raw, rest = split_columns(intervention, columns)
-    transform = estimator[:-1].transform
+
+    def transform(rows):
+        return _with_labels_of(X, estimator[:-1].transform(rows))
+
     if not raw:
         return estimator[-1], transform(X), rest, columns, None
     return estimator[-1], transform(apply_to_columns(X, raw)), rest, columns, transform(X)
+
+
+def _with_labels_of(X, Xt):
+    """``Xt`` labelled by the rows of ``X`` where ``X`` is a DataFrame or Series and a
+    transformer dropped or reset its index: a dense array becomes a DataFrame with
+    positional column names (which scikit-learn does not take for feature names)."""
+    if not isinstance(X, (pd.DataFrame, pd.Series)):
+        return Xt
+    if isinstance(Xt, pd.DataFrame):
+        return Xt if Xt.index.equals(X.index) else Xt.set_axis(X.index, axis=0)
+    if isinstance(Xt, np.ndarray) and Xt.ndim == 2 and Xt.shape[0] == len(X):
+        return pd.DataFrame(Xt, index=X.index)
+    return Xt

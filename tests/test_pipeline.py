@@ -67,6 +67,23 @@ def test_each_function_matches_the_final_estimator_on_transformed_X(fitted):
     assert table.loc["sigma", "mean"] == pytest.approx(1.0, abs=0.2)
 
 
+def test_trees_through_a_pipeline_keep_the_raw_row_labels(fitted):
+    # the ColumnTransformer returns a bare array; the outputs stay labelled by X's index
+    pipe, X, y = fitted
+    rows = X.iloc[[5, 0, 17]]
+    trees = {
+        "effect": skimpact.effect(pipe, rows, {"price": 10.0}, {"price": 12.0}),
+        "counterfactual": skimpact.counterfactual_predict(pipe, rows, {"region": "south"}),
+        "predictive": skimpact.sample_posterior_predictive(pipe, rows),
+        "log_likelihood": skimpact.log_likelihood(pipe, rows, y[[5, 0, 17]]),
+    }
+    for name, tree in trees.items():
+        group = next(g for g in ("predictions", "log_likelihood") if g in tree.children)
+        assert tree[group]["y"].coords["obs"].values.tolist() == [105, 100, 117], name
+    ppc = skimpact.sample_posterior_predictive(pipe, X, in_sample=True)
+    assert ppc["posterior_predictive"]["y"].coords["obs"].values.tolist() == X.index.tolist()
+
+
 def test_interval_covers_and_raw_interventions_shift_it(fitted):
     pipe, X, y = fitted
     interval = skimpact.predict_interval(pipe, X, coverage=0.9)
