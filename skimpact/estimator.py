@@ -15,6 +15,8 @@ Everything predictions need is frozen at ``fit``: ``set_params`` changes nothing
 next ``fit``.
 """
 
+import functools
+import inspect
 import numbers
 from abc import ABCMeta, abstractmethod
 from dataclasses import replace
@@ -222,6 +224,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             )
         if any(not isinstance(c, str) for c in self.inputs or ()):
             raise ValueError(f"`inputs` must list column names (str); got {self.inputs!r}.")
+        _check_input_names(type(self), inputs)
         with NUMPYRO_LOCK:
             fitted = self._fit(X, y, sample_weight, inputs, experiments)
         # one swap of the fitted state, so a concurrent prediction sees old or new, not both
@@ -683,6 +686,39 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
         reff = None if self.inference_ == "nuts" else 1.0
         return loo(tree, pointwise=pointwise, var_name=self.model_info_.outcome_site, reff=reff)
+
+
+@functools.cache
+def _method_keywords(cls):
+    """``{name: methods}``: the named parameters of the public methods of ``cls`` that also
+    pass ``**inputs`` to the model."""
+    names = {}
+    for attr in dir(cls):
+        method = getattr(cls, attr)
+        if attr.startswith("_") or not inspect.isfunction(method):
+            continue
+        params = list(inspect.signature(method).parameters.values())[1:]
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            for p in params:
+                if p.kind is not p.VAR_KEYWORD:
+                    names.setdefault(p.name, []).append(attr)
+    return names
+
+
+def _check_input_names(cls, inputs):
+    """A keyword input named like a method's own parameter (``store``, ``kind``, ...) would
+    be taken by that method instead of reaching the model: refuse it at fit."""
+    taken = _method_keywords(cls)
+    clash = [k for k in inputs if k in taken]
+    if clash:
+        k = clash[0]
+        methods = ", ".join(f"{m}()" for m in taken[k])
+        raise ValueError(
+            f"Model input {k!r} is passed as a keyword argument, but {methods} of "
+            f"{cls.__name__} take a parameter {k!r} of their own, so the model would not "
+            f"receive it there. Pass it as a DataFrame column named in `inputs=` (for "
+            f"example inputs=[{k!r}]), or rename the model's argument."
+        )
 
 
 def _tree_attrs(params, spec):

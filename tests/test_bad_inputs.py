@@ -379,6 +379,11 @@ INPUT_CASES = [
          lambda fx: fx.custom_kw.predict(XK, dose=DOSE,
                                          C=np.ones(N)),
          ValueError, r"unexpected \['C'\]"),
+    case("input-named-like-a-method-parameter",
+         lambda fx: fit_quick(ImpactRegressor(group_model, **FAST), D.xn, D.yn,
+                              store=np.arange(100) % 4),
+         ValueError, r"'store' is passed as a keyword.*sample_posterior_predictive\(\).*"
+                     r"inputs=\['store'\]"),
     case("input-column-missing-predict", lambda fx: fx.custom.predict(D.df[["age", "bmi"]]),
          ValueError, r"\['dose'\].*not columns of X"),
     case("input-column-and-keyword", lambda fx: fx.custom.predict(D.df, dose=np.ones(N)),
