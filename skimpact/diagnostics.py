@@ -19,15 +19,16 @@ DataFrame.
 
 import math
 import warnings
+from functools import partial
 from pathlib import Path
 
 import jax
 import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
-from jax.flatten_util import ravel_pytree
-from numpyro.infer.util import initialize_model, unconstrain_fn
 from sklearn.exceptions import ConvergenceWarning
+
+from .model import potential_hessian, unconstrained_point
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -334,14 +335,12 @@ def laplace_correlation(model, args, kwargs, values):
     """
     out = {"laplace_max_abs_corr": math.nan, "laplace_corr": math.nan,
            "laplace_pair": ("", "")}
-    info = initialize_model(jax.random.PRNGKey(0), model, model_args=args, model_kwargs=kwargs)
-    names = list(info.param_info.z)
-    z = unconstrain_fn(model, args, kwargs, {k: values[k] for k in names if k in values})
-    z = {k: z[k] if k in z else info.param_info.z[k] for k in names}
-    flat, unravel = ravel_pytree(z)
-    if not 2 <= flat.size <= _LAPLACE_MAX_DIM:
+    # sizes first (traced, nothing compiled), then one compiled program for the Hessian
+    shapes = jax.eval_shape(partial(unconstrained_point, model), args, kwargs, values)
+    sizes = {k: math.prod(v.shape) for k, v in shapes.items()}
+    if not 2 <= sum(sizes.values()) <= _LAPLACE_MAX_DIM:
         return out
-    hessian = np.asarray(jax.hessian(lambda f: info.potential_fn(unravel(f)))(flat), float)
+    hessian = np.asarray(potential_hessian(model, args, kwargs, values), float)
     if not np.all(np.isfinite(hessian)) or np.linalg.eigvalsh(hessian).min() <= 0:
         return out
     cov = np.linalg.inv(hessian)
@@ -350,8 +349,7 @@ def laplace_correlation(model, args, kwargs, values):
     np.fill_diagonal(corr, 0.0)
     i, j = np.unravel_index(np.argmax(np.abs(corr)), corr.shape)
     i, j = min(i, j), max(i, j)
-    labels = [f"{k}[{n}]" if np.size(z[k]) > 1 else k
-              for k in sorted(z) for n in range(int(np.size(z[k])))]
+    labels = [f"{k}[{n}]" if sizes[k] > 1 else k for k in sorted(sizes) for n in range(sizes[k])]
     out.update(laplace_max_abs_corr=float(abs(corr[i, j])), laplace_corr=float(corr[i, j]),
                laplace_pair=(labels[i], labels[j]))
     return out

@@ -40,7 +40,7 @@ from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout, is_dask_collection
 from .model import (
-    Model, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
+    Model, ModelRef, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
 )
 from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
 from .program import build_program, training_model
@@ -272,8 +272,12 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             program, measured)
         fit_kwargs = {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)}
         params = self.get_params(deep=False)
+        # fits of one program (same model, shapes, no weights, masks or experiments) share
+        # their compiled programs
+        cache_key = program.cache_key if weights is None and mask is None and not measured \
+            else None
         choice = choose_inference(
-            self.inference, fit_model, (Xm,), fit_kwargs,
+            self.inference, ModelRef(fit_model, cache_key), (Xm,), fit_kwargs,
             latent_dim=latent_dimension(info.site_shapes, info.latent_sites),
             n_rows=Xm.shape[0], settings=params, key=jax.random.PRNGKey(0),
         )
@@ -290,8 +294,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
             else None,
             local_sites=tuple(info.local_sites),
-            cache_key=program.cache_key if weights is None and mask is None and not measured
-            else None,
+            cache_key=cache_key,
         )
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason}
         draws = program.add_offsets({**result.draws, **result.deterministic})

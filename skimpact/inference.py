@@ -20,6 +20,7 @@ from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 
 from .diagnostics import laplace_correlation
+from .model import ModelRef
 
 __all__ = ["InferenceError", "InferenceResult", "run_inference"]
 
@@ -161,18 +162,15 @@ def _svi_init(keyed, key, args, kwargs):
     return keyed.make_svi().init(key, *args, **kwargs)
 
 
-@partial(jax.jit, static_argnums=(0, 3))
-def _sample_guide(keyed, key, state, num_samples, args, kwargs):
+@partial(jax.jit, static_argnums=(0, 3, 6))
+def _sample_guide(keyed, key, state, num_samples, args, kwargs, median=False):
+    """``num_samples`` draws of the guide, and its median when ``median`` (one program)."""
     svi = keyed.svi(args, kwargs)
-    return svi.guide.sample_posterior(
-        key, svi.get_params(state), *args, sample_shape=(num_samples,), **kwargs
+    params = svi.get_params(state)
+    draws = svi.guide.sample_posterior(
+        key, params, *args, sample_shape=(num_samples,), **kwargs
     )
-
-
-@partial(jax.jit, static_argnums=(0,))
-def _guide_median(keyed, state, args, kwargs):
-    svi = keyed.svi(args, kwargs)
-    return svi.guide.median(svi.get_params(state))
+    return draws, svi.guide.median(params) if median else None
 
 
 @partial(jax.jit, static_argnums=(0, 2))
@@ -261,7 +259,7 @@ def _run_svi(
     minibatch=None, cache_key=None,
 ):
     n = args[0].shape[0]
-    full_model, full_args, full_kwargs = model, args, kwargs
+    full_model, full_args, full_kwargs = ModelRef(model, cache_key), args, kwargs
     if minibatch is not None and minibatch[0] < n:
         batch, plate = minibatch
         model = _ScaleRows(model, plate=plate, scale=n / batch)
@@ -307,17 +305,16 @@ def _run_svi(
             bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
     if bar is not None:
         bar.close()
-    draws = _sample_guide(keyed, k_post, state, num_samples, args, kwargs)
+    guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
+    mean_field = issubclass(guide_type, _MEAN_FIELD)
+    draws, median = _sample_guide(keyed, k_post, state, num_samples, args, kwargs, mean_field)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     losses = np.concatenate(losses)
-    guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
     diagnostics = {"loss": losses, "fit_seconds": time.perf_counter() - start,
                    "guide": guide_type.__name__}
-    if issubclass(guide_type, _MEAN_FIELD):
-        # what the guide cannot represent: correlations of the posterior at its mean
-        diagnostics.update(laplace_correlation(
-            full_model, full_args, full_kwargs,
-            _guide_median(keyed, state, args, kwargs)))
+    if mean_field:
+        # what the guide cannot represent: correlations of the posterior at its median
+        diagnostics.update(laplace_correlation(full_model, full_args, full_kwargs, median))
     return InferenceResult(draws=draws, diagnostics=diagnostics)
 
 
@@ -334,17 +331,17 @@ def _run_nuts(
     progress_bar,
     cache_key=None,
 ):
-    kernel = NUTS(model, target_accept_prob=target_accept_prob)
     # the warm-up length and target are part of the compiled program (adaptation schedule)
-    ref = _KernelRef(kernel, None if cache_key is None
-                     else (cache_key, target_accept_prob, num_warmup))
+    ref = _KernelRef(model, target_accept_prob, num_warmup,
+                     None if cache_key is None else (cache_key, target_accept_prob, num_warmup))
     start = time.perf_counter()
     # Warm-up and sampling run in compiled loops of at most _NUTS_CHUNK_STEPS iterations,
     # each continuing from the state the last one ended in (the kernel adapts while its
     # iteration count is below num_warmup), so Ctrl-C is honoured between loops. Every loop
-    # of a fit runs one compiled program (MCMC.run would lower and compile one per call).
+    # of a fit runs one compiled program (MCMC.run would lower and compile one per call),
+    # and so does the initialisation (NUTS's eager init compiles one per operation).
     states = [
-        kernel.init(k, num_warmup, model_args=args, model_kwargs=kwargs)
+        _nuts_init(ref, k, args, kwargs)
         for k in (jax.random.split(key, num_chains) if num_chains > 1 else [key])
     ]
     # Chains run one after another, or one per device (as MCMC's "parallel") when there are
@@ -386,18 +383,40 @@ def _run_nuts(
 
 
 class _KernelRef:
-    """A NUTS kernel (set up by its eager ``init``) as a static jit argument: the loops of
-    one fit share one compiled program, and so do fits of the same program with equal keys
-    (the kernel's set-up depends only on the model, its settings and the argument shapes)."""
+    """The recipe of a NUTS kernel (model, target acceptance, warm-up length) as a static
+    jit argument: the loops of one fit share one compiled program, and so do fits of the
+    same program with equal keys.
 
-    def __init__(self, kernel, key=None):
-        self.kernel, self.key = kernel, key if key is not None else id(kernel)
+    Every compiled function builds and initialises its own kernel inside its trace
+    (:meth:`kernel`): NUTS keeps its adaptation schedule and transforms as attributes set
+    by ``init``, and a kernel built inside a trace is dropped with it, so no tracer outlives
+    the trace that made it.
+    """
+
+    def __init__(self, model, target_accept_prob, num_warmup, key=None):
+        self.model, self.target_accept_prob, self.num_warmup = (
+            model, target_accept_prob, num_warmup)
+        self.key = key if key is not None else id(self)
+
+    def init(self, key, args, kwargs):
+        kernel = NUTS(self.model, target_accept_prob=self.target_accept_prob)
+        return kernel, kernel.init(key, self.num_warmup, model_args=args, model_kwargs=kwargs)
+
+    def kernel(self, args, kwargs):
+        """A fresh kernel set up for ``args``; the throw-away ``init`` only fixes the
+        schedule and transforms, and its unused values are compiled away."""
+        return self.init(jax.random.PRNGKey(0), args, kwargs)[0]
 
     def __hash__(self):
         return hash(self.key)
 
     def __eq__(self, other):
         return isinstance(other, _KernelRef) and self.key == other.key
+
+
+@partial(jax.jit, static_argnums=(0,))
+def _nuts_init(ref, key, args, kwargs):
+    return ref.init(key, args, kwargs)[1]
 
 
 def _nuts_steps(kernel, state, length, args, kwargs):
@@ -412,14 +431,14 @@ def _nuts_steps(kernel, state, length, args, kwargs):
 
 @partial(jax.jit, static_argnums=(0, 2))
 def _nuts_chunk(ref, state, length, args, kwargs):
-    return _nuts_steps(ref.kernel, state, length, args, kwargs)
+    return _nuts_steps(ref.kernel(args, kwargs), state, length, args, kwargs)
 
 
 @lru_cache(maxsize=16)
 def _nuts_parallel(ref, length):
     """``_nuts_chunk`` with one chain per device."""
-    return jax.pmap(lambda state, args, kwargs: _nuts_steps(ref.kernel, state, length, args,
-                                                           kwargs),
+    return jax.pmap(lambda state, args, kwargs: _nuts_steps(ref.kernel(args, kwargs), state,
+                                                           length, args, kwargs),
                     in_axes=(0, None, None))
 
 

@@ -9,13 +9,16 @@ import copy
 import hashlib
 import inspect
 from dataclasses import dataclass, field
+from functools import partial
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro import handlers
+from numpyro.infer.util import potential_energy, unconstrain_fn
 
 __all__ = ["Model", "linear_model", "logistic_model", "builtin_scales", "builtin_offsets"]
 
@@ -422,8 +425,52 @@ class ModelInfo:
 def trace_model(model, args, kwargs, seed=0):
     """Trace ``model`` once with a fixed seed.
 
-    A model that fails on the data gets an error naming the last site it reached.
+    The trace runs as one compiled program, its sites' values and distributions (pytrees)
+    returned from it: eagerly, every operation of the model would compile a program of its
+    own. A model that cannot run compiled (Python control flow on values, a distribution
+    that is not a pytree) is traced eagerly. A model that fails on the data gets an error
+    naming the last site it reached.
     """
+    try:
+        layout, arrays = _compiled_trace(model, args, kwargs, seed)
+    except Exception:  # any failure: the eager trace raises the error a user can act on
+        return _eager_trace(model, args, kwargs, seed)
+    tr = {}
+    for name, kind, observed, frames in layout.sites:
+        tr[name] = {"type": kind, "name": name, "is_observed": observed,
+                    "cond_indep_stack": list(frames)}
+        if name in arrays:
+            tr[name]["value"], fn = arrays[name]
+            if fn is not None:
+                tr[name]["fn"] = fn
+    return tr
+
+
+@dataclass(frozen=True)
+class _TraceLayout:
+    """The static part of a trace (site names, types, observed flags, plates), returned
+    from the compiled trace as a pytree node without leaves, so a cached program gives it
+    back too."""
+
+    sites: tuple
+
+
+jax.tree_util.register_static(_TraceLayout)
+
+
+@partial(jax.jit, static_argnums=(0, 3))
+def _compiled_trace(model, args, kwargs, seed):
+    """The trace's layout and ``{site: (value, distribution or None)}``; ``model`` is
+    static, so fits of one program (:class:`ModelRef`) share the compiled trace."""
+    tr = _eager_trace(model, args, kwargs, seed)
+    layout = _TraceLayout(tuple(
+        (k, s["type"], bool(s.get("is_observed", False)), tuple(s.get("cond_indep_stack", ())))
+        for k, s in tr.items()))
+    return layout, {k: (s["value"], s["fn"] if s["type"] == "sample" else None)
+                    for k, s in tr.items() if s["type"] in ("sample", "deterministic")}
+
+
+def _eager_trace(model, args, kwargs, seed):
     with handlers.trace() as tr, handlers.seed(rng_seed=seed):
         try:
             model(*args, **kwargs)
@@ -434,6 +481,60 @@ def trace_model(model, args, kwargs, seed=0):
                 f"The model failed on the training data {where}: {exc}"
             ) from exc
     return tr
+
+
+class ModelRef:
+    """A model as a static argument of the compiled functions below, equal to another with
+    an equal ``key`` (fits of the same program), so those fits share compiled programs;
+    without a key, equal only to itself."""
+
+    def __init__(self, model, key=None):
+        self.model, self.key = model, key if key is not None else id(self)
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, ModelRef) and self.key == other.key
+
+
+def unconstrained_point(model, args, kwargs, values=None, seed=0):
+    """The model's latent sites in unconstrained space: ``values`` (constrained) where
+    given, prior draws (seeded by ``seed``, an int or a PRNG key) for the others.
+
+    Traceable, so it runs inside one compiled program (:func:`start_point`) rather than
+    NumPyro's eager initialisation, which compiles one small program per operation.
+    """
+    seeded = handlers.seed(model, rng_seed=seed)
+    tr = handlers.trace(handlers.substitute(seeded, data=values or {})).get_trace(
+        *args, **kwargs)
+    latent = {k: s["value"] for k, s in tr.items()
+              if s["type"] == "sample" and not s["is_observed"]}
+    return unconstrain_fn(seeded, args, kwargs, latent)
+
+
+@partial(jax.jit, static_argnums=0)
+def start_point(model, args, kwargs, values, seed):
+    """:func:`unconstrained_point` compiled (``model`` static: one program per model)."""
+    return unconstrained_point(model, args, kwargs, values, seed)
+
+
+@partial(jax.jit, static_argnums=0)
+def potential_grad(model, z, args, kwargs):
+    """Gradient of the potential energy (negative log-density) at unconstrained ``z``."""
+    return jax.grad(lambda z: potential_energy(model, args, kwargs, z))(z)
+
+
+@partial(jax.jit, static_argnums=0)
+def potential_hessian(model, args, kwargs, values):
+    """Hessian of the potential energy at :func:`unconstrained_point` of ``values``,
+    flattened in the order of :func:`jax.flatten_util.ravel_pytree` (sites sorted by
+    name)."""
+    flat, unravel = ravel_pytree(unconstrained_point(model, args, kwargs, values))
+    return jax.hessian(lambda f: potential_energy(model, args, kwargs, unravel(f)))(flat)
 
 
 def inspect_model(model, X, outcome, y, inputs, row_inputs=()):

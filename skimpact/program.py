@@ -17,7 +17,7 @@ from jax.experimental import checkify
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
-from .model import inspect_model, trace_model
+from .model import ModelRef, inspect_model, trace_model
 
 __all__ = ["Program", "build_program", "training_model"]
 
@@ -194,15 +194,18 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
     base = model_spec.build()
     _check_outcome_argument(base, outcome)
     kwargs = {outcome: y, **scales, **inputs}
+    cache_key = (model_spec.cache_key(), _reparam_key(reparam), outcome)
     if reparam:
-        _check_reparam(base, X, kwargs, reparam)
+        _check_reparam(ModelRef(base, (cache_key, "without reparam")), X, kwargs, reparam)
     model = _reparameterised(base, reparam)
-    info = inspect_model(model, X, outcome, y, {**scales, **inputs}, row_inputs=row_inputs)
+    # models of one program share the compiled trace that inspects them
+    info = inspect_model(ModelRef(model, cache_key), X, outcome, y, {**scales, **inputs},
+                         row_inputs=row_inputs)
     return Program(
         model=model,
         outcome=outcome,
         info=info,
-        cache_key=(model_spec.cache_key(), _reparam_key(reparam), outcome),
+        cache_key=cache_key,
         scales=scales,
         spec=model_spec.snapshot(),
         reparam=dict(reparam) if reparam else None,

@@ -158,3 +158,60 @@ def test_nuts_refit_compiles_nothing():
     np.testing.assert_array_equal(est.posterior_["posterior"]["b"].values,
                                   twin.posterior_["posterior"]["b"].values)
     assert est.posterior_["posterior"]["b"].shape == (1, 150, 3)
+
+
+_FIRST_FITS = textwrap.dedent("""
+    import json, jax, numpy as np, numpyro, numpyro.distributions as dist
+    count = [0]
+    def on(name, *a, **k):
+        if name == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+    jax.monitoring.register_event_duration_secs_listener(on)
+    from sklearn.base import clone
+    from skimpact import ImpactRegressor, Model
+    def linear():
+        def model(X, y=None):
+            b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
+            sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+            with numpyro.plate("obs", X.shape[0]):
+                numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+        return model
+    X = np.random.default_rng(0).normal(size=(80, 3)).astype(np.float32)
+    y = X @ np.array([1.0, -2.0, 0.5], np.float32)
+    out = {}
+    for name, settings in [("nuts", dict(inference="auto", num_warmup=100, num_samples=100)),
+                           ("mean_field", dict(inference="svi", guide="AutoNormal",
+                                               num_steps=200, num_samples=50))]:
+        est = ImpactRegressor(Model(linear), random_state=0, **settings)
+        before = count[0]
+        est.fit(X, y)
+        first = count[0] - before
+        clone(est).fit(X, y)
+        out[name] = [first, count[0] - before - first, est.inference_]
+    print(json.dumps(out))
+""")
+
+
+def test_first_fits_compile_whole_programs_and_refits_nothing():
+    # A fresh process without the cache: NumPyro's eager NUTS set-up, the model's first
+    # trace and the Laplace check of a mean-field guide once compiled one program per
+    # operation (about 150 for a first NUTS fit); now each is one program.
+    env = {**os.environ, "SKIMPACT_COMPILATION_CACHE": "0"}
+    out = json.loads(subprocess.run([sys.executable, "-c", _FIRST_FITS], env=env, check=True,
+                                    capture_output=True, text=True).stdout.splitlines()[-1])
+    first, refit, method = out["nuts"]
+    assert method == "nuts" and first <= 15 and refit == 0
+    first, refit, method = out["mean_field"]
+    assert method == "svi" and first <= 10 and refit == 0
+
+
+def test_nuts_and_laplace_check_leak_no_tracers():
+    X, y = _data(48)
+    with jax.checking_leaks():
+        nuts = ImpactRegressor(Model(lambda: _linear), inference="nuts", num_warmup=50,
+                               num_samples=50, random_state=1).fit(X, y)
+        svi = ImpactRegressor(Model(lambda: _linear), inference="svi", guide="AutoNormal",
+                              num_steps=1000, learning_rate=0.05, num_samples=20,
+                              random_state=1).fit(X, y)
+    assert np.isfinite(nuts.posterior_["posterior"]["b"].values).all()
+    assert -1 <= svi.diagnostics_["laplace_corr"] <= 1

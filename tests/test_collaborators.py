@@ -14,7 +14,7 @@ from numpyro.infer.reparam import LocScaleReparam
 
 from skimpact import ImpactRegressor, Model
 from skimpact.layout import InputLayout
-from skimpact.model import as_model, inspect_model, linear_model
+from skimpact.model import _eager_trace, as_model, inspect_model, linear_model, trace_model
 from skimpact.posterior import FittedPosterior
 from skimpact.program import build_program
 from skimpact.schema import Labels, posterior_tree, predictive_tree
@@ -152,6 +152,45 @@ def test_deterministic_row_axis_found_by_dependency_not_by_size():
     X, y = np.ones((3, 3), np.float32), np.zeros(3, np.float32)
     info = inspect_model(model, X, "y", y, {})
     assert info.site_row_axis["mu"] == -1 and info.site_row_axis["b2"] is None
+
+
+def _bounded(X, y=None):
+    scale = numpyro.sample("scale", dist.HalfNormal(1.0))
+    b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Uniform(X @ b - scale, X @ b + scale + 10.0), obs=y)
+
+
+def test_compiled_trace_gives_the_eager_trace_values_and_distributions():
+    X, y = np.ones((4, 2), np.float32), np.zeros(4, np.float32)
+    compiled = trace_model(_bounded, (X,), {"y": y})
+    eager = _eager_trace(_bounded, (X,), {"y": y}, 0)
+    assert list(compiled) == list(eager)
+    for k in ("scale", "b", "y"):
+        np.testing.assert_allclose(compiled[k]["value"], eager[k]["value"], rtol=1e-6)
+        assert type(compiled[k]["fn"]) is type(eager[k]["fn"])
+        assert compiled[k]["cond_indep_stack"] == eager[k]["cond_indep_stack"]
+    # the support's bounds come back as values, not tracers
+    np.testing.assert_allclose(compiled["y"]["fn"].support.upper_bound,
+                               eager["y"]["fn"].support.upper_bound, rtol=1e-6)
+
+
+def test_model_that_cannot_compile_is_traced_eagerly_and_errors_name_the_site():
+    def branchy(X, y=None):  # Python control flow on a value: not traceable under jit
+        b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
+        sd = 1.0 if float(np.asarray(y).mean()) > 0 else 2.0
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ b, sd), obs=y)
+
+    X, y = np.ones((3, 2), np.float32), np.ones(3, np.float32)
+    assert inspect_model(branchy, X, "y", y, {}).outcome_site == "y"
+
+    def broken(X, y=None):
+        b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1] + 1]).to_event(1))
+        numpyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
+
+    with pytest.raises(TypeError, match=r"failed on the training data after its site 'b'"):
+        inspect_model(broken, X, "y", y, {})
 
 
 # -------------------------------------------------------------- posterior and schema
