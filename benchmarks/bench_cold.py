@@ -1,6 +1,7 @@
-"""Cold start: the first SVI fit in a fresh process, skimpact against plain NumPyro's
-jitted ``svi.init`` + ``lax.scan`` (5000 steps, AutoNormal, N rows), in paired fresh
-processes run one after the other, under ``/usr/bin/time -v``.
+"""Cold start: the first fit in a fresh process, skimpact against plain NumPyro, in paired
+fresh processes run one after the other, under ``/usr/bin/time -v``: SVI (5000 steps,
+AutoNormal, N rows) against NumPyro's jitted ``svi.init`` + ``lax.scan``, and NUTS (500
+warm-up, 1000 draws, one chain) against ``numpyro.infer.MCMC``.
 
 Usage: ``python benchmarks/bench_cold.py N [pairs]``. Each round starts, in turn:
 
@@ -8,7 +9,8 @@ Usage: ``python benchmarks/bench_cold.py N [pairs]``. Each round starts, in turn
 * ``skimpact``: skimpact with its compilation cache switched off
   (``SKIMPACT_COMPILATION_CACHE=0``): every program compiled;
 * ``skimpact-cache-1`` / ``skimpact-cache-2``: skimpact with the cache in an empty
-  directory, twice: the first process fills it, the second reads it.
+  directory, twice: the first process fills it, the second reads it;
+* ``numpyro-nuts`` / ``skimpact-nuts``: the NUTS pair, both without a cache.
 
 Each process reports its import time, its first fit, a second ("steady") fit of the
 same shape, and its compilations (programs read from the cache not counted);
@@ -36,6 +38,8 @@ def child(impl, n):
         from numpyro.infer import SVI, Trace_ELBO, init_to_median
         from numpyro.infer.autoguide import AutoNormal
         from numpyro.optim import Adam
+    elif impl == "numpyro-nuts":
+        from numpyro.infer import MCMC, NUTS
     else:
         from sklearn.base import clone
 
@@ -56,8 +60,16 @@ def child(impl, n):
 
         def fit():
             jax.block_until_ready(run(jax.random.PRNGKey(0), X, y))
+    elif impl == "numpyro-nuts":
+        mcmc = MCMC(NUTS(linear()), num_warmup=500, num_samples=1000, progress_bar=False)
+
+        def fit():  # the steady fit re-runs the same MCMC object
+            mcmc.run(jax.random.PRNGKey(0), X, y)
+            jax.block_until_ready(mcmc.get_samples())
     else:
-        est = ImpactRegressor(Model(linear), num_steps=STEPS, num_samples=1000, random_state=0)
+        settings = ({"inference": "nuts", "num_warmup": 500} if impl == "skimpact-nuts" else
+                    {"inference": "svi", "guide": "AutoNormal", "num_steps": STEPS})
+        est = ImpactRegressor(Model(linear), num_samples=1000, random_state=0, **settings)
 
         def fit():
             clone(est).fit(X, y)
@@ -72,7 +84,8 @@ def child(impl, n):
 
 
 def _spawn(impl, n, env):
-    cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--one", impl.split("-")[0], str(n)]
+    child_impl = impl if impl.endswith("-nuts") else impl.split("-")[0]
+    cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--one", child_impl, str(n)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
                           cwd=os.path.dirname(os.path.abspath(__file__)))
     out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -101,10 +114,14 @@ def main(n, pairs=3):
                 "skimpact": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},
                 "skimpact-cache-1": {**base, "XDG_CACHE_HOME": cache},
                 "skimpact-cache-2": {**base, "XDG_CACHE_HOME": cache},
+                "numpyro-nuts": base,
+                "skimpact-nuts": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},
             }
             results += [_spawn(impl, n, env) for impl, env in envs.items()]
     rows = []
-    for impl in ("numpyro", "skimpact", "skimpact-cache-1", "skimpact-cache-2"):
+    impls = ("numpyro", "skimpact", "skimpact-cache-1", "skimpact-cache-2", "numpyro-nuts",
+             "skimpact-nuts")
+    for impl in impls:
         rs = [r for r in results if r["impl"] == impl]
         rows.append({
             "impl": impl, "rows": n,
@@ -112,9 +129,10 @@ def main(n, pairs=3):
                for k in ("import_s", "first_fit_s", "steady_fit_s", "compiles", "cache_hits",
                          "process_wall_s", "process_peak_rss_MB")},
         })
-    np_first = rows[0]["first_fit_s"]
+    baseline = {"svi": rows[0]["first_fit_s"], "nuts": rows[4]["first_fit_s"]}
     for r in rows:
-        r["first_fit_ratio"] = r["first_fit_s"] / np_first
+        r["first_fit_ratio"] = r["first_fit_s"] / baseline[
+            "nuts" if r["impl"].endswith("nuts") else "svi"]
         r["first_over_own_steady"] = r["first_fit_s"] / r["steady_fit_s"]
     from _common import report
 

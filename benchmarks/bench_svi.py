@@ -54,8 +54,9 @@ def _numpyro_fit(X, y, batch):
 
 def main(n, repeats=3, batch=None):
     X, y = data(n)
-    est = ImpactRegressor(Model(linear), inference="svi", num_steps=STEPS, num_samples=1000, random_state=0,
-                          fit_batch_size=batch)
+    # the baseline's guide: the default ("auto") would pick a full-rank one for 7 latent dims
+    est = ImpactRegressor(Model(linear), inference="svi", guide="AutoNormal", num_steps=STEPS,
+                          num_samples=1000, random_state=0, fit_batch_size=batch)
     runs = {"numpyro": _numpyro_fit(X, y, batch), "skimpact": lambda: est.fit(X, y)}
     stats = {m: {"times": [], "peak": 0.0} for m in runs}
     for m, fn in runs.items():
