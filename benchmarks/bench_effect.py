@@ -40,7 +40,8 @@ def main(n, repeats=3):
 
     runs = {
         "one": lambda: counterfactual_predict(est, X, inter)["predictions"]["y"].shape,
-        "effect": lambda: effect(est, X, inter)["predictions"]["y"].shape,
+        # kind="predictive" named: a regressor's default is "mean"
+        "effect": lambda: effect(est, X, inter, kind="predictive")["predictions"]["y"].shape,
         "effect_mean": lambda: effect(est, X, inter, kind="mean")["predictions"]["y"].shape,
         "hand2": hand2,
     }

@@ -19,16 +19,14 @@ DataFrame.
 
 import math
 import warnings
-from functools import partial
 from pathlib import Path
 
-import jax
 import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
-from .model import potential_hessian, unconstrained_point
+from .model import potential_hessian
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -335,13 +333,14 @@ def laplace_correlation(model, args, kwargs, values):
     """
     out = {"laplace_max_abs_corr": math.nan, "laplace_corr": math.nan,
            "laplace_pair": ("", "")}
-    # sizes first (traced, nothing compiled), then one compiled program for the Hessian
-    shapes = jax.eval_shape(partial(unconstrained_point, model), args, kwargs, values)
-    sizes = {k: math.prod(v.shape) for k, v in shapes.items()}
-    if not 2 <= sum(sizes.values()) <= _LAPLACE_MAX_DIM:
+    # an unconstrained site has at most as many elements as its value (a simplex one fewer)
+    if sum(math.prod(np.shape(v)) for v in values.values()) > _LAPLACE_MAX_DIM:
         return out
-    hessian = np.asarray(potential_hessian(model, args, kwargs, values), float)
-    if not np.all(np.isfinite(hessian)) or np.linalg.eigvalsh(hessian).min() <= 0:
+    z, hessian = potential_hessian(model, args, kwargs, values)
+    sizes = {k: math.prod(np.shape(v)) for k, v in z.items()}
+    hessian = np.asarray(hessian, float)
+    if hessian.shape[0] < 2 or not np.all(np.isfinite(hessian)) \
+            or np.linalg.eigvalsh(hessian).min() <= 0:
         return out
     cov = np.linalg.inv(hessian)
     sd = np.sqrt(np.diag(cov))

@@ -278,9 +278,27 @@ def _run_svi(
     k_steps = jax.random.fold_in(k_init, 1)
     losses, done = [], 0
     bar = _progress(progress_bar, num_steps, "SVI")
+
+    def check(first, chunk_losses):
+        chunk_losses = np.asarray(chunk_losses)
+        bad = np.flatnonzero(~np.isfinite(chunk_losses))
+        if bad.size:
+            raise InferenceError(
+                f"SVI loss became {chunk_losses[bad[0]]} at step {first + int(bad[0]) + 1} of "
+                f"{num_steps}. Lower `learning_rate`, check the priors and the scale of X and y "
+                "(standardise inputs), or start the guide nearer the data (e.g. init_to_median "
+                "/ init_to_feasible)."
+            )
+        losses.append(chunk_losses)
+        if bar is not None:
+            bar.update(chunk_losses.size)
+            bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
+
+    pending = None
     while done < num_steps:
         # Chunks of one fixed length (and the remainder): few compiles, and Ctrl-C is
-        # honoured between chunks.
+        # honoured between chunks. Each chunk's losses are read while the next one runs,
+        # so the device never waits for the host.
         length = min(_SVI_CHUNK_STEPS, num_steps - done)
         if minibatch is None:
             state, chunk_losses = _svi_chunk(keyed, state, length, args, kwargs)
@@ -288,21 +306,11 @@ def _run_svi(
             state, k_steps, chunk_losses = _svi_minibatch_chunk(
                 keyed, state, length, batch, k_steps, full_args, full_kwargs
             )
-        chunk_losses = np.asarray(chunk_losses)
-        bad = np.flatnonzero(~np.isfinite(chunk_losses))
-        if bad.size:
-            step = done + int(bad[0]) + 1
-            raise InferenceError(
-                f"SVI loss became {chunk_losses[bad[0]]} at step {step} of {num_steps}. "
-                "Lower `learning_rate`, check the priors and the scale of X and y (standardise "
-                "inputs), or start the guide nearer the data (e.g. init_to_median / "
-                "init_to_feasible)."
-            )
-        losses.append(chunk_losses)
+        if pending is not None:
+            check(*pending)
+        pending = (done, chunk_losses)
         done += length
-        if bar is not None:
-            bar.update(length)
-            bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
+    check(*pending)  # num_steps >= 1: there is a last chunk
     if bar is not None:
         bar.close()
     guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read

@@ -530,11 +530,12 @@ def potential_grad(model, z, args, kwargs):
 
 @partial(jax.jit, static_argnums=0)
 def potential_hessian(model, args, kwargs, values):
-    """Hessian of the potential energy at :func:`unconstrained_point` of ``values``,
-    flattened in the order of :func:`jax.flatten_util.ravel_pytree` (sites sorted by
-    name)."""
-    flat, unravel = ravel_pytree(unconstrained_point(model, args, kwargs, values))
-    return jax.hessian(lambda f: potential_energy(model, args, kwargs, unravel(f)))(flat)
+    """The point ``z`` (:func:`unconstrained_point` of ``values``) and the Hessian of the
+    potential energy there, flattened in the order of :func:`jax.flatten_util.ravel_pytree`
+    (sites sorted by name)."""
+    z = unconstrained_point(model, args, kwargs, values)
+    flat, unravel = ravel_pytree(z)
+    return z, jax.hessian(lambda f: potential_energy(model, args, kwargs, unravel(f)))(flat)
 
 
 def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
