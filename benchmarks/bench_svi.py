@@ -10,7 +10,6 @@ import sys
 import time
 
 import jax
-import numpy as np
 from numpyro.infer import SVI, Trace_ELBO, init_to_median
 from numpyro.infer.autoguide import AutoNormal
 from numpyro.optim import Adam
