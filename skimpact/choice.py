@@ -265,7 +265,7 @@ def gradient_seconds(model, args, kwargs, key):
     True
     """
     # a prior draw as the point (one compiled program, not NumPyro's eager initialisation)
-    z = start_point(model, args, kwargs, None, key)
+    z = start_point(model, args, kwargs, key)
     compiled = potential_grad.lower(model, z, args, kwargs).compile()
 
     def grad(z):

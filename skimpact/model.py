@@ -505,8 +505,9 @@ def unconstrained_point(model, args, kwargs, values=None, seed=0):
     """The model's latent sites in unconstrained space: ``values`` (constrained) where
     given, prior draws (seeded by ``seed``, an int or a PRNG key) for the others.
 
-    Traceable, so it runs inside one compiled program (:func:`start_point`) rather than
-    NumPyro's eager initialisation, which compiles one small program per operation.
+    Traceable, so it runs inside one compiled program (:func:`start_point`,
+    :func:`potential_hessian`) rather than NumPyro's eager initialisation, which compiles
+    one small program per operation.
     """
     seeded = handlers.seed(model, rng_seed=seed)
     tr = handlers.trace(handlers.substitute(seeded, data=values or {})).get_trace(
@@ -517,9 +518,10 @@ def unconstrained_point(model, args, kwargs, values=None, seed=0):
 
 
 @partial(jax.jit, static_argnums=0)
-def start_point(model, args, kwargs, values, seed):
-    """:func:`unconstrained_point` compiled (``model`` static: one program per model)."""
-    return unconstrained_point(model, args, kwargs, values, seed)
+def start_point(model, args, kwargs, seed):
+    """A prior draw in unconstrained space (:func:`unconstrained_point` compiled; ``model``
+    static: one program per model)."""
+    return unconstrained_point(model, args, kwargs, seed=seed)
 
 
 @partial(jax.jit, static_argnums=0)
