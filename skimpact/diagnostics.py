@@ -37,11 +37,13 @@ __all__ = [
     "ELBO_RTOL",
     "ELBO_NOISE_Z",
     "MEAN_FIELD_CORR_MAX",
+    "LAPLACE_MAX_DIM",
     "check_convergence",
     "draws_by_chain",
     "elbo_convergence",
     "finish_fit",
     "laplace_correlation",
+    "laplace_correlation_at",
     "loss_window",
     "mcmc_diagnostics",
     "row_dims",
@@ -65,7 +67,7 @@ _ELBO_LATE_SHARE = 0.05
 #: guide (which assumes none) may ignore before the fit warns.
 MEAN_FIELD_CORR_MAX = 0.5
 #: Latent elements up to which the Laplace approximation's Hessian is computed.
-_LAPLACE_MAX_DIM = 2000
+LAPLACE_MAX_DIM = 2000
 #: Steps at the very start of the trace that also stand for its start.
 _ELBO_HEAD = 10
 
@@ -331,12 +333,41 @@ def laplace_correlation(model, args, kwargs, values):
     >>> round(out["laplace_corr"], 2), out["laplace_pair"]
     (-1.0, ('b[0]', 'b[1]'))
     """
+    # an unconstrained site has at most as many elements as its value (a simplex one fewer)
+    if sum(math.prod(np.shape(v)) for v in values.values()) > LAPLACE_MAX_DIM:
+        return laplace_correlation_at(None, None)
+    return laplace_correlation_at(*potential_hessian(model, args, kwargs, values))
+
+
+def laplace_correlation_at(z, hessian):
+    """:func:`laplace_correlation` from the potential energy's Hessian at the point ``z``.
+
+    Parameters
+    ----------
+    z : dict or None
+        ``{latent site: unconstrained value}``; ``None`` when the Hessian was not computed
+        (more than :data:`LAPLACE_MAX_DIM` latent elements).
+    hessian : array of shape (d, d) or None
+        Hessian of the potential energy at ``z``, flattened in the order of
+        :func:`jax.flatten_util.ravel_pytree` (sites sorted by name).
+
+    Returns
+    -------
+    dict
+        As :func:`laplace_correlation`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.diagnostics import laplace_correlation_at
+    >>> out = laplace_correlation_at({"b": np.zeros(2)}, np.array([[1.0, 0.5], [0.5, 1.0]]))
+    >>> round(out["laplace_corr"], 2), out["laplace_pair"]
+    (-0.5, ('b[0]', 'b[1]'))
+    """
     out = {"laplace_max_abs_corr": math.nan, "laplace_corr": math.nan,
            "laplace_pair": ("", "")}
-    # an unconstrained site has at most as many elements as its value (a simplex one fewer)
-    if sum(math.prod(np.shape(v)) for v in values.values()) > _LAPLACE_MAX_DIM:
+    if z is None:
         return out
-    z, hessian = potential_hessian(model, args, kwargs, values)
     sizes = {k: math.prod(np.shape(v)) for k, v in z.items()}
     hessian = np.asarray(hessian, float)
     if hessian.shape[0] < 2 or not np.all(np.isfinite(hessian)) \
@@ -495,6 +526,14 @@ def _elbo_message(diag):
             f"The SVI loss diverged: it rose from {start:.4g} over the first steps to "
             f"{end:.4g} over the last. Lower `learning_rate` (it must be positive, e.g. 0.001 "
             "to 0.01), and standardise X and y if their scales are large."
+        )
+    if problem == "stalled" and end > start:
+        return (
+            f"The SVI loss stalled: it averaged {start:.4g} over the first steps and {end:.4g} "
+            "over the last, higher but within its noise. If it jumps from step to step, "
+            "lower `learning_rate` (e.g. 0.001 to 0.01); if it stays flat, raise it (it must "
+            "be positive, e.g. 0.01) and check that the model's likelihood depends on its "
+            "parameters."
         )
     if problem == "stalled":
         return (

@@ -22,7 +22,6 @@ from abc import ABCMeta, abstractmethod
 from dataclasses import replace
 from numbers import Integral, Real
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -44,7 +43,7 @@ from .model import (
 )
 from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
 from .program import build_program, training_model
-from .schema import Labels, log_likelihood_tree, posterior_tree, prior_tree
+from .schema import DeferredTree, Labels, log_likelihood_tree, posterior_tree, prior_tree
 
 __all__ = ["ImpactRegressor", "ImpactClassifier"]
 
@@ -229,8 +228,23 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             fitted = self._fit(X, y, sample_weight, inputs, experiments)
         # one swap of the fitted state, so a concurrent prediction sees old or new, not both
         vars(self).update(fitted)
-        self.diagnostics_ = finish_fit(self.diagnostics_, self.inference_, self.posterior_)
+        self.diagnostics_ = finish_fit(
+            self.diagnostics_, self.inference_,
+            self.posterior_ if self.inference_ == "nuts" else None,  # read for NUTS only
+        )
         return self
+
+    @property
+    def posterior_(self):
+        """The fitted posterior as a DataTree (see the class's Attributes); built from the
+        draws frozen at fit when first read."""
+        try:
+            deferred = vars(self)["_posterior"]
+        except KeyError:
+            raise AttributeError(
+                f"{type(self).__name__} has no attribute 'posterior_': fit it first."
+            ) from None
+        return deferred.get()
 
     def _fit(self, X, y, sample_weight, inputs, experiments=None):
         factory = self._default_factory(None)[0]
@@ -279,7 +293,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         choice = choose_inference(
             self.inference, ModelRef(fit_model, cache_key), (Xm,), fit_kwargs,
             latent_dim=latent_dimension(info.site_shapes, info.latent_sites),
-            n_rows=Xm.shape[0], settings=params, key=jax.random.PRNGKey(0),
+            n_rows=Xm.shape[0], settings=params, key=make_key(0, "fit"),
         )
         params = {**params, "inference": choice.method, "guide": choice.guide}
         result = run_inference(
@@ -302,13 +316,13 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                         feature_names=getattr(layout, "feature_names_in_", None))
         y_obs = program.add_offsets({info.outcome_site: y_model})[info.outcome_site]
         y_obs = np.where(observed, y_obs, np.nan) if mask is not None else y_obs
-        tree = posterior_tree(
-            draws, labels, {k: info.site_row_axis.get(k) for k in draws},
+        tree = DeferredTree(
+            posterior_tree, draws, labels, {k: info.site_row_axis.get(k) for k in draws},
             observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
             attrs=attrs,
         )
         fitted = {
-            "posterior_": tree,
+            "_posterior": tree,
             "diagnostics_": {**result.diagnostics, "inference_choice": choice.as_dict()},
             "model_": program.spec,
             "model_info_": info,

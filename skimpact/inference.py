@@ -6,8 +6,11 @@ MCMC objects is kept, so fitted estimators pickle cleanly and predictions never 
 guide with the outcome unobserved.
 """
 
+import math
 import numbers
 import time
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
@@ -19,8 +22,8 @@ from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 
-from .diagnostics import laplace_correlation
-from .model import ModelRef
+from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
+from .model import ModelRef, potential_hessian
 
 __all__ = ["InferenceError", "InferenceResult", "run_inference"]
 
@@ -118,7 +121,9 @@ def _svi_settings(s):
 
 _MEAN_FIELD = (autoguide.AutoNormal, autoguide.AutoDiagonalNormal)
 _DETERMINISTIC_ELEMENTS = 2**24  # draws x rows evaluated at once for deterministic sites
-_SVI_CHUNK_STEPS = 100  # SVI steps per compiled loop; KeyboardInterrupt lands between loops
+_SVI_FIRST_CHUNK = 100  # SVI steps of the first compiled loop, which times one step
+_SVI_MAX_CHUNK = 10_000  # most SVI steps per compiled loop (the size of its loss buffer)
+_SVI_CHUNK_SECONDS = 0.25  # aimed-at wall time of one loop; KeyboardInterrupt lands between
 _NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop
 
 
@@ -138,7 +143,8 @@ class _Keyed:
     """
 
     def __init__(self, make_svi, key):
-        self.make_svi, self.key = make_svi, key if key is not None else id(make_svi)
+        self.make_svi, self.shared = make_svi, key is not None
+        self.key = key if self.shared else id(make_svi)
 
     def svi(self, args, kwargs):
         """A fresh SVI object with its guide set up for ``args``; the throw-away ``init``
@@ -154,51 +160,115 @@ class _Keyed:
         return isinstance(other, _Keyed) and self.key == other.key
 
 
-@partial(jax.jit, static_argnums=(0,))
-def _svi_init(keyed, key, args, kwargs):
-    # One compiled program for the guide's prototype, init_loc_fn and the initial
-    # parameters, instead of NumPyro's eager op-by-op initialisation (one small XLA
-    # compilation per operation).
-    return keyed.make_svi().init(key, *args, **kwargs)
-
-
-@partial(jax.jit, static_argnums=(0, 3, 6))
-def _sample_guide(keyed, key, state, num_samples, args, kwargs, median=False):
-    """``num_samples`` draws of the guide, and its median when ``median`` (one program)."""
+@partial(jax.jit, static_argnums=(0, 1, 4))
+def _sample_guide(keyed, laplace_model, key, state, num_samples, args, kwargs, full_args,
+                  full_kwargs):
+    """``num_samples`` draws of the guide (with the draws' key of the fit's ``key``) and,
+    when ``laplace_model`` is given and the latent values have at most ``LAPLACE_MAX_DIM``
+    elements, the point and Hessian of the Laplace check at the guide's median on the full
+    data: one program."""
     svi = keyed.svi(args, kwargs)
     params = svi.get_params(state)
     draws = svi.guide.sample_posterior(
-        key, params, *args, sample_shape=(num_samples,), **kwargs
+        _fit_keys(key)[1], params, *args, sample_shape=(num_samples,), **kwargs
     )
-    return draws, svi.guide.median(params) if median else None
+    if laplace_model is None:
+        return draws, None
+    median = svi.guide.median(params)
+    if sum(math.prod(jnp.shape(v)) for v in median.values()) > LAPLACE_MAX_DIM:
+        return draws, None
+    return draws, potential_hessian(laplace_model, full_args, full_kwargs, median)
 
 
-@partial(jax.jit, static_argnums=(0, 2))
+def _fit_keys(key):
+    """The fit's keys, derived inside the programs: (initial parameters, guide draws,
+    minibatch rows)."""
+    k_init, k_post = jax.random.split(key)
+    return k_init, k_post, jax.random.fold_in(k_init, 1)
+
+
+@partial(jax.jit, static_argnums=(0,))
 def _svi_chunk(keyed, state, length, args, kwargs):
+    """``length`` (a traced count, at most ``_SVI_MAX_CHUNK``) SVI steps from ``state``;
+    the losses fill the first ``length`` entries of a buffer of fixed size. One program
+    runs every chunk, whatever its length, so the schedule is free to follow the clock."""
     svi = keyed.svi(args, kwargs)
 
-    def step(state, _):
+    def step(i, carry):
+        state, losses = carry
         state, loss = svi.update(state, *args, **kwargs)
-        return state, loss
+        return state, losses.at[i].set(loss)
 
-    return jax.lax.scan(step, state, None, length=length)
+    return jax.lax.fori_loop(0, length, step, (state, _loss_buffer()))
 
 
-@partial(jax.jit, static_argnums=(0, 2, 3))
-def _svi_minibatch_chunk(keyed, state, length, batch, key, args, kwargs):
+@partial(jax.jit, static_argnums=(0, 1))
+def _svi_minibatch_chunk(keyed, batch, state, length, args, kwargs):
+    """:func:`_svi_chunk` on a random minibatch of ``batch`` rows per step; ``state`` is
+    the SVI state and the key of the next minibatch."""
     n = args[0].shape[0]
     svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(batch, int), n))
 
-    def step(carry, _):
-        state, key = carry
+    def step(i, carry):
+        (state, key), losses = carry
         key, k_rows = jax.random.split(key)
         idx = jax.random.randint(k_rows, (batch,), 0, n)
         b_args, b_kwargs = _rows(args, kwargs, idx, n)
         state, loss = svi.update(state, *b_args, **b_kwargs)
-        return (state, key), loss
+        return (state, key), losses.at[i].set(loss)
 
-    (state, key), losses = jax.lax.scan(step, (state, key), None, length=length)
-    return state, key, losses
+    return jax.lax.fori_loop(0, length, step, (state, _loss_buffer()))
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _initial_state(keyed, batch, key, args, kwargs):
+    """The guide's initial parameters (NumPyro's ``SVI.init``) for the fit's ``key``, in
+    one program rather than NumPyro's op-by-op set-up; with minibatches of ``batch`` rows,
+    set up on one such minibatch and returned with the key of the next."""
+    k_init, _, k_steps = _fit_keys(key)
+    if batch is None:
+        return keyed.make_svi().init(k_init, *args, **kwargs)
+    n = args[0].shape[0]
+    k_init, k_rows = jax.random.split(k_init)
+    args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
+    return keyed.make_svi().init(k_init, *args, **kwargs), k_steps
+
+
+def _compile_together(*calls):
+    """Trace and lower each ``(jitted function, arguments)`` here, compiling each in a
+    thread of its own as soon as it is lowered (XLA compiles without holding the GIL): the
+    next program is traced while the last compiles, and a first fit waits for its slowest
+    program, not for their sum. Programs compiled before are found in JAX's caches and
+    compile nothing."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        compiled = [pool.submit(fn.lower(*args).compile) for fn, args in calls]
+    for c in compiled:
+        c.result()  # a failed compilation raises here
+
+
+_PREPARED = OrderedDict()  # signatures of the shared programs compiled together
+_PREPARED_MAX = 64
+
+
+def _prepared(static, inputs, prepare):
+    """``prepare()`` (compile the fit's programs together) once per shared program
+    (``static`` starts with its recipe) and input types: a refit of the same shapes goes
+    straight to its compiled programs."""
+    if not static[0].shared:
+        return prepare()
+    leaves, treedef = jax.tree.flatten(inputs)
+    signature = (static, treedef, tuple(jax.typeof(v) for v in leaves))
+    if signature in _PREPARED:
+        _PREPARED.move_to_end(signature)
+        return
+    prepare()
+    _PREPARED[signature] = True
+    if len(_PREPARED) > _PREPARED_MAX:
+        _PREPARED.popitem(last=False)
+
+
+def _loss_buffer():
+    return jnp.full(_SVI_MAX_CHUNK, jnp.nan, dtype=jnp.result_type(float))
 
 
 def _make_svi(model, guide, learning_rate):
@@ -261,26 +331,26 @@ def _run_svi(
     n = args[0].shape[0]
     full_model, full_args, full_kwargs = ModelRef(model, cache_key), args, kwargs
     if minibatch is not None and minibatch[0] < n:
-        batch, plate = minibatch
-        model = _ScaleRows(model, plate=plate, scale=n / batch)
-        key, k_rows = jax.random.split(key)
-        args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
+        plate = minibatch[1]
+        model = _ScaleRows(model, plate=plate, scale=n / minibatch[0])
+        # the guide's draws and the Laplace check see one minibatch's shapes
+        args, kwargs = _rows(args, kwargs, np.arange(minibatch[0]), n)
     else:
         minibatch = None
     if cache_key is not None:
         # the guide is part of the compiled program: fits share it only with the same guide
         cache_key = (cache_key, _hashable(guide), learning_rate, minibatch)
     keyed = _Keyed(partial(_make_svi, model, guide, learning_rate), cache_key)
-    k_init, k_post = jax.random.split(key)
+    batch = None if minibatch is None else minibatch[0]
+    guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
+    # what a mean-field guide cannot represent: correlations of the posterior at its median
+    laplace_model = full_model if issubclass(guide_type, _MEAN_FIELD) else None
     start = time.perf_counter()
-    # The guide's prototype is traced here, with the outcome observed (kwargs hold y).
-    state = _svi_init(keyed, k_init, args, kwargs)
-    k_steps = jax.random.fold_in(k_init, 1)
-    losses, done = [], 0
+    losses = []
     bar = _progress(progress_bar, num_steps, "SVI")
 
-    def check(first, chunk_losses):
-        chunk_losses = np.asarray(chunk_losses)
+    def check(first, chunk_losses, length):
+        chunk_losses = np.asarray(chunk_losses)[:length]
         bad = np.flatnonzero(~np.isfinite(chunk_losses))
         if bad.size:
             raise InferenceError(
@@ -294,35 +364,57 @@ def _run_svi(
             bar.update(chunk_losses.size)
             bar.set_postfix(loss=f"{chunk_losses[-1]:.4g}")
 
-    pending = None
+    if minibatch is None:
+        chunk = partial(_svi_chunk, keyed)
+        chunk_args = (args, kwargs)
+    else:
+        chunk = partial(_svi_minibatch_chunk, keyed, batch)
+        chunk_args = (full_args, full_kwargs)
+    final = partial(_sample_guide, keyed, laplace_model)
+    final_args = (num_samples, args, kwargs, full_args, full_kwargs)
+
+    def prepare():
+        # the guide's prototype is traced with the outcome observed (kwargs hold y)
+        # what the initial state will be (types only), to compile the rest while it runs
+        blank = jax.eval_shape(_initial_state, keyed, batch, key, full_args, full_kwargs)
+        _compile_together(
+            (_initial_state, (keyed, batch, key, full_args, full_kwargs)),
+            (chunk.func, (*chunk.args, blank, 1, *chunk_args)),
+            (final.func, (*final.args, key, blank[0] if minibatch else blank, *final_args)),
+        )
+
+    _prepared((keyed, batch, laplace_model, num_samples), (full_args, full_kwargs), prepare)
+    state = _initial_state(keyed, batch, key, full_args, full_kwargs)
+
+    # The first chunk is short and waited for: its time per step sets the length of the
+    # others, about _SVI_CHUNK_SECONDS each, so a small model pays few dispatches and a big
+    # one still answers Ctrl-C and moves the progress bar. Each later chunk's losses are read
+    # while the next one runs, so the device never waits for the host. The steps, and so the
+    # fit, are the same for any schedule.
+    length = min(_SVI_FIRST_CHUNK, num_steps)
+    state, chunk_losses = chunk(state, length, *chunk_args)
+    t0 = time.perf_counter()  # the loop is compiled and running
+    check(0, chunk_losses, length)
+    per_step = max(time.perf_counter() - t0, 1e-9) / length
+    planned = int(np.clip(_SVI_CHUNK_SECONDS / per_step, 1, _SVI_MAX_CHUNK))
+    done, pending = length, None
     while done < num_steps:
-        # Chunks of one fixed length (and the remainder): few compiles, and Ctrl-C is
-        # honoured between chunks. Each chunk's losses are read while the next one runs,
-        # so the device never waits for the host.
-        length = min(_SVI_CHUNK_STEPS, num_steps - done)
-        if minibatch is None:
-            state, chunk_losses = _svi_chunk(keyed, state, length, args, kwargs)
-        else:
-            state, k_steps, chunk_losses = _svi_minibatch_chunk(
-                keyed, state, length, batch, k_steps, full_args, full_kwargs
-            )
+        length = min(planned, num_steps - done)
+        state, chunk_losses = chunk(state, length, *chunk_args)
         if pending is not None:
             check(*pending)
-        pending = (done, chunk_losses)
+        pending = (done, chunk_losses, length)
         done += length
-    check(*pending)  # num_steps >= 1: there is a last chunk
+    draws, laplace = final(key, state[0] if minibatch else state, *final_args)
+    if pending is not None:
+        check(*pending)
     if bar is not None:
         bar.close()
-    guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
-    mean_field = issubclass(guide_type, _MEAN_FIELD)
-    draws, median = _sample_guide(keyed, k_post, state, num_samples, args, kwargs, mean_field)
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
-    losses = np.concatenate(losses)
-    diagnostics = {"loss": losses, "fit_seconds": time.perf_counter() - start,
+    diagnostics = {"loss": np.concatenate(losses), "fit_seconds": time.perf_counter() - start,
                    "guide": guide_type.__name__}
-    if mean_field:
-        # what the guide cannot represent: correlations of the posterior at its median
-        diagnostics.update(laplace_correlation(full_model, full_args, full_kwargs, median))
+    if laplace_model is not None:
+        diagnostics.update(laplace_correlation_at(*(laplace or (None, None))))
     return InferenceResult(draws=draws, diagnostics=diagnostics)
 
 

@@ -9,6 +9,7 @@ nothing here knows of scikit-learn estimators.
 
 import numbers
 import threading
+from functools import lru_cache
 
 import jax
 import numpy as np
@@ -229,11 +230,18 @@ class FittedPosterior:
 
 def make_key(random_state, purpose):
     """A JAX key for ``purpose`` ("fit", "predict" or "prior") from a scikit-learn
-    ``random_state``: fixed for an int, drawn afresh from a RandomState, Generator or None."""
+    ``random_state``: fixed for an int, drawn afresh from a RandomState, Generator or None.
+    """
     if isinstance(random_state, numbers.Integral):
-        seed = int(random_state)
-    elif isinstance(random_state, np.random.Generator):
+        return _fixed_key(int(random_state), purpose)
+    if isinstance(random_state, np.random.Generator):
         seed = int(random_state.integers(2**31 - 1))
     else:
         seed = int(check_random_state(random_state).randint(2**31 - 1))
+    return jax.random.fold_in(jax.random.PRNGKey(seed), _SALT[purpose])
+
+
+@lru_cache(maxsize=256)
+def _fixed_key(seed, purpose):
+    # an int random_state's keys are made once: each is two small device programs
     return jax.random.fold_in(jax.random.PRNGKey(seed), _SALT[purpose])

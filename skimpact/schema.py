@@ -11,6 +11,7 @@ dims) are ``<site>_dim_<i>``. This module knows nothing of JAX or scikit-learn.
 
 import json
 from datetime import datetime, timezone
+from functools import partial
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = [
     "effect_tree_of",
     "observed_dataset",
     "encode_attr",
+    "DeferredTree",
 ]
 
 POSTERIOR = "posterior"
@@ -138,10 +140,14 @@ def _dataset(arrays, labels, row_axes=None):
     return xr.Dataset(variables, coords=coords)
 
 
-def _tree(groups, attrs):
+def _now():
+    return datetime.now(timezone.utc).isoformat()
+
+
+def _tree(groups, attrs, created_at=None):
     tree = xr.DataTree.from_dict({f"/{k}": v for k, v in groups.items() if v is not None})
     tree.attrs = {
-        "created_at": datetime.now(timezone.utc).isoformat(),
+        "created_at": created_at or _now(),
         "skimpact_version": _VERSION,
         "inference_library": "numpyro",
         **{k: encode_attr(v) for k, v in (attrs or {}).items()},
@@ -157,7 +163,8 @@ def observed_dataset(site, y, labels):
     )
 
 
-def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, attrs=None):
+def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, attrs=None,
+                   created_at=None):
     """The fitted posterior: groups ``posterior``, ``observed_data`` and, for MCMC,
     ``sample_stats`` (``diverging``).
 
@@ -172,13 +179,44 @@ def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, at
         The outcome site and its observed values.
     diverging : ndarray of shape (chain, draw), optional
     attrs : dict, optional
+    created_at : str, optional
+        ISO time of the fit; default now.
     """
     groups = {POSTERIOR: _dataset(draws, labels, row_axes)}
     if observed is not None:
         groups[OBSERVED_DATA] = observed_dataset(*observed, labels)
     if diverging is not None:
         groups[SAMPLE_STATS] = _dataset({"diverging": diverging}, labels)
-    return _tree(groups, attrs)
+    return _tree(groups, attrs, created_at)
+
+
+class DeferredTree:
+    """A tree built by ``builder(*args, **kwargs)`` when first asked for, then kept.
+
+    A fit freezes what its ``posterior_`` tree is made of and builds the tree only when it
+    is read: labelling the draws costs more than a small model's whole SVI fit. The
+    creation time recorded in the tree's attrs is the fit's, not the first read's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> tree = DeferredTree(posterior_tree, {"a": np.zeros((1, 3))}, Labels("obs", []), {})
+    >>> tree.get()["posterior"]["a"].dims
+    ('chain', 'draw')
+    """
+
+    def __init__(self, builder, *args, **kwargs):
+        self._build = partial(builder, *args, **kwargs, created_at=_now())
+        self._tree = None
+
+    def get(self):
+        """The tree (built on the first call)."""
+        if self._tree is None:
+            self._tree = self._build()
+        return self._tree
+
+    def __getstate__(self):  # a pickle keeps the ingredients, not the built tree
+        return {"_build": self._build, "_tree": None}
 
 
 def predictive_tree(posterior, arrays, labels, row_axes, *, in_sample, attrs=None):

@@ -201,8 +201,10 @@ def test_first_fits_compile_whole_programs_and_refits_nothing():
                                     capture_output=True, text=True).stdout.splitlines()[-1])
     first, refit, method = out["nuts"]
     assert method == "nuts" and first <= 15 and refit == 0
+    # SVI after it in the same process: the guide's initialisation, the steps, and the
+    # draws with the Laplace check (the model's trace is shared with the NUTS fit)
     first, refit, method = out["mean_field"]
-    assert method == "svi" and first <= 10 and refit == 0
+    assert method == "svi" and first <= 4 and refit == 0
 
 
 def test_nuts_and_laplace_check_leak_no_tracers():
@@ -215,3 +217,25 @@ def test_nuts_and_laplace_check_leak_no_tracers():
                               random_state=1).fit(X, y)
     assert np.isfinite(nuts.posterior_["posterior"]["b"].values).all()
     assert -1 <= svi.diagnostics_["laplace_corr"] <= 1
+
+
+def test_the_svi_chunk_schedule_changes_nothing_of_the_fit(monkeypatch):
+    # The chunk lengths follow the clock; the fit must not: one compiled loop runs every
+    # chunk, so a first chunk of 3 steps and then chunks of one step (each planned to last
+    # 1e-9 s) give the same losses and draws bit for bit as the default schedule (100
+    # steps, then chunks of ~0.25 s, here the remaining steps at once).
+    from skimpact import inference
+
+    X, y = _data(40)
+    est = ImpactRegressor(Model(lambda: _linear), inference="svi", guide="AutoNormal",
+                          num_steps=60, num_samples=20, random_state=2)
+    batched = clone(est).set_params(fit_batch_size=16)
+    default = est.fit(X, y), clone(batched).fit(X, y)
+    monkeypatch.setattr(inference, "_SVI_FIRST_CHUNK", 3)
+    monkeypatch.setattr(inference, "_SVI_CHUNK_SECONDS", 1e-9)
+    tiny = clone(est).fit(X, y), clone(batched).fit(X, y)
+    for a, b in zip(default, tiny):
+        assert len(b.diagnostics_["loss"]) == 60
+        np.testing.assert_array_equal(a.diagnostics_["loss"], b.diagnostics_["loss"])
+        np.testing.assert_array_equal(a.posterior_["posterior"]["b"].values,
+                                      b.posterior_["posterior"]["b"].values)

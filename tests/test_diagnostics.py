@@ -266,3 +266,15 @@ def test_progress_bar_on_batched_predictions(capsys):
     est.set_params(progress_bar=False)
     est.predict(X)
     assert "80/80" in capsys.readouterr().err
+
+
+def test_a_loss_that_rose_within_its_noise_is_not_told_to_raise_the_step_size_only():
+    # a too-large learning rate: the loss jumps about and ends higher, though not beyond noise
+    rng = np.random.default_rng(3)
+    loss = 900.0 + 600.0 * rng.standard_exponential(400)
+    loss[-50:] += 200.0
+    with pytest.warns(ConvergenceWarning, match="stalled") as caught:
+        out = finish_fit({"loss": loss}, "svi", None)
+    assert out["elbo_problem"] == "stalled" and out["elbo_end"] > out["elbo_start"]
+    message = str(caught[0].message)
+    assert "higher but within its noise" in message and "lower `learning_rate`" in message

@@ -76,3 +76,24 @@ def test_bare_lambda_model_fails_at_save_time_with_a_fix():
     est = ImpactRegressor(make(), **MAP)
     with pytest.raises(pickle.PicklingError, match="top level of an importable module"):
         pickle.dumps(est)
+
+
+def test_posterior_tree_is_built_from_the_fit_when_first_read():
+    # fit freezes the draws; the tree is built on the first read, the same before and
+    # after pickling, with the fit's time in its attrs
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(30, 2)); y = X @ [1.0, -1.0] + rng.normal(0, 0.3, 30)
+    est = ImpactRegressor(inference="svi", num_steps=100, num_samples=10,
+                          random_state=0).fit(X, y)
+    state = dict(vars(est))
+    copy = pickle.loads(pickle.dumps(est))  # pickled before anything read the tree
+    tree = est.posterior_
+    assert tree is est.posterior_  # built once
+    assert vars(est).keys() == state.keys()  # the estimator's own state is untouched
+    assert all(vars(est)[k] is v for k, v in state.items())
+    again = copy.posterior_
+    assert again.attrs == tree.attrs  # created_at included: the fit's time
+    np.testing.assert_array_equal(again["posterior"]["coef"].values,
+                                  tree["posterior"]["coef"].values)
+    with pytest.raises(AttributeError, match="fit it first"):
+        ImpactRegressor().posterior_
