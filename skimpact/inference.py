@@ -110,7 +110,7 @@ def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key,
         raise ValueError(f"`inference` must be one of 'svi', 'nuts', 'map'; got {method!r}.")
     result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
     result.deterministic = _deterministic_sites(
-        model, args, kwargs, result.draws, deterministic_sites, key
+        ModelRef(model, cache_key), args, kwargs, result.draws, tuple(deterministic_sites), key
     )
     return result
 
@@ -554,10 +554,18 @@ def _deterministic_sites(model, args, kwargs, latent, names, key):
     parts = []
     for start in range(0, total, step):
         chunk = {k: v[start : start + step] for k, v in flat.items()}
-        pred = Predictive(model, posterior_samples=chunk, return_sites=list(names))
-        parts.append({k: np.asarray(v) for k, v in pred(key, *args, **kwargs).items()})
+        parts.append({k: np.asarray(v) for k, v in
+                      _deterministic_draws(model, names, key, chunk, args, kwargs).items()})
     out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     return {k: v.reshape((n_chain, n_draw) + v.shape[1:]) for k, v in out.items()}
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _deterministic_draws(model, names, key, draws, args, kwargs):
+    """The sites ``names`` for each of ``draws``: one program per model (a
+    :class:`~skimpact.model.ModelRef`) and shape, which refits of the model share."""
+    return Predictive(model, posterior_samples=draws, return_sites=list(names))(
+        key, *args, **kwargs)
 
 
 def _progress(enabled, total, desc):

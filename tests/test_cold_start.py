@@ -239,3 +239,18 @@ def test_the_svi_chunk_schedule_changes_nothing_of_the_fit(monkeypatch):
         np.testing.assert_array_equal(a.diagnostics_["loss"], b.diagnostics_["loss"])
         np.testing.assert_array_equal(a.posterior_["posterior"]["b"].values,
                                       b.posterior_["posterior"]["b"].values)
+
+
+def test_refit_of_a_model_with_deterministic_sites_compiles_nothing():
+    # the built-in linear model records deterministic sites, evaluated per draw after the
+    # fit in one program per model and shape (it used to compile a loop on every fit)
+    X, y = _data(33)
+    est = ImpactRegressor(inference="svi", num_steps=50, num_samples=10, random_state=0)
+    est.fit(X, y)
+    assert est.model_info_.deterministic_sites
+    before = _EVENTS["compile"]
+    twin = clone(est).fit(X, y)
+    assert _EVENTS["compile"] == before
+    for site in est.model_info_.deterministic_sites:
+        np.testing.assert_array_equal(est.posterior_["posterior"][site].values,
+                                      twin.posterior_["posterior"][site].values)
