@@ -8,6 +8,8 @@ guide with the outcome unobserved.
 
 import math
 import numbers
+import signal
+import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -374,8 +376,8 @@ def _run_svi(
     final_args = (num_samples, args, kwargs, full_args, full_kwargs)
 
     def prepare():
-        # the guide's prototype is traced with the outcome observed (kwargs hold y)
-        # what the initial state will be (types only), to compile the rest while it runs
+        # The guide's prototype is traced with the outcome observed (kwargs hold y); the
+        # initial state's types let the steps and draws compile while it is computed.
         blank = jax.eval_shape(_initial_state, keyed, batch, key, full_args, full_kwargs)
         _compile_together(
             (_initial_state, (keyed, batch, key, full_args, full_kwargs)),
@@ -383,28 +385,29 @@ def _run_svi(
             (final.func, (*final.args, key, blank[0] if minibatch else blank, *final_args)),
         )
 
-    _prepared((keyed, batch, laplace_model, num_samples), (full_args, full_kwargs), prepare)
-    state = _initial_state(keyed, batch, key, full_args, full_kwargs)
-
-    # The first chunk is short and waited for: its time per step sets the length of the
-    # others, about _SVI_CHUNK_SECONDS each, so a small model pays few dispatches and a big
-    # one still answers Ctrl-C and moves the progress bar. Each later chunk's losses are read
-    # while the next one runs, so the device never waits for the host. The steps, and so the
-    # fit, are the same for any schedule.
-    length = min(_SVI_FIRST_CHUNK, num_steps)
-    state, chunk_losses = chunk(state, length, *chunk_args)
-    t0 = time.perf_counter()  # the loop is compiled and running
-    check(0, chunk_losses, length)
-    per_step = max(time.perf_counter() - t0, 1e-9) / length
-    planned = int(np.clip(_SVI_CHUNK_SECONDS / per_step, 1, _SVI_MAX_CHUNK))
-    done, pending = length, None
-    while done < num_steps:
-        length = min(planned, num_steps - done)
+    with _Interrupts() as interrupts:  # from the compilation to the last chunk
+        _prepared((keyed, batch, laplace_model, num_samples), (full_args, full_kwargs), prepare)
+        state = _initial_state(keyed, batch, key, full_args, full_kwargs)
+        # The first chunk is short and waited for: its time per step sets the length of the
+        # others, about _SVI_CHUNK_SECONDS each, so a small model pays few dispatches and a
+        # big one still answers Ctrl-C and moves the progress bar. Each later chunk's losses
+        # are read while the next one runs, so the device never waits for the host. The
+        # steps, and so the fit, are the same for any schedule.
+        length = min(_SVI_FIRST_CHUNK, num_steps)
         state, chunk_losses = chunk(state, length, *chunk_args)
-        if pending is not None:
-            check(*pending)
-        pending = (done, chunk_losses, length)
-        done += length
+        t0 = time.perf_counter()  # the loop is compiled and running
+        check(0, chunk_losses, length)
+        per_step = max(time.perf_counter() - t0, 1e-9) / length
+        planned = int(np.clip(_SVI_CHUNK_SECONDS / per_step, 1, _SVI_MAX_CHUNK))
+        done, pending = length, None
+        while done < num_steps:
+            interrupts.check()
+            length = min(planned, num_steps - done)
+            state, chunk_losses = chunk(state, length, *chunk_args)
+            if pending is not None:
+                check(*pending)
+            pending = (done, chunk_losses, length)
+            done += length
     draws, laplace = final(key, state[0] if minibatch else state, *final_args)
     if pending is not None:
         check(*pending)
@@ -451,8 +454,9 @@ def _run_nuts(
         states = [jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)]
     draws, diverging = [], []
     bar = _progress(progress_bar, num_warmup + num_samples, "NUTS")
-    for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
-        for done in range(0, total, _NUTS_CHUNK_STEPS):
+    with _Interrupts() as interrupts:
+        for phase, total, done in _nuts_schedule(num_warmup, num_samples):
+            interrupts.check()
             length = min(_NUTS_CHUNK_STEPS, total - done)
             if parallel:
                 states, outs = _nuts_parallel(ref, length)(states[0], args, kwargs)
@@ -480,6 +484,13 @@ def _run_nuts(
             "fit_seconds": time.perf_counter() - start,
         },
     )
+
+
+def _nuts_schedule(num_warmup, num_samples):
+    """``(phase, its length, iterations done)`` at the start of each NUTS loop."""
+    for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
+        for done in range(0, total, _NUTS_CHUNK_STEPS):
+            yield phase, total, done
 
 
 class _KernelRef:
@@ -566,6 +577,37 @@ def _deterministic_draws(model, names, key, draws, args, kwargs):
     :class:`~skimpact.model.ModelRef`) and shape, which refits of the model share."""
     return Predictive(model, posterior_samples=draws, return_sites=list(names))(
         key, *args, **kwargs)
+
+
+class _Interrupts:
+    """Ctrl-C during a fit's loops, raised between chunks.
+
+    Python raises ``KeyboardInterrupt`` at the next bytecode its main thread runs, and that
+    may be inside a garbage-collection callback (JAX registers one), where the exception
+    is printed and dropped: the fit would carry on. While the loops run, SIGINT only sets a
+    flag, and :meth:`check` raises after the chunk. Outside the main thread, or when SIGINT
+    has a handler other than Python's default, nothing changes.
+    """
+
+    def __enter__(self):
+        self.pending, self._previous = False, None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum, frame):
+        self.pending = True
+
+    def check(self):
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        if exc_type is None:
+            self.check()  # an interrupt during the last chunk
 
 
 def _progress(enabled, total, desc):

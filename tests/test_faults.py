@@ -2,8 +2,10 @@
 checked before any work, and partial stores left by killed writers cleaned up."""
 
 import _thread
+import gc
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,30 @@ def _interrupted(est):
 
 def test_ctrl_c_stops_svi_without_progress_bar():
     _interrupted(ImpactRegressor(inference="svi", num_steps=10**7, num_samples=5, random_state=0))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_ctrl_c_during_a_garbage_collection_still_stops_the_fit():
+    # Python raises KeyboardInterrupt at the next bytecode, which may be in a gc callback
+    # (JAX registers one), where it is printed and dropped; the fit must stop all the same
+    armed = threading.Event()
+
+    def interrupt_in_collection(phase, info):
+        if armed.is_set() and phase == "start" and threading.current_thread() is \
+                threading.main_thread():
+            armed.clear()
+            signal.raise_signal(signal.SIGINT)
+
+    gc.callbacks.append(interrupt_in_collection)
+    timer = threading.Timer(1.0, armed.set)
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ImpactRegressor(inference="svi", num_steps=10**7, num_samples=5,
+                            random_state=0).fit(*_data())
+    finally:
+        timer.cancel()
+        gc.callbacks.remove(interrupt_in_collection)
 
 
 def test_ctrl_c_stops_nuts_sampling_without_progress_bar():
