@@ -379,10 +379,10 @@ def _run_svi(
         # The guide's prototype is traced with the outcome observed (kwargs hold y); the
         # initial state's types let the steps and draws compile while it is computed.
         blank = jax.eval_shape(_initial_state, keyed, batch, key, full_args, full_kwargs)
-        _compile_together(
-            (_initial_state, (keyed, batch, key, full_args, full_kwargs)),
-            (chunk.func, (*chunk.args, blank, 1, *chunk_args)),
+        _compile_together(  # the longest tracing first, while fewer compilations run
             (final.func, (*final.args, key, blank[0] if minibatch else blank, *final_args)),
+            (chunk.func, (*chunk.args, blank, 1, *chunk_args)),
+            (_initial_state, (keyed, batch, key, full_args, full_kwargs)),
         )
 
     with _Interrupts() as interrupts:  # from the compilation to the last chunk
