@@ -257,7 +257,8 @@ def _prepared(static, inputs, prepare):
     (``static`` starts with its recipe) and input types: a refit of the same shapes goes
     straight to its compiled programs."""
     if not static[0].shared:
-        return prepare()
+        prepare()
+        return
     leaves, treedef = jax.tree.flatten(inputs)
     signature = (static, treedef, tuple(jax.typeof(v) for v in leaves))
     if signature in _PREPARED:
