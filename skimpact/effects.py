@@ -86,7 +86,7 @@ def counterfactual_predict(
                                                   **inputs)
     if store is not None:
         check_target(store)
-    pred, rows = _rows(estimator, X, intervention, inputs)
+    pred, rows = fitted_rows(estimator, X, intervention, inputs)
     request = pred.request(return_sites=return_sites, intervention=rows.intervention,
                            in_sample=in_sample)
     labels = _labels(pred, rows.labels)
@@ -130,7 +130,7 @@ def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
     >>> outcome_draws(est, X[:4], stat="mean").shape
     (20, 4)
     """
-    pred, rows = _rows(estimator, X, intervention, inputs)
+    pred, rows = fitted_rows(estimator, X, intervention, inputs)
     site = pred.info.outcome_site
     request = pred.request(return_sites=(site,), intervention=rows.intervention,
                            outcome_stat=stat)
@@ -222,7 +222,8 @@ def effect(
     scratch = scratch_dir(store)
     try:
         # Both scenarios in one compiled pass over the batches, with the same keys.
-        (_, rows_i), (_, rows) = (_rows(estimator, X, s, inputs) for s in (intervention, baseline))
+        (_, rows_i), (_, rows) = (fitted_rows(estimator, X, s, inputs)
+                                  for s in (intervention, baseline))
         req_i, req_b = (pred.request(return_sites=sites, intervention=r.intervention,
                                      outcome_stat=stat, in_sample=in_sample)
                         for r in (rows_i, rows))
@@ -577,7 +578,7 @@ def _posterior(estimator):
     return final_estimator(estimator).posterior_["posterior"].to_dataset()
 
 
-def _rows(estimator, X, intervention, inputs):
+def fitted_rows(estimator, X, intervention, inputs):
     """The fitted posterior of ``estimator`` and its validated rows for ``X``."""
     est, Xt, rest, raw, factual = through_pipeline(estimator, X, intervention)
     check_is_fitted(est, "predictor_")
@@ -588,7 +589,7 @@ def _rows(estimator, X, intervention, inputs):
 def _predict_scenario(estimator, X, intervention, inputs, *, in_sample, sites, stat, key,
                       sink=None):
     """Predict one scenario with ``key``: ``(arrays, row axes, rows)``."""
-    pred, rows = _rows(estimator, X, intervention, inputs)
+    pred, rows = fitted_rows(estimator, X, intervention, inputs)
     request = pred.request(return_sites=sites, intervention=rows.intervention,
                            outcome_stat=stat, in_sample=in_sample)
     out, row_axes = pred.predict(rows, request, key, sink=sink, in_sample=in_sample)

@@ -310,7 +310,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             local_sites=tuple(info.local_sites),
             cache_key=cache_key,
         )
-        attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason}
+        attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
+                 "experiments": len(measured)}
         draws = program.add_offsets({**result.draws, **result.deterministic})
         labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
                         feature_names=getattr(layout, "feature_names_in_", None))

@@ -93,6 +93,8 @@ class InputLayout(BaseEstimator):
         Training row labels.
     fingerprint_ : str
         Hash of the training X and per-row inputs.
+    outcome_fingerprint_ : str
+        Hash of the training outcome and sample weights.
     """
 
     def __init__(self, input_columns=(), owner="estimator", center=False, allow_nan_y=False):
@@ -160,6 +162,7 @@ class InputLayout(BaseEstimator):
             w = np.ones(n) if weights is None else weights.astype(np.float64)
             self.x_loc_ = (w * ~pd.isna(y)) @ X / (w * ~pd.isna(y)).sum()
         self.fingerprint_ = _fingerprint(X, arrays, self.row_inputs_)
+        self.outcome_fingerprint_ = _outcome_fingerprint(y, weights)
         if not self.center:
             _warn_float32_range(X, self.columns_, "X")
         if y_numeric and not self.center:
@@ -231,6 +234,14 @@ class InputLayout(BaseEstimator):
     def is_training_rows(self, rows):
         """Whether ``rows`` (from :meth:`transform`) are the training rows, in order."""
         return rows.fingerprint == self.fingerprint_
+
+    def is_training_outcome(self, y, sample_weight=None):
+        """Whether ``y`` and ``sample_weight`` are the training outcome and weights, in
+        order."""
+        y = np.asarray(y).reshape(-1)
+        weights = None if sample_weight is None else _validated_sample_weight(
+            sample_weight, y.shape[0])
+        return _outcome_fingerprint(y, weights) == self.outcome_fingerprint_
 
     # -------------------------------------------------------------------- helpers
     def _split(self, X, inputs):
@@ -430,6 +441,18 @@ def _fingerprint(X, inputs, row_inputs):
     for k in row_inputs:
         h.update(k.encode())
         h.update(np.ascontiguousarray(inputs[k]).tobytes())
+    return h.hexdigest()
+
+
+def _outcome_fingerprint(y, weights):
+    y = np.asarray(y)
+    h = hashlib.sha1(str(y.shape).encode())
+    if y.dtype.kind in "biuf":
+        h.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
+    else:  # class labels of any type
+        h.update(pd.util.hash_array(y.astype(object)).tobytes())
+    if weights is not None:
+        h.update(np.ascontiguousarray(weights).tobytes())
     return h.hexdigest()
 
 

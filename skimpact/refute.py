@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .effects import effect, summarize_effect
+from .effects import effect, fitted_rows, summarize_effect
 from .scenarios import final_estimator
 from .interventions import columns_of, describe, split_columns
 
@@ -121,14 +121,15 @@ class Sensitivity:
 
 def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_refits=3,
            subset_fraction=0.8, kind=None, prob=0.94, n_jobs=None, random_state=None,
-           **inputs):
+           sample_weight=None, **inputs):
     """Refutation tests of the average effect of ``intervention``.
 
     Parameters
     ----------
     estimator : ImpactRegressor, ImpactClassifier or Pipeline ending in one
         Refitted as clones; when fitted, it gives the original effect, else a clone is
-        fitted on ``(X, y)`` for it.
+        fitted on ``(X, y)`` for it. A fitted estimator must have been fitted on exactly
+        ``X``, ``y`` and ``sample_weight`` (checked), without experiments.
     X : array-like or DataFrame of shape (n_samples, n_features)
         The raw input of ``estimator``.
     y : array-like of shape (n_samples,)
@@ -155,6 +156,9 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
         ``joblib.parallel_config`` says otherwise, e.g. a Dask backend).
     random_state : int, RandomState or None
         Seeds the permutations, subsets, random columns and refits.
+    sample_weight : array-like of shape (n_samples,), optional
+        Weights of the rows, as for ``fit``; every refit uses them (a subset refit, the
+        weights of its rows).
     **inputs : array-like
         The model's keyword inputs for the rows of X.
 
@@ -190,7 +194,8 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
             "leave 'placebo' out of `methods`."
         )
     rng = check_random_state(random_state)
-    original, kind = _original(estimator, X, y, inputs, kind, rng)
+    w = None if sample_weight is None else np.asarray(sample_weight)
+    original, kind = _original(estimator, X, y, inputs, w, kind, rng)
     orig = _ate(original, X, intervention, baseline, kind, inputs)
     jobs = []
     for method in methods:
@@ -198,22 +203,23 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
             seed = int(rng.randint(2**31 - 1))
             if method == "placebo":
                 Xr = _permute_columns(X, columns, rng.permutation(n))
-                job = (Xr, y, inputs, Xr, inputs)
+                job = (Xr, y, w, inputs, Xr, inputs)
             elif method == "random_common_cause":
                 Xr = _add_column(X, rng.normal(size=n))
-                job = (Xr, y, inputs, Xr, inputs)
+                job = (Xr, y, w, inputs, Xr, inputs)
             elif method == "data_subset":
                 rows = np.sort(rng.choice(n, max(2, int(round(subset_fraction * n))),
                                           replace=False))
-                job = (_take_rows(X, rows), _take_rows(y, rows), _row_inputs(inputs, rows, n),
-                       X, inputs)
-            else:
-                job = (X, _take_rows(y, rng.permutation(n)), inputs, X, inputs)
+                job = (_take_rows(X, rows), _take_rows(y, rows),
+                       None if w is None else _take_rows(w, rows),
+                       _row_inputs(inputs, rows, n), X, inputs)
+            else:  # the weights stay with their rows, the outcome is permuted
+                job = (X, _take_rows(y, rng.permutation(n)), w, inputs, X, inputs)
             jobs.append((method, seed, job))
     draws = Parallel(n_jobs=n_jobs)(
-        delayed(_refit_ate)(estimator, Xf, yf, fit_in, Xe, eval_in, intervention, baseline,
-                            kind, seed)
-        for _, seed, (Xf, yf, fit_in, Xe, eval_in) in jobs
+        delayed(_refit_ate)(estimator, Xf, yf, wf, fit_in, Xe, eval_in, intervention,
+                            baseline, kind, seed)
+        for _, seed, (Xf, yf, wf, fit_in, Xe, eval_in) in jobs
     )
     o_mean, _, o_lo, o_hi = _summary(orig[None], prob)
     records, nodes = [], {"original": xr.Dataset({"ate": (("draw",), orig)})}
@@ -242,7 +248,7 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
 
 def sensitivity(estimator, X, y, intervention, baseline=None, *,
                 strengths=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), n_refits=1, kind=None,
-                prob=0.94, n_jobs=None, random_state=None, **inputs):
+                prob=0.94, n_jobs=None, random_state=None, sample_weight=None, **inputs):
     """How strong an unobserved confounder would have to be to explain the effect away.
 
     For each strength ``s`` a confounder ``U`` is simulated: standard normal, correlated
@@ -255,7 +261,9 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
     Parameters
     ----------
     estimator : ImpactRegressor or Pipeline ending in one
-        Refitted as clones; when fitted, it gives the strength-0 effect.
+        Refitted as clones; when fitted, it gives the strength-0 effect. A fitted estimator
+        must have been fitted on exactly ``X``, ``y`` and ``sample_weight`` (checked),
+        without experiments.
     X : array-like or DataFrame of shape (n_samples, n_features)
         The raw input of ``estimator``.
     y : array-like of shape (n_samples,)
@@ -274,6 +282,8 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
         Probability mass of the intervals.
     n_jobs : int, optional
     random_state : int, RandomState or None
+    sample_weight : array-like of shape (n_samples,), optional
+        Weights of the rows, as for ``fit``; every refit uses them.
     **inputs : array-like
         The model's keyword inputs.
 
@@ -309,7 +319,8 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
     y_arr = _numeric_outcome(y)
     n = y_arr.shape[0]
     rng = check_random_state(random_state)
-    original, kind = _original(estimator, X, y, inputs, kind, rng)
+    w = None if sample_weight is None else np.asarray(sample_weight)
+    original, kind = _original(estimator, X, y, inputs, w, kind, rng)
     orig = _ate(original, X, intervention, baseline, kind, inputs)
     direction = -1.0 if orig.mean() > 0 else 1.0
     z = (treatment - treatment.mean()) / treatment.std()
@@ -321,8 +332,8 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
             y_new = y_arr + direction * s * y_sd * u
             jobs.append((s, int(rng.randint(2**31 - 1)), y_new))
     draws = Parallel(n_jobs=n_jobs)(
-        delayed(_refit_ate)(estimator, X, y_new, inputs, X, inputs, intervention, baseline,
-                            kind, seed)
+        delayed(_refit_ate)(estimator, X, y_new, w, inputs, X, inputs, intervention,
+                            baseline, kind, seed)
         for _, seed, y_new in jobs
     )
     # strength 0 is the one original fit: its draws in refit 0, NaN in the others
@@ -353,23 +364,26 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
 
 
 # ----------------------------------------------------------------------------- refits
-def _refit_ate(estimator, X, y, fit_inputs, X_eval, eval_inputs, intervention, baseline,
-               kind, seed):
+def _refit_ate(estimator, X, y, sample_weight, fit_inputs, X_eval, eval_inputs, intervention,
+               baseline, kind, seed):
     """Fit a clone of ``estimator`` on ``(X, y)`` and return the average effect per draw."""
     est = clone(estimator)
     final_estimator(est).set_params(random_state=seed)
-    est.fit(X, y, **_fit_params(est, fit_inputs))
+    est.fit(X, y, **_fit_params(est, fit_inputs, sample_weight))
     return _ate(est, X_eval, intervention, baseline, kind, eval_inputs)
 
 
-def _fit_params(estimator, inputs):
-    if isinstance(estimator, Pipeline) and inputs:
+def _fit_params(estimator, inputs, sample_weight):
+    params = dict(inputs)
+    if sample_weight is not None:
+        params["sample_weight"] = sample_weight
+    if isinstance(estimator, Pipeline):
         name = estimator.steps[-1][0]
-        return {f"{name}__{k}": v for k, v in inputs.items()}
-    return dict(inputs)
+        return {f"{name}__{k}": v for k, v in params.items()}
+    return params
 
 
-def _original(estimator, X, y, inputs, kind, rng):
+def _original(estimator, X, y, inputs, sample_weight, kind, rng):
     """The fitted estimator for the original effect, and the effect kind."""
     try:
         check_is_fitted(final_estimator(estimator), "predictor_")
@@ -377,13 +391,40 @@ def _original(estimator, X, y, inputs, kind, rng):
     except NotFittedError:
         fitted = clone(estimator)
         final_estimator(fitted).set_params(random_state=int(rng.randint(2**31 - 1)))
-        fitted.fit(X, y, **_fit_params(fitted, inputs))
+        fitted.fit(X, y, **_fit_params(fitted, inputs, sample_weight))
+    else:
+        _check_fitted_on(fitted, X, y, inputs, sample_weight)
     stats = final_estimator(fitted).predictor_.info.outcome_stats
     if kind is None:
         kind = "mean" if "mean" in stats else "predictive"
     elif kind not in ("mean", "predictive"):
         raise ValueError(f"`kind` must be 'mean' or 'predictive'; got {kind!r}.")
     return fitted, kind
+
+
+def _check_fitted_on(estimator, X, y, inputs, sample_weight):
+    """Refuse a fitted ``estimator`` whose fit is not the one the refits repeat: its
+    effect would be compared with refits on other data."""
+    pred, rows = fitted_rows(estimator, X, None, inputs)
+    if pred.attrs.get("experiments"):
+        raise ValueError(
+            f"`estimator` was fitted with {pred.attrs['experiments']} experiment(s). These "
+            "checks judge the effect learned from the observational rows: an experiment "
+            "pulls every refit towards its measured effect, so a placebo or permuted-outcome "
+            "refit could not come out null. Pass the estimator unfitted, or fitted without "
+            "`experiments`."
+        )
+    differ = [name for name, same in (
+        ("X (and the per-row inputs)", pred.layout.is_training_rows(rows)),
+        ("y and sample_weight", pred.layout.is_training_outcome(y, sample_weight)),
+    ) if not same]
+    if differ:
+        raise ValueError(
+            f"`estimator` is fitted, but not on these {' or '.join(differ)}: its effect "
+            "would be compared with refits on other data. Pass the X, y and sample_weight "
+            "it was fitted on (sample_weight=None if it had none), or the estimator "
+            "unfitted (a clone is then fitted on them)."
+        )
 
 
 def _ate(estimator, X, intervention, baseline, kind, inputs):

@@ -157,3 +157,51 @@ def test_sensitivity_bad_arguments(data):
         sensitivity(_est(), X, np.where(y > 0, "a", "b"), SHIFT)
     with pytest.raises(ValueError, match="must be finite and vary"):
         sensitivity(_est(), X.assign(T=1.0), y, SHIFT)
+
+
+def test_refits_use_the_sample_weights():
+    """Rows of weight 0 have the opposite effect: the weighted effect is +2, the unweighted
+    one about 0, so a refit that dropped the weights would leave the original interval."""
+    rng = np.random.default_rng(1)
+    n = 400
+    T = rng.normal(size=n)
+    kept = np.arange(n) < n // 2
+    y = np.where(kept, 2.0, -2.0) * T + rng.normal(0, 0.5, n)
+    X = pd.DataFrame({"T": T})
+    w = kept.astype(float)
+    fitted = _est().fit(X, y, sample_weight=w)
+    result = refute(fitted, X, y, SHIFT, methods=("data_subset", "placebo"), n_refits=1,
+                    random_state=0, sample_weight=w)
+    table = result.table
+    assert abs(table.loc["data_subset", "original_mean"] - 2.0) < 0.2
+    assert abs(table.loc["data_subset", "refuted_mean"] - 2.0) < 0.2
+    assert result.passed, table
+    shifted = sensitivity(_est(), X, y, SHIFT, strengths=[0.3], random_state=0,
+                          sample_weight=w).table
+    assert abs(shifted.loc[0.0, "mean"] - 2.0) < 0.2
+    assert 1.0 < shifted.loc[0.3, "mean"] < 2.0  # moved towards 0 from the weighted 2
+
+
+def test_a_fitted_estimator_must_be_fitted_on_the_data_the_refits_repeat(data):
+    from skimpact import Experiment
+
+    X, y = data["X"], data["null"]
+    w = np.linspace(0.5, 1.5, N)
+    fitted = _est().fit(X, y, sample_weight=w)
+    cases = [
+        (X, y, None, "not on these y and sample_weight"),  # weights forgotten
+        (X, y, w[::-1], "not on these y and sample_weight"),
+        (X, y[::-1], w, "not on these y and sample_weight"),
+        (X.iloc[::-1], y, w, "not on these X (and the per-row inputs)"),
+    ]
+    for Xc, yc, wc, words in cases:
+        for check in (refute, sensitivity):
+            with pytest.raises(ValueError, match=r"Pass the X, y and sample_weight") as info:
+                check(fitted, Xc, yc, SHIFT, sample_weight=wc)
+            assert words in str(info.value)
+    lift = Experiment(X=X.iloc[:20], intervention={"T": X["T"].iloc[:20] + 1.0}, effect=0.0,
+                      se=0.1)
+    calibrated = _est().fit(X, y, experiments=[lift])
+    assert calibrated.posterior_.attrs["experiments"] == 1
+    with pytest.raises(ValueError, match=r"fitted with 1 experiment\(s\).*could not come out"):
+        refute(calibrated, X, y, SHIFT)
