@@ -392,8 +392,11 @@ def _warn_float32_range(X, columns, what):
     """Warn when float32 cannot resolve a column's variation around its offset."""
     if X.shape[0] < 2:
         return
-    spread = np.nanstd(X, axis=0)
-    spacing = np.nanmax(np.abs(X), axis=0) * np.finfo(np.float32).eps
+    if np.isnan(X).any():  # a masked outcome; the nan-aware reductions cost 5x more
+        spread, size = np.nanstd(X, axis=0), np.nanmax(np.abs(X), axis=0)
+    else:
+        spread, size = X.std(axis=0), np.abs(X).max(axis=0)
+    spacing = size * np.finfo(np.float32).eps
     bad = [c for c, s, e in zip(columns, spread, spacing) if s > 0 and e > FLOAT32_RESOLUTION * s]
     if bad:
         warnings.warn(
