@@ -157,7 +157,44 @@ def through_pipeline(estimator, X, intervention):
 
     if not raw:
         return estimator[-1], transform(X), rest, columns, None
-    return estimator[-1], transform(apply_to_columns(X, raw)), rest, columns, transform(X)
+    factual, Xt = transform(X), transform(apply_to_columns(X, raw))
+    hidden = [
+        label for label, value in raw.items()
+        if _hidden_by_transformers(X, label, value, factual, Xt if len(raw) == 1 else None,
+                                   transform)
+    ]
+    if hidden:
+        raise ValueError(
+            f"The intervention changes the raw column(s) {hidden}, but the Pipeline's "
+            f"transformers {[name for name, _ in estimator.steps[:-1]]} give the final "
+            "estimator the same input with and without the change (a dropped or unused "
+            "column, or a change too small for them to register, such as one within a "
+            "bin), so its effect would be zero by construction. Keep the column in the "
+            "transformers (e.g. ColumnTransformer(..., remainder='passthrough')) or "
+            "intervene on a column they use."
+        )
+    return estimator[-1], Xt, rest, columns, factual
+
+
+def _hidden_by_transformers(X, label, value, factual, Xt, transform):
+    """Whether setting the raw column ``label`` to ``value`` changes it on these rows but
+    not the transformed X (``Xt``, when already transformed with this change alone)."""
+    changed = apply_to_columns(X, {label: value})
+    if isinstance(X, pd.DataFrame):
+        before, after = X[label], changed[label]
+    else:
+        before, after = np.asarray(X)[:, label], changed[:, label]
+    if _same_values(before, after):
+        return False  # a no-op on these rows: the effect is zero because nothing changed
+    return _same_values(transform(changed) if Xt is None else Xt, factual)
+
+
+def _same_values(a, b):
+    if hasattr(a, "toarray") or hasattr(b, "toarray"):  # scipy sparse
+        return a.shape == b.shape and (a != b).nnz == 0
+    a, b = np.asarray(a), np.asarray(b)
+    return a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"
+                                                 and b.dtype.kind == "f")
 
 
 def _with_labels_of(X, Xt):

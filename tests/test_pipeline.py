@@ -128,3 +128,29 @@ def test_bad_estimators_and_arguments_are_refused(fitted):
         skimpact.predict_interval(pipe, X, coverage=1.5)
     with pytest.raises(ValueError, match=r"Quantiles must be numbers in \[0, 1\]"):
         skimpact.predict_quantiles(pipe, X, [0.5, 2.0])
+
+
+def test_an_intervention_the_transformers_drop_is_refused_not_zero():
+    # "weekday" is left out of the ColumnTransformer (remainder="drop"): changing it
+    # changes nothing the model sees, an effect of exactly zero with no error before
+    X, y = _data(60)
+    X["weekday"] = np.arange(60) % 7
+    pipe = make_pipeline(
+        ColumnTransformer([("numeric", StandardScaler(), ["price", "advertising"])]),
+        ImpactRegressor(inference="svi", num_steps=100, num_samples=20, random_state=0),
+    ).fit(X, y)
+    hidden = r"raw column\(s\) \['weekday'\], but the Pipeline's transformers " \
+             r"\['columntransformer'\].*zero by construction"
+    for call in (
+        lambda: skimpact.effect(pipe, X, {"weekday": 3}),
+        lambda: skimpact.effect(pipe, X, {"price": 10.0, "weekday": 3}),
+        lambda: skimpact.effect(pipe, X, {"price": 10.0}, baseline={"weekday": 3}),
+        lambda: skimpact.counterfactual_predict(pipe, X, {"weekday": lambda d: d + 1}),
+    ):
+        with pytest.raises(ValueError, match=hidden):
+            call()
+    # a change the model sees, and a change of nothing (the rows' own values), are answered
+    moved = skimpact.effect(pipe, X, {"price": lambda p: p + 1.0})
+    assert np.abs(moved["predictions"]["y"].mean()) > 0.1
+    same = skimpact.effect(pipe, X, {"price": X["price"].to_numpy()})
+    np.testing.assert_allclose(same["predictions"]["y"].values, 0.0, atol=1e-5)
