@@ -105,15 +105,17 @@ def _spawn(impl, n, env):
 
 def main(n, pairs=3):
     base = {k: v for k, v in os.environ.items()
-            if k not in ("SKIMPACT_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
-    # NumPyro's Trace_ELBO orders its sum by string hashes; fix them so the cache key of
-    # the SVI step program is the same in both processes.
-    base["PYTHONHASHSEED"] = "0"
+            if k not in ("SKIMPACT_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
+                         "PYTHONHASHSEED")}
+    # Each process gets its own random string hash seed, as Python gives by default, except
+    # plain NumPyro's cache pair: its Trace_ELBO orders its sum by string hashes, and the
+    # pair shares a fixed seed so that its second process can find the step program.
     results = []
     for _ in range(pairs):
         with tempfile.TemporaryDirectory() as cache:
             numpyro_cache = {"JAX_COMPILATION_CACHE_DIR": os.path.join(cache, "numpyro"),
-                             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+                             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+                             "PYTHONHASHSEED": "0"}
             envs = {
                 "numpyro": base,
                 "skimpact": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},

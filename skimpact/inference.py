@@ -20,9 +20,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro.infer.autoguide as autoguide
-from numpyro.infer import NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.handlers import replay, seed
+from numpyro.infer import ELBO, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
+from numpyro.infer.util import compute_log_probs
 from numpyro.optim import Adam
 from numpyro.primitives import Messenger
+from numpyro.util import check_model_guide_match
 
 from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
 from .model import ModelRef, potential_hessian
@@ -275,7 +278,32 @@ def _loss_buffer():
 
 
 def _make_svi(model, guide, learning_rate):
-    return SVI(model, resolve_guide(guide, model), Adam(learning_rate), Trace_ELBO())
+    return SVI(model, resolve_guide(guide, model), Adam(learning_rate), _SiteOrderELBO())
+
+
+class _SiteOrderELBO(ELBO):
+    """NumPyro's ``Trace_ELBO`` with one particle, from the same random numbers, summed
+    over sites in the order the guide and the model run them.
+
+    ``Trace_ELBO`` sums over a Python set of site names, whose order follows the string
+    hash seed of the process: each new process (a joblib worker, a second session) built a
+    different step program, missed JAX's compilation cache and compiled it again. A model
+    with ``numpyro.mutable`` sites, whose state ``Trace_ELBO`` carries, is left to it.
+    """
+
+    def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
+        model_seed, guide_seed = jax.random.split(rng_key)
+        guide_log_probs, guide_trace = compute_log_probs(
+            seed(guide, guide_seed), args, kwargs, param_map)
+        model_log_probs, model_trace = compute_log_probs(
+            replay(seed(model, model_seed), guide_trace), args, kwargs, param_map)
+        if any(site["type"] == "mutable" for tr in (guide_trace, model_trace)
+               for site in tr.values()):
+            return Trace_ELBO().loss_with_mutable_state(
+                rng_key, param_map, model, guide, *args, **kwargs)
+        check_model_guide_match(model_trace, guide_trace)
+        elbo = sum(model_log_probs.values()) - sum(guide_log_probs.values())
+        return {"loss": -elbo, "mutable_state": None}
 
 
 def _rows(args, kwargs, idx, n):

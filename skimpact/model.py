@@ -442,7 +442,7 @@ def trace_model(model, args, kwargs, seed=0):
         if name in arrays:
             tr[name]["value"], fn = arrays[name]
             if fn is not None:
-                tr[name]["fn"] = fn
+                tr[name]["fn"] = fn.rebuild()
     return tr
 
 
@@ -458,15 +458,49 @@ class _TraceLayout:
 jax.tree_util.register_static(_TraceLayout)
 
 
+@jax.tree_util.register_pytree_node_class
+class _Fields:
+    """A distribution as a pytree whose leaves come in the order of its field names.
+
+    A NumPyro distribution flattens its fields in the order of a Python set of their
+    names, which follows the process's string hash seed; a program returning it built a
+    different program in each new process, which missed JAX's compilation cache.
+    """
+
+    def __init__(self, cls, aux, fields):
+        self.cls, self.aux, self.fields = cls, aux, fields
+
+    @classmethod
+    def of(cls, value):
+        if not isinstance(value, dist.Distribution):
+            return value
+        data, aux = value.tree_flatten()
+        names = type(value).gather_pytree_data_fields()
+        return cls(type(value), aux, {n: cls.of(v) for n, v in zip(names, data)})
+
+    def rebuild(self):
+        """The distribution."""
+        return self.cls.tree_unflatten(self.aux, tuple(
+            v.rebuild() if isinstance(v, _Fields) else v
+            for v in (self.fields[n] for n in self.cls.gather_pytree_data_fields())))
+
+    def tree_flatten(self):
+        return (self.fields,), (self.cls, self.aux)
+
+    @classmethod
+    def tree_unflatten(cls, static, children):
+        return cls(*static, *children)
+
+
 @partial(jax.jit, static_argnums=(0, 3))
 def _compiled_trace(model, args, kwargs, seed):
-    """The trace's layout and ``{site: (value, distribution or None)}``; ``model`` is
-    static, so fits of one program (:class:`ModelRef`) share the compiled trace."""
+    """The trace's layout and ``{site: (value, distribution fields or None)}``; ``model``
+    is static, so fits of one program (:class:`ModelRef`) share the compiled trace."""
     tr = _eager_trace(model, args, kwargs, seed)
     layout = _TraceLayout(tuple(
         (k, s["type"], bool(s.get("is_observed", False)), tuple(s.get("cond_indep_stack", ())))
         for k, s in tr.items()))
-    return layout, {k: (s["value"], s["fn"] if s["type"] == "sample" else None)
+    return layout, {k: (s["value"], _Fields.of(s["fn"]) if s["type"] == "sample" else None)
                     for k, s in tr.items() if s["type"] in ("sample", "deterministic")}
 
 
