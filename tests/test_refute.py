@@ -179,7 +179,8 @@ def test_refits_use_the_sample_weights():
     shifted = sensitivity(_est(), X, y, SHIFT, strengths=[0.3], random_state=0,
                           sample_weight=w).table
     assert abs(shifted.loc[0.0, "mean"] - 2.0) < 0.2
-    assert 1.0 < shifted.loc[0.3, "mean"] < 2.0  # moved towards 0 from the weighted 2
+    # the weighted refit moves towards 0 (2.04 -> 1.80, sd 0.05); unweighted it is -0.17
+    assert 1.0 < shifted.loc[0.3, "mean"] < shifted.loc[0.0, "mean"] - 0.1
 
 
 def test_a_fitted_estimator_must_be_fitted_on_the_data_the_refits_repeat(data):
