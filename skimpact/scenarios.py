@@ -157,12 +157,14 @@ def through_pipeline(estimator, X, intervention):
 
     if not raw:
         return estimator[-1], transform(X), rest, columns, None
-    factual, Xt = transform(X), transform(apply_to_columns(X, raw))
-    hidden = [
-        label for label, value in raw.items()
-        if _hidden_by_transformers(X, label, value, factual, Xt if len(raw) == 1 else None,
-                                   transform)
-    ]
+    changed = apply_to_columns(X, raw)
+    factual, Xt = transform(X), transform(changed)
+    hidden = []
+    for label, value in raw.items():  # each change alone; with one, the whole is it
+        alone = changed if len(raw) == 1 else apply_to_columns(X, {label: value})
+        if _column_moved(X, alone, label) and _same_values(
+                Xt if len(raw) == 1 else transform(alone), factual):
+            hidden.append(label)
     if hidden:
         raise ValueError(
             f"The intervention changes the raw column(s) {hidden}, but the Pipeline's "
@@ -176,17 +178,12 @@ def through_pipeline(estimator, X, intervention):
     return estimator[-1], Xt, rest, columns, factual
 
 
-def _hidden_by_transformers(X, label, value, factual, Xt, transform):
-    """Whether setting the raw column ``label`` to ``value`` changes it on these rows but
-    not the transformed X (``Xt``, when already transformed with this change alone)."""
-    changed = apply_to_columns(X, {label: value})
+def _column_moved(X, changed, label):
+    """Whether ``changed`` differs from ``X`` in the raw column ``label`` (a change that
+    moves nothing on these rows has an effect of zero because nothing changed)."""
     if isinstance(X, pd.DataFrame):
-        before, after = X[label], changed[label]
-    else:
-        before, after = np.asarray(X)[:, label], changed[:, label]
-    if _same_values(before, after):
-        return False  # a no-op on these rows: the effect is zero because nothing changed
-    return _same_values(transform(changed) if Xt is None else Xt, factual)
+        return not _same_values(X[label], changed[label])
+    return not _same_values(np.asarray(X)[:, label], changed[:, label])
 
 
 def _same_values(a, b):
