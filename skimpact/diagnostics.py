@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import kruskal, norm
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
@@ -168,10 +169,13 @@ def elbo_convergence(loss, window=None):
     * **diverged** when the last window ends above the first: every loss of the last
       window exceeds every loss of the first, or the rise is beyond
       :data:`ELBO_NOISE_Z` standard errors and above :data:`ELBO_RTOL` relative;
-    * **stalled** when the last window is not below the start by more than
+    * otherwise, when the last window is not below the start by more than
       :data:`ELBO_NOISE_Z` standard errors (the start is the first window, or the first
       10 steps, whichever shows the larger fall) or by more than :data:`ELBO_RTOL`
-      relative: the parameters never moved;
+      relative, it **diverged** if the loss's level differs between windows beyond noise
+      (a rank test over all windows at the two-sided tail of :data:`ELBO_NOISE_Z`: the
+      parameters were thrown about by too large steps and found nothing lower) and
+      **stalled** if it kept one level throughout (the parameters never moved);
     * **has not settled** when the trace has fewer than two windows, or when the mean of
       the last window differs from the one before by more than :data:`ELBO_NOISE_Z`
       standard errors and either by more than :data:`ELBO_RTOL` relative or by more than
@@ -192,7 +196,9 @@ def elbo_convergence(loss, window=None):
         last window; ``elbo_drop_ratio``, the fall from start to end in standard errors
         (negative when the loss rose); ``elbo_rel_change`` and ``elbo_noise_ratio``, the
         relative change between the last two windows and that change in standard errors
-        (NaN with fewer than two windows); ``elbo_problem``, one of ``"diverged"``,
+        (NaN with fewer than two windows); ``elbo_levels_differ``, for a trace that did
+        not fall, whether its level differed between windows (``None`` otherwise);
+        ``elbo_problem``, one of ``"diverged"``,
         ``"stalled"``, ``"not settled"`` or ``None``; and ``elbo_converged``, whether
         ``elbo_problem`` is ``None``.
     """
@@ -206,6 +212,7 @@ def elbo_convergence(loss, window=None):
         "elbo_drop_ratio": math.nan,
         "elbo_rel_change": math.nan,
         "elbo_noise_ratio": math.nan,
+        "elbo_levels_differ": None,
     }
     problem, drop = "not settled", math.nan
     span = min(window, n // 2)
@@ -223,7 +230,11 @@ def elbo_convergence(loss, window=None):
         ):
             problem = "diverged"
         elif drop_z <= ELBO_NOISE_Z or drop <= ELBO_RTOL * scale:
-            problem = "stalled"
+            # no fall beyond noise: a trace whose level moved between windows was thrown
+            # about by too large steps; one that kept a single level never moved
+            moved = _levels_differ(loss, span)
+            out["elbo_levels_differ"] = moved
+            problem = "diverged" if moved else "stalled"
     if n >= 2 * window:
         last, previous = loss[-window:], loss[-2 * window : -window]
         change = previous.mean() - last.mean()
@@ -285,7 +296,10 @@ def check_convergence(diagnostics, inference):
         if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
             problems.append(_elbo_message(diagnostics))
         corr = diagnostics.get("laplace_max_abs_corr", math.nan)
-        if corr > MEAN_FIELD_CORR_MAX:
+        # the Laplace approximation is taken at the fitted mean: after a loss that diverged
+        # or stalled that mean is far from the posterior, and so is its correlation
+        fell = diagnostics.get("elbo_problem") not in ("diverged", "stalled")
+        if fell and corr > MEAN_FIELD_CORR_MAX:
             a, b = diagnostics.get("laplace_pair", ("?", "?"))
             problems.append(
                 f"The mean-field guide {diagnostics.get('guide', '')} treats the latent "
@@ -516,24 +530,32 @@ def _z_score(a, b):
     return 0.0 if diff == 0 else math.copysign(math.inf, diff)
 
 
+def _levels_differ(loss, window):
+    """Whether the loss's level differs between consecutive windows of ``window`` steps
+    beyond noise: Kruskal-Wallis over the windows (ranks, so the huge losses of a thrashing
+    fit do not swamp the test) at the two-sided normal tail of :data:`ELBO_NOISE_Z`."""
+    groups = [loss[i : i + window] for i in range(0, len(loss) - window + 1, window)]
+    if len(groups) < 2 or np.ptp(loss) == 0:
+        return False
+    p_value = kruskal(*groups).pvalue
+    return bool(p_value < 2 * norm.sf(ELBO_NOISE_Z))
+
+
 def _elbo_message(diag):
     """The warning for a loss trace that :func:`elbo_convergence` did not pass."""
     window = diag.get("elbo_window")
     start, end = diag.get("elbo_start", math.nan), diag.get("elbo_end", math.nan)
     problem = diag.get("elbo_problem") or "not settled"
     if problem == "diverged":
-        return (
-            f"The SVI loss diverged: it rose from {start:.4g} over the first steps to "
-            f"{end:.4g} over the last. Lower `learning_rate` (it must be positive, e.g. 0.001 "
-            "to 0.01), and standardise X and y if their scales are large."
+        how = (
+            f"its level jumped between windows of steps and it ended at {end:.4g} against "
+            f"{start:.4g} over the first steps, no lower beyond its noise"
+            if diag.get("elbo_levels_differ")
+            else f"it rose from {start:.4g} over the first steps to {end:.4g} over the last"
         )
-    if problem == "stalled" and end > start:
         return (
-            f"The SVI loss stalled: it averaged {start:.4g} over the first steps and {end:.4g} "
-            "over the last, higher but within its noise. If it jumps from step to step, "
-            "lower `learning_rate` (e.g. 0.001 to 0.01); if it stays flat, raise it (it must "
-            "be positive, e.g. 0.01) and check that the model's likelihood depends on its "
-            "parameters."
+            f"The SVI loss diverged: {how}. Lower `learning_rate` (it must be positive, "
+            "e.g. 0.001 to 0.01), and standardise X and y if their scales are large."
         )
     if problem == "stalled":
         return (
