@@ -52,15 +52,29 @@ def test_ctrl_c_during_a_garbage_collection_still_stops_the_fit():
             armed.clear()
             signal.raise_signal(signal.SIGINT)
 
+    def arm_once_the_fit_handles_ctrl_c():
+        # armed on a clock alone, a loaded machine could still be compiling with Python's
+        # own handler in place: the interrupt was then raised in the callback and dropped
+        # by Python itself, and the fit ran on to its end
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not stop.is_set():
+            if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+                time.sleep(0.5)
+                armed.set()
+                return
+            time.sleep(0.01)
+
+    stop = threading.Event()
     gc.callbacks.append(interrupt_in_collection)
-    timer = threading.Timer(1.0, armed.set)
-    timer.start()
+    watcher = threading.Thread(target=arm_once_the_fit_handles_ctrl_c)
+    watcher.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             ImpactRegressor(inference="svi", num_steps=10**7, num_samples=5,
                             random_state=0).fit(*_data())
     finally:
-        timer.cancel()
+        stop.set()
+        watcher.join()
         gc.callbacks.remove(interrupt_in_collection)
 
 
