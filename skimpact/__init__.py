@@ -11,6 +11,7 @@ from .effects import counterfactual_predict, effect, estimate_effect, summarize_
 from .estimator import ImpactClassifier, ImpactRegressor
 from . import choice
 from .inference import InferenceError
+from .mediation import mediation
 from .model import Model
 from .pipeline import (
     log_likelihood, loo, predict_interval, predict_quantiles, sample_posterior_predictive, summary,
@@ -28,6 +29,7 @@ __all__ = [
     "estimate_effect",
     "log_likelihood",
     "loo",
+    "mediation",
     "predict_interval",
     "predict_quantiles",
     "refute",

@@ -38,6 +38,7 @@ from ._sinks import ZarrSink, check_target
 from .scenarios import effect_request, final_estimator
 from .schema import Labels, effect_tree, predictive_tree
 from .interventions import describe
+from .propagation import check_semantics
 from .streaming import (
     EffectSummarySink, by_labels, check_interval, check_prob, outcome_labels, plan_prediction,
     scenario_rows, stream_effect,
@@ -515,11 +516,12 @@ def _tree_part(estimator, part, rows_of, key, job, arrays, n_chain):
     key = np.asarray(key)
     if job["kind"] == "predict":
         pred, rows = scenario_rows(estimator, part, job["intervention"], job["inputs"])
-        request = pred.request(return_sites=job["sites"], intervention=rows.intervention)
+        request = pred.request(return_sites=job["sites"], intervention=rows.intervention,
+                               semantics=job["semantics"])
         return pred.predict(rows, request, key, sink=sink, rows_of=rows_of)[0]
     return stream_effect(estimator, part, job["intervention"], job["baseline"], sink=sink,
                          kind=job["kind"], return_sites=job["sites"], key=key,
-                         rows_of=rows_of, **job["inputs"])[0]
+                         rows_of=rows_of, semantics=job["semantics"], **job["inputs"])[0]
 
 
 def _write_tree(estimator, X, job, store, build_tree, group):
@@ -537,12 +539,9 @@ def _write_tree(estimator, X, job, store, build_tree, group):
     key = _key(estimator)
     head_pred, rows = scenario_rows(estimator, table.head(), job["intervention"],
                                     job["inputs"])
-    if job["kind"] == "predict":
-        request = pred.request(return_sites=job["sites"], intervention=rows.intervention)
-    else:
-        stat = "sample" if job["kind"] == "predictive" else job["kind"]
-        request = pred.request(return_sites=job["sites"], intervention=rows.intervention,
-                               outcome_stat=stat)
+    stat = "sample" if job["kind"] in ("predict", "predictive") else job["kind"]
+    request = pred.request(return_sites=job["sites"], intervention=rows.intervention,
+                           outcome_stat=stat, semantics=job["semantics"])
     plan = plan_prediction(head_pred, rows, request, key, rows_of=(0, table.total))
     shapes = {}
     for k, s in plan.shapes.items():
@@ -581,7 +580,7 @@ def _guarded(fn, *args):
 
 
 def counterfactual_predict(estimator, X, intervention, *, return_sites=None, store=None,
-                           **inputs):
+                           semantics="counterfactual", **inputs):
     """:func:`skimpact.counterfactual_predict` for a Dask X, written to ``store``.
 
     Parameters
@@ -594,6 +593,8 @@ def counterfactual_predict(estimator, X, intervention, *, return_sites=None, sto
     store : str, os.PathLike or zarr store
         Required: every partition writes its rows of the draws there (see the module
         notes on atomicity).
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        As in :func:`skimpact.counterfactual_predict`.
     **inputs
         Keyword inputs that do not vary by row.
 
@@ -617,12 +618,12 @@ def counterfactual_predict(estimator, X, intervention, *, return_sites=None, sto
     pred = _fitted(estimator)
     est = final_estimator(estimator)
     job = {"kind": "predict", "intervention": intervention, "inputs": inputs,
-           "sites": pred.return_sites(return_sites)}
+           "sites": pred.return_sites(return_sites), "semantics": check_semantics(semantics)}
     posterior = est.posterior_["posterior"].to_dataset()
     info = pred.info
 
     def build(arrays, row_axes, labels):
-        attrs = {**pred.attrs, "intervention": describe(intervention)}
+        attrs = {**pred.attrs, "intervention": describe(intervention), "semantics": semantics}
         return predictive_tree(
             posterior, arrays,
             Labels(info.row_dim, labels, site_plates=info.site_plates,
@@ -633,7 +634,7 @@ def counterfactual_predict(estimator, X, intervention, *, return_sites=None, sto
 
 
 def effect(estimator, X, intervention, baseline=None, *, kind=None, return_sites=None,
-           store=None, **inputs):
+           store=None, semantics="counterfactual", **inputs):
     """:func:`skimpact.effect` for a Dask X, written to ``store``.
 
     Each partition predicts both scenarios one batch at a time with the same keys and
@@ -661,7 +662,8 @@ def effect(estimator, X, intervention, baseline=None, *, kind=None, return_sites
                                           return_sites)
     site = pred.info.outcome_site
     job = {"kind": kind, "intervention": intervention, "baseline": baseline,
-           "inputs": inputs, "sites": pred.return_sites(sites)}
+           "inputs": inputs, "sites": pred.return_sites(sites),
+           "semantics": check_semantics(semantics)}
     posterior = final_estimator(estimator).posterior_["posterior"].to_dataset()
     info = pred.info
     probs = kind == "probs" and pred.classes is not None
@@ -669,7 +671,7 @@ def effect(estimator, X, intervention, baseline=None, *, kind=None, return_sites
     def build(arrays, row_axes, labels):
         attrs = {**pred.attrs, "intervention": describe(intervention),
                  "baseline": describe(baseline), "kind": kind, "outcome": site,
-                 "row_dim": info.row_dim}
+                 "row_dim": info.row_dim, "semantics": semantics}
         return effect_tree(
             posterior, arrays,
             Labels(info.row_dim, labels, site_plates=info.site_plates,
@@ -693,12 +695,14 @@ def _summary_part(estimator, part, rows_of, key, job):
         labels=outcome_labels(pred, job["kind"]))
     stream_effect(estimator, part, job["intervention"], job["baseline"], sink=sink,
                   kind=job["kind"], return_sites=(pred.info.outcome_site,),
-                  key=np.asarray(key), rows_of=rows_of, **job["inputs"])
+                  key=np.asarray(key), rows_of=rows_of, semantics=job["semantics"],
+                  **job["inputs"])
     return sink.row_frame() if job["per_row"] else sink
 
 
 def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
-                   interval="hdi", by=None, per_row=False, **inputs):
+                   interval="hdi", by=None, per_row=False, semantics="counterfactual",
+                   **inputs):
     """:func:`skimpact.streaming.effect_summary` for a Dask X.
 
     Every partition sums its rows' differences per draw (and per group of ``by``, a column
@@ -731,7 +735,8 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
                    " with a Dask array X.")
             )
     job = {"intervention": intervention, "baseline": baseline, "inputs": inputs,
-           "kind": kind, "prob": prob, "interval": interval, "by": by, "per_row": per_row}
+           "kind": kind, "prob": prob, "interval": interval, "by": by, "per_row": per_row,
+           "semantics": check_semantics(semantics)}
     est, key = _shipped(estimator), _key(estimator)
     tasks = [dask.delayed(_guarded)(_summary_part, est, part, rows_of, key, job)
              for part, rows_of in table.spans()]

@@ -31,7 +31,8 @@ __all__ = [
 
 
 def counterfactual_predict(
-    estimator, X, intervention, *, in_sample=False, return_sites=None, store=None, **inputs
+    estimator, X, intervention, *, in_sample=False, return_sites=None, store=None,
+    semantics="counterfactual", **inputs
 ):
     """Predict under ``intervention`` with a fitted estimator or Pipeline.
 
@@ -56,6 +57,15 @@ def counterfactual_predict(
         lazily from it. A path is written under a temporary name and renamed when complete.
         Required for a Dask X, whose partitions each write their rows
         (:mod:`skimpact.distributed`).
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        How latent sites downstream of the intervention follow it
+        (:mod:`skimpact.propagation`). ``"counterfactual"``: each keeps its fitted noise
+        and is recomputed under its new parents (what would have happened to these units,
+        these draws). ``"interventional"``: each is drawn afresh given its new parents
+        (what a new unit would see). Both agree in expectation for a linear-Gaussian
+        model; they differ in the spread of per-row effects and for non-linear ones.
+        Local latent sites of new rows (``in_sample=False``) are drawn afresh either way.
+        The choice is recorded in the output's attrs.
     **inputs : array-like
         The model's keyword inputs.
 
@@ -63,7 +73,7 @@ def counterfactual_predict(
     -------
     xarray.DataTree
         Groups ``posterior`` and ``predictions`` (or ``posterior_predictive``), the
-        intervention recorded in the attrs.
+        intervention and the semantics recorded in the attrs.
 
     Examples
     --------
@@ -83,16 +93,16 @@ def counterfactual_predict(
             raise distributed.in_sample_error()
         return distributed.counterfactual_predict(estimator, X, intervention,
                                                   return_sites=return_sites, store=store,
-                                                  **inputs)
+                                                  semantics=semantics, **inputs)
     if store is not None:
         check_target(store)
     pred, rows = fitted_rows(estimator, X, intervention, inputs)
     request = pred.request(return_sites=return_sites, intervention=rows.intervention,
-                           in_sample=in_sample)
+                           in_sample=in_sample, semantics=semantics)
     labels = _labels(pred, rows.labels)
     posterior = _posterior(estimator)
     attrs = {**pred.attrs, "intervention": describe(intervention),
-             "rows_fingerprint": rows.fingerprint}
+             "rows_fingerprint": rows.fingerprint, "semantics": semantics}
 
     def build(arrays, row_axes):
         return predictive_tree(posterior, arrays, labels, row_axes, in_sample=in_sample,
@@ -149,6 +159,7 @@ def effect(
     in_sample=False,
     return_sites=None,
     store=None,
+    semantics="counterfactual",
     **inputs,
 ):
     """Effect of ``intervention`` relative to ``baseline``, every draw kept.
@@ -187,6 +198,15 @@ def effect(
         scenarios stream batch by batch through a scratch store beside it, so memory stays
         bounded by the batch. Required for a Dask X, whose partitions each write their rows
         of the difference (:mod:`skimpact.distributed`).
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        How latent sites downstream of the intervention follow it
+        (:mod:`skimpact.propagation`). ``"counterfactual"``: each keeps its fitted noise
+        and is recomputed under its new parents (what would have happened to these units,
+        these draws). ``"interventional"``: each is drawn afresh given its new parents
+        (what a new unit would see). Both agree in expectation for a linear-Gaussian
+        model; they differ in the spread of per-row effects and for non-linear ones.
+        Local latent sites of new rows (``in_sample=False``) are drawn afresh either way.
+        The choice is recorded in the output's attrs.
     **inputs : array-like
 
     Returns
@@ -212,7 +232,8 @@ def effect(
         if in_sample:
             raise distributed.in_sample_error()
         return distributed.effect(estimator, X, intervention, baseline, kind=kind,
-                                  return_sites=return_sites, store=store, **inputs)
+                                  return_sites=return_sites, store=store,
+                                  semantics=semantics, **inputs)
     if store is not None:
         check_target(store)
     pred, kind, stat, sites = effect_request(estimator, intervention, baseline, kind,
@@ -225,7 +246,8 @@ def effect(
         (_, rows_i), (_, rows) = (fitted_rows(estimator, X, s, inputs)
                                   for s in (intervention, baseline))
         req_i, req_b = (pred.request(return_sites=sites, intervention=r.intervention,
-                                     outcome_stat=stat, in_sample=in_sample)
+                                     outcome_stat=stat, in_sample=in_sample,
+                                     semantics=semantics)
                         for r in (rows_i, rows))
         diff, row_axes = pred.predict_contrast(rows_i, req_i, rows, req_b, key,
                                                sink=scratch_sink_in(scratch),
@@ -236,7 +258,8 @@ def effect(
         raise
     labels = _labels(pred, rows.labels, probs_site=site if kind == "probs" else None)
     attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
-             "kind": kind, "outcome": site, "row_dim": pred.info.row_dim}
+             "kind": kind, "outcome": site, "row_dim": pred.info.row_dim,
+             "semantics": semantics}
     return store_tree(store, scratch, effect_tree(
         _posterior(estimator), diff, labels, row_axes, in_sample=in_sample, attrs=attrs))
 
@@ -260,7 +283,8 @@ def estimate_effect(
         Results of :func:`counterfactual_predict` (eager scenarios).
     args_baseline, args_intervention : dict, optional
         Keyword arguments of :func:`counterfactual_predict` (``X``, ``intervention``,
-        ``in_sample``, ``return_sites``, model inputs) computed here (lazy scenarios). Lazy
+        ``in_sample``, ``return_sites``, ``semantics``, model inputs) computed here (lazy
+        scenarios). Lazy
         scenarios share one random key, so they use common random numbers even with
         ``random_state=None``; with an integer ``random_state`` an eager scenario from
         :func:`counterfactual_predict` has the same key too.
@@ -317,6 +341,7 @@ def estimate_effect(
                 X, intervention = args.pop("X"), args.pop("intervention", None)
                 in_sample = args.pop("in_sample", False)
                 return_sites = args.pop("return_sites", None)
+                semantics = args.pop("semantics", "counterfactual")
                 check_is_fitted(est, "predictor_")
                 pred = est.predictor_
                 # One key for both lazy scenarios: common random numbers even when
@@ -324,13 +349,13 @@ def estimate_effect(
                 key = pred.key() if key is None else key
                 out, row_axes, rows = _predict_scenario(
                     estimator, X, intervention, args, in_sample=in_sample, sites=return_sites,
-                    stat="sample", key=key, sink=scratch_sink_in(scratch),
+                    stat="sample", key=key, sink=scratch_sink_in(scratch), semantics=semantics,
                 )
                 output = predictive_tree(
                     _posterior(estimator), out, _labels(pred, rows.labels), row_axes,
                     in_sample=in_sample,
                     attrs={**pred.attrs, "intervention": describe(intervention),
-                           "rows_fingerprint": rows.fingerprint},
+                           "rows_fingerprint": rows.fingerprint, "semantics": semantics},
                 )
             elif not isinstance(output, xr.DataTree):
                 raise TypeError(
@@ -346,6 +371,7 @@ def estimate_effect(
     base, inter = trees["baseline"][group].to_dataset(), trees["intervention"][group].to_dataset()
     _check_alignment(group, base, inter)
     _check_same_rows(trees)
+    semantics = _common_semantics(trees)
     diff = inter.copy(data={k: inter[k].data - base[k].data for k in inter.data_vars})
     posterior = trees["intervention"]["posterior"].to_dataset() \
         if "posterior" in trees["intervention"].children else None
@@ -354,6 +380,7 @@ def estimate_effect(
         "kind": "predictive",
         "intervention": trees["intervention"].attrs.get("intervention", ""),
         "baseline": trees["baseline"].attrs.get("intervention", ""),
+        **({"semantics": semantics} if semantics else {}),
         **({"outcome": info.outcome_site, "row_dim": info.row_dim,
             "inference": est.predictor_.attrs["inference"]} if info else {}),
     }
@@ -587,11 +614,11 @@ def fitted_rows(estimator, X, intervention, inputs):
 
 
 def _predict_scenario(estimator, X, intervention, inputs, *, in_sample, sites, stat, key,
-                      sink=None):
+                      sink=None, semantics="counterfactual"):
     """Predict one scenario with ``key``: ``(arrays, row axes, rows)``."""
     pred, rows = fitted_rows(estimator, X, intervention, inputs)
     request = pred.request(return_sites=sites, intervention=rows.intervention,
-                           outcome_stat=stat, in_sample=in_sample)
+                           outcome_stat=stat, in_sample=in_sample, semantics=semantics)
     out, row_axes = pred.predict(rows, request, key, sink=sink, in_sample=in_sample)
     return out, row_axes, rows
 
@@ -604,6 +631,18 @@ def _group_of(tree):
         f"The tree has no {PREDICTIVE_GROUPS[0]!r} or {PREDICTIVE_GROUPS[1]!r} group; it has "
         f"{list(tree.children)}."
     )
+
+
+def _common_semantics(trees):
+    """The semantics both scenarios were predicted under (``None`` if neither says)."""
+    said = {side: t.attrs.get("semantics") for side, t in trees.items()}
+    if said["baseline"] and said["intervention"] and said["baseline"] != said["intervention"]:
+        raise ValueError(
+            f"The baseline was predicted with semantics={said['baseline']!r} and the "
+            f"intervention with semantics={said['intervention']!r}: their difference mixes "
+            "two worlds. Predict both with the same semantics."
+        )
+    return said["intervention"] or said["baseline"]
 
 
 def _common_group(trees):

@@ -474,7 +474,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         )
 
     def counterfactual_predict(self, X, intervention, *, in_sample=False, return_sites=None,
-                               store=None, **inputs):
+                               store=None, semantics="counterfactual", **inputs):
         """Predict under a do-intervention, keeping every posterior draw.
 
         See :func:`skimpact.counterfactual_predict`.
@@ -493,11 +493,11 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """
         return effects.counterfactual_predict(
             self, X, intervention, in_sample=in_sample, return_sites=return_sites,
-            store=store, **inputs,
+            store=store, semantics=semantics, **inputs,
         )
 
     def effect(self, X, intervention, baseline=None, *, kind=None, in_sample=False,
-               return_sites=None, store=None, **inputs):
+               return_sites=None, store=None, semantics="counterfactual", **inputs):
         """Effect of ``intervention`` against ``baseline`` per draw and row.
 
         See :func:`skimpact.effect`.
@@ -519,7 +519,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """
         return effects.effect(
             self, X, intervention, baseline, kind=kind, in_sample=in_sample,
-            return_sites=return_sites, store=store, **inputs,
+            return_sites=return_sites, store=store, semantics=semantics, **inputs,
         )
 
     def estimate_effect(self, output_baseline=None, output_intervention=None,

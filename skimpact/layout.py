@@ -45,6 +45,9 @@ class Rows:
         A hash of X and the per-row inputs before the intervention.
     row_inputs : tuple of str
         The inputs with one entry per row.
+    factual : tuple of (ndarray, dict) or None
+        ``(X, inputs)`` as they were before the intervention (or a Pipeline) changed them,
+        cast like ``X`` and ``inputs``; ``None`` when nothing changed them.
     """
 
     X: np.ndarray
@@ -53,6 +56,7 @@ class Rows:
     labels: np.ndarray
     fingerprint: str
     row_inputs: tuple = ()
+    factual: tuple = None
 
     @property
     def n(self):
@@ -214,6 +218,10 @@ class InputLayout(BaseEstimator):
             factual = validate_data(self, self._split(factual, given)[0], reset=False,
                                     dtype=np.float64)
         fingerprint = _fingerprint(Xf if factual is None else factual, arrays, self.row_inputs_)
+        before = None
+        if factual is not None or resolved.columns or resolved.inputs:
+            before = (self.cast(np.asarray(Xf if factual is None else factual, dtype=np.float64)),
+                      {k: jnp.asarray(_input_array(k, v)) for k, v in arrays.items()})
         if resolved.columns:  # on the caller's X, so a Series is aligned by its index
             changed = apply_to_columns(X, resolved.columns)
             _check_columns(changed, "X after the intervention")
@@ -229,6 +237,7 @@ class InputLayout(BaseEstimator):
             labels=labels,
             fingerprint=fingerprint,
             row_inputs=self.row_inputs_,
+            factual=before,
         )
 
     def is_training_rows(self, rows):

@@ -9,6 +9,7 @@ nothing here knows of scikit-learn estimators.
 
 import numbers
 import threading
+from dataclasses import replace
 from functools import lru_cache
 
 import jax
@@ -18,6 +19,7 @@ from sklearn.utils import check_random_state
 
 from ._sinks import OffsetSink, ProgressSink
 from .predictive import PredictiveEngine, Request
+from .propagation import DATA, check_semantics, dependency_graph, downstream
 
 __all__ = ["FittedPosterior", "NUMPYRO_LOCK", "make_key"]
 
@@ -64,10 +66,12 @@ class FittedPosterior:
         self.batch_size = batch_size
         self.progress_bar = progress_bar
         self._engine = PredictiveEngine(program.model, program.cache_key, program.info)
+        self._graph = None
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state.pop("_engine")
+        state["_graph"] = None
         return state
 
     def __setstate__(self, state):
@@ -109,8 +113,10 @@ class FittedPosterior:
         return self.program.info
 
     def request(self, *, return_sites=None, intervention=None, outcome_stat="sample",
-                in_sample=False):
-        """The engine request for ``return_sites`` under a resolved ``intervention``."""
+                in_sample=False, semantics="counterfactual"):
+        """The engine request for ``return_sites`` under a resolved ``intervention``;
+        ``semantics`` says how latent sites downstream of it move (see
+        :mod:`skimpact.propagation`)."""
         return Request(
             return_sites=self.return_sites(return_sites),
             do_sites=tuple(intervention.sites) if intervention else (),
@@ -118,6 +124,7 @@ class FittedPosterior:
             shifts=intervention.shifts if intervention else (),
             outcome_stat=outcome_stat,
             local_from_posterior=bool(in_sample),
+            semantics=check_semantics(semantics),
         )
 
     def return_sites(self, sites=None):
@@ -179,19 +186,21 @@ class FittedPosterior:
         if self.progress_bar:
             sink = ProgressSink(sink, rows.n)
         with NUMPYRO_LOCK:
+            X, inputs, values, request, factual = self._scenario(rows, request)
             out, row_axes = self._engine.run(
-                self.draws, *self._scenario(rows, request),
-                key, batch_size=self.batch_size if batch_size is None else batch_size,
+                self.draws, X, inputs, values, request, key, factual=factual, batch_size=self.batch_size if batch_size is None else batch_size,
                 sink=sink, row_inputs=rows.row_inputs, rows_of=rows_of,
             )
         return self._by_chain(out), row_axes
 
     def predict_contrast(self, rows, request, base_rows, base_request, key, *,
-                         batch_size=None, sink=None, in_sample=False, rows_of=None):
+                         batch_size=None, sink=None, in_sample=False, rows_of=None,
+                         held=None):
         """Predict ``rows`` under ``request`` minus ``base_rows`` under ``base_request`` in
         one pass over the batches, with the same random numbers for both (see
         :meth:`skimpact.predictive.PredictiveEngine.run_contrast`); arguments and returns
-        as in :meth:`predict` (the sites' offsets cancel in the difference)."""
+        as in :meth:`predict` (the sites' offsets cancel in the difference). ``held``:
+        ``{site: (chain, draw, ...) values}`` of the sites ``request.held`` sets per draw."""
         self._check_in_sample(rows, in_sample)
         self._check_in_sample(base_rows, in_sample)
         if self.progress_bar:
@@ -201,6 +210,8 @@ class FittedPosterior:
                 self.draws, self._scenario(rows, request), self._scenario(base_rows, base_request),
                 key, batch_size=self.batch_size if batch_size is None else batch_size,
                 sink=sink, row_inputs=rows.row_inputs, rows_of=rows_of,
+                held=None if held is None else {
+                    k: np.reshape(v, (-1,) + np.shape(v)[2:]) for k, v in held.items()},
             )
         return self._by_chain(out), row_axes
 
@@ -208,7 +219,49 @@ class FittedPosterior:
         self.program.check_indices(rows.X, rows.inputs, rows.row_inputs)
         resolved = rows.intervention
         values = {**resolved.sites, **resolved.fixed}
-        return rows.X, self.program.inputs(rows.inputs), values, request
+        inputs = self.program.inputs(rows.inputs)
+        factual = None
+        if rows.factual is not None:
+            factual = (rows.factual[0], self.program.inputs(rows.factual[1]))
+        changed = set(request.do_sites) | set(request.fixed_sites) | set(request.held)
+        changed |= {name for name, _ in request.shifts}
+        if factual is not None:
+            changed.add(DATA)
+        propagate = self._downstream(rows, changed, request) if changed else ()
+        if not propagate:
+            # nothing moves: the factual world is not traced, and the semantics (which
+            # only says how sites move) must not make a program of its own
+            return rows.X, inputs, values, replace(request, semantics="counterfactual"), None
+        return rows.X, inputs, values, replace(request, propagate=propagate), factual
+
+    def _downstream(self, rows, changed, request):
+        """The sites whose values the intervention on ``changed`` moves: downstream of it in
+        the model's dependency graph, and either substituted from the draws (global latent
+        sites, and local ones for in-sample rows) or observed other than the outcome."""
+        info = self.info
+        if self._graph is None:
+            # the structure, from one draw on the rows' first row (no computation)
+            first = np.zeros(1, int)
+            latent = {
+                k: (np.take(v[0], first, axis=info.local_sites[k]) if k in info.local_sites
+                    else v[0])
+                for k, v in self.draws.items()
+            }
+            inputs = {k: (np.asarray(v)[first] if k in rows.row_inputs else v)
+                      for k, v in self.program.inputs(rows.inputs).items()}
+            with NUMPYRO_LOCK:
+                self._graph = dependency_graph(self.program.model, rows.X[first], inputs,
+                                               latent, info.deterministic_sites,
+                                               self._intermediate())
+        candidates = {k for k in self.draws
+                      if request.local_from_posterior or k not in info.local_sites}
+        return downstream(self._graph, changed, candidates | set(self._intermediate()))
+
+    def _intermediate(self):
+        """Observed sample sites other than the outcome (a mediator measured in the data):
+        downstream of an intervention they move from their observed values."""
+        info = self.info
+        return tuple(k for k in info.observed_sites if k != info.outcome_site)
 
     def _by_chain(self, out):
         if isinstance(out, dict):

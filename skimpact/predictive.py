@@ -20,6 +20,7 @@ from numpyro import handlers
 
 from ._sinks import MemorySink
 from .interventions import apply_shift
+from .propagation import Propagate
 
 __all__ = ["Request", "PredictiveEngine", "memory_budget"]
 
@@ -28,6 +29,8 @@ _COMPILED = OrderedDict()
 CPU_MEMORY_BUDGET = 4 * 2**20  # bytes of output per batch on a CPU
 ACCELERATOR_MEMORY_FRACTION = 1 / 16  # of an accelerator's memory, per batch of output
 _ACCELERATOR_MAX_BUDGET = 2 * 2**30
+#: Prefix of the per-draw values of held sites among the draws the program receives.
+HELD = "__held__"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,15 @@ class Request:
     local_from_posterior : bool
         Whether local latent sites take their fitted posterior values (in-sample rows) or are
         drawn from the model given the global parameters (new rows).
+    propagate : tuple of str
+        Latent sites downstream of the intervention, whose fitted values move under
+        ``semantics`` (see :mod:`skimpact.propagation`); the program then also traces the
+        draw's factual world.
+    semantics : {"counterfactual", "interventional"}
+        How the ``propagate`` sites move.
+    held : tuple of str
+        Sites set, per draw, to values given with the draws (a mediator held at its value
+        under another scenario: a nested counterfactual).
     """
 
     return_sites: tuple
@@ -59,6 +71,9 @@ class Request:
     shifts: tuple = ()
     outcome_stat: str = "sample"
     local_from_posterior: bool = False
+    propagate: tuple = ()
+    semantics: str = "counterfactual"
+    held: tuple = ()
 
 
 class PredictiveEngine:
@@ -82,24 +97,25 @@ class PredictiveEngine:
 
     # ------------------------------------------------------------------ compiled core
     def compiled(self, *requests):
-        """The jitted program ``(key, batch, latent, Xs, inputs, values, n_draws=,
-        sharding=) -> outputs`` running one scenario per request.
+        """The jitted program ``(key, batch, latent, Xs, inputs, values, factuals,
+        n_draws=, sharding=) -> outputs`` running one scenario per request.
 
         Each draw's key is split from ``fold_in(key, batch)`` inside the program, and every
         scenario uses the same keys (common random numbers); with two requests the program
-        returns the first scenario minus the second. ``Xs``, ``inputs`` and ``values`` hold
+        returns the first scenario minus the second. ``Xs``, ``inputs``, ``values`` and
+        ``factuals`` (``(X, inputs)`` before the scenario changed them, or ``None``) hold
         one entry per request.
         """
         key = (self.cache_key, requests)
         fn = _COMPILED.get(key)
         if fn is None:
-            draws = jax.vmap(self._scenarios(requests), in_axes=(0, 0, None, None, None))
+            draws = jax.vmap(self._scenarios(requests), in_axes=(0, 0, None, None, None, None))
 
-            def program(key, batch, latent, Xs, inputs, values, n_draws, sharding):
+            def program(key, batch, latent, Xs, inputs, values, factuals, n_draws, sharding):
                 keys = jax.random.split(jax.random.fold_in(key, batch), n_draws)
                 if sharding is not None:
                     keys = jax.lax.with_sharding_constraint(keys, sharding)
-                return draws(keys, latent, Xs, inputs, values)
+                return draws(keys, latent, Xs, inputs, values, factuals)
 
             fn = jax.jit(program, static_argnames=("n_draws", "sharding"))
             _COMPILED[key] = fn
@@ -112,8 +128,9 @@ class PredictiveEngine:
     def _scenarios(self, requests):
         ones = [self._one_draw(r) for r in requests]
 
-        def scenarios(key, latent, Xs, inputs, values):
-            outs = [one(key, latent, X, i, v) for one, X, i, v in zip(ones, Xs, inputs, values)]
+        def scenarios(key, latent, Xs, inputs, values, factuals):
+            outs = [one(key, latent, X, i, v, f)
+                    for one, X, i, v, f in zip(ones, Xs, inputs, values, factuals)]
             if len(outs) == 1:
                 return outs[0]
             first, second = outs
@@ -124,17 +141,30 @@ class PredictiveEngine:
     def _one_draw(self, request):
         model, outcome = self.model, self.info.outcome_site
 
-        def one(key, latent, X, inputs, values):
+        def one(key, latent, X, inputs, values, factual):
             values = dict(values)
+            world = None  # the draw's factual world
             if request.shifts:
-                factual = _trace(handlers.substitute(model, data=latent), key, X, inputs)
+                world = _trace(handlers.substitute(model, data=latent), key, X, inputs)
                 for name, fn in request.shifts:
-                    values[name] = apply_shift(name, fn, factual[name]["value"])
-            do_vals = {k: values[k] for k in request.do_sites + _shift_names(request, "sample", self.info)}
+                    values[name] = apply_shift(name, fn, world[name]["value"])
+            if request.propagate and (world is None or factual is not None):
+                fX, f_inputs = (X, inputs) if factual is None else factual
+                world = _trace(handlers.substitute(model, data=latent), key, fX, f_inputs)
+            for name in request.held:
+                values[name] = latent[HELD + name]
+            deterministic = self.info.deterministic_sites
+            do_vals = {k: values[k] for k in request.do_sites
+                       + _shift_names(request, "sample", self.info)
+                       + tuple(k for k in request.held if k not in deterministic)}
             fixed = {k: v for k, v in values.items() if k not in do_vals}
             m = handlers.substitute(model, data=fixed) if fixed else model
             m = handlers.do(m, data=do_vals) if do_vals else m
-            tr = _trace(handlers.substitute(m, data=latent), key, X, inputs)
+            if request.propagate:
+                m = Propagate(m, latent, world, request.propagate, request.semantics, key)
+            else:
+                m = handlers.substitute(m, data=latent)
+            tr = _trace(m, key, X, inputs)
             out = {}
             for name in request.return_sites:
                 if name in do_vals:
@@ -148,8 +178,8 @@ class PredictiveEngine:
         return one
 
     # ------------------------------------------------------------------- public entry
-    def run(self, draws, X, inputs, values, request, key, *, batch_size=None, sink=None,
-            row_inputs=(), rows_of=None):
+    def run(self, draws, X, inputs, values, request, key, *, factual=None, batch_size=None,
+            sink=None, row_inputs=(), rows_of=None):
         """Predict for every draw and row.
 
         Parameters
@@ -168,6 +198,10 @@ class PredictiveEngine:
         key : jax.random key
             The same key gives the same random numbers per draw and row (common random
             numbers between scenarios).
+        factual : tuple of (ndarray, dict), optional
+            ``(X, inputs)`` of the same rows before the intervention changed them: the
+            factual world from which ``request.propagate`` sites move (default ``X`` and
+            ``inputs``).
         batch_size : int, optional
             Rows per batch; chosen from :func:`memory_budget` when omitted.
         sink : object, optional
@@ -193,11 +227,12 @@ class PredictiveEngine:
             Axis of each output holding rows (negative, counted from the end), ``None``
             for outputs that do not vary by row.
         """
-        return self._run(draws, ((X, inputs, values, request),), key, batch_size=batch_size,
-                         sink=sink, row_inputs=row_inputs, rows_of=rows_of)
+        return self._run(draws, ((X, inputs, values, request, factual),), key,
+                         batch_size=batch_size, sink=sink, row_inputs=row_inputs,
+                         rows_of=rows_of)
 
     def run_contrast(self, draws, intervention, baseline, key, *, batch_size=None, sink=None,
-                     row_inputs=(), rows_of=None):
+                     row_inputs=(), rows_of=None, held=None):
         """Predict two scenarios of the same rows in one pass; return the first minus the
         second.
 
@@ -210,11 +245,14 @@ class PredictiveEngine:
         ----------
         draws : dict of str to ndarray
         intervention, baseline : tuple
-            ``(X, inputs, values, request)`` of each scenario, as :meth:`run` takes them;
-            both have the same number of rows and return the same sites.
+            ``(X, inputs, values, request, factual)`` of each scenario, as :meth:`run`
+            takes them; both have the same number of rows and return the same sites.
         key : jax.random key
         batch_size, sink, row_inputs, rows_of
             As in :meth:`run`.
+        held : dict of str to ndarray, optional
+            Per-draw values (leading axis = draw, a site's row axis where it has one) of
+            the sites the intervention's request holds (``Request.held``).
 
         Returns
         -------
@@ -225,10 +263,10 @@ class PredictiveEngine:
         if n_i != n_b:
             raise ValueError(f"Both scenarios need the same rows; got {n_i} and {n_b}.")
         return self._run(draws, (intervention, baseline), key, batch_size=batch_size,
-                         sink=sink, row_inputs=row_inputs, rows_of=rows_of)
+                         sink=sink, row_inputs=row_inputs, rows_of=rows_of, held=held)
 
-    def _run(self, draws, scenarios, key, *, batch_size, sink, row_inputs, rows_of):
-        X, inputs, values, request = scenarios[0]
+    def _run(self, draws, scenarios, key, *, batch_size, sink, row_inputs, rows_of, held=None):
+        X, inputs, values, request, _ = scenarios[0]
         requests = tuple(s[3] for s in scenarios)
         n = X.shape[0]
         offset, total = (0, n) if rows_of is None else (int(rows_of[0]), int(rows_of[1]))
@@ -238,13 +276,17 @@ class PredictiveEngine:
                 "0 <= offset and offset + n_rows <= total."
             )
         n_draws = next(iter(draws.values())).shape[0] if draws else 1
-        local = self.info.local_sites
+        local = dict(self.info.local_sites)
         latent = {
             k: np.asarray(v)
             for k, v in draws.items()
             if request.local_from_posterior or k not in local
         }
-        row_axes = self._row_axes(latent, X, inputs, values, request, key, n_draws, row_inputs)
+        for k, v in (held or {}).items():
+            latent[HELD + k] = np.asarray(v)
+            if self.info.site_row_axis.get(k) is not None:
+                local[HELD + k] = self.info.site_row_axis[k]
+        row_axes = self._row_axes(latent, local, scenarios[0], key, n_draws, row_inputs)
         if batch_size is None:
             batch_size = _batch_size_for_budget(row_axes, self._shapes, n_draws, total)
         elif batch_size < 1:
@@ -258,8 +300,8 @@ class PredictiveEngine:
             row_axes=row_axes,
             batch_size=batch_size,
         )
-        host = [self._host_scenario(X, inputs, values, row_inputs, n)
-                for X, inputs, values, _ in scenarios]
+        host = [self._host_scenario(X, inputs, values, row_inputs, n, factual)
+                for X, inputs, values, _, factual in scenarios]
         shard = _draw_sharding(n_draws)
         glob = {k: _put(v, shard) for k, v in latent.items() if k not in local}
 
@@ -280,12 +322,15 @@ class PredictiveEngine:
             raise
         return sink.close(), row_axes
 
-    def _host_scenario(self, X, inputs, values, row_inputs, n):
+    def _host_scenario(self, X, inputs, values, row_inputs, n, factual):
         """One scenario's arrays on the host, with the row axis of each per-row value."""
         per_row = _per_row(values, self._value_axes(values), n)
         values = {k: (np.asarray(v) if per_row[k] is not None else v) for k, v in values.items()}
         rows = {k: np.asarray(inputs[k]) for k in row_inputs}
-        return np.asarray(X), inputs, rows, values, per_row
+        if factual is not None:
+            fX, f_inputs = factual
+            factual = (np.asarray(fX), f_inputs, {k: np.asarray(f_inputs[k]) for k in row_inputs})
+        return np.asarray(X), inputs, rows, values, per_row, factual
 
     @staticmethod
     def _stream(dispatch, sink, row_axes, bounds, batch_size):
@@ -311,22 +356,24 @@ class PredictiveEngine:
                 sink.write(name, tuple(index), arr)
             del out
 
-    def _row_axes(self, latent, X, inputs, values, request, key, n_draws, row_inputs):
+    def _row_axes(self, latent, local, scenario, key, n_draws, row_inputs):
         """Trace one draw on one row and on that row twice: the axes that grow hold rows."""
+        X, inputs, values, request, factual = scenario
         fn = self._one_draw(request)
         value_axes = self._value_axes(values)
         shapes = []
         for rows in (np.zeros(1, int), np.zeros(2, int)):
-            lat = {
-                k: (np.take(v[0], rows, axis=self.info.local_sites[k]) if k in self.info.local_sites else v[0])
-                for k, v in latent.items()
-            }
+            lat = {k: (np.take(v[0], rows, axis=local[k]) if k in local else v[0])
+                   for k, v in latent.items()}
             vals = {k: _slice_value(v, rows, value_axes[k]) for k, v in values.items()}
             inp = {
                 k: (np.asarray(v)[rows] if k in row_inputs else v)
                 for k, v in inputs.items()
             }
-            shapes.append(jax.eval_shape(fn, key, lat, np.asarray(X)[rows], inp, vals))
+            fact = None if factual is None else (
+                np.asarray(factual[0])[rows],
+                {k: (np.asarray(v)[rows] if k in row_inputs else v) for k, v in factual[1].items()})
+            shapes.append(jax.eval_shape(fn, key, lat, np.asarray(X)[rows], inp, vals, fact))
         one, two = shapes
         self._shapes = {k: (n_draws,) + tuple(s.shape) for k, s in one.items()}
         self._dtypes = {k: s.dtype for k, s in one.items()}
@@ -346,13 +393,19 @@ class PredictiveEngine:
 
 
 def _batch_of(host, rows):
-    """``(X, inputs, values)`` of one scenario for the batch ``rows``."""
-    X, inputs, row_inputs, values, per_row = host
-    b_inputs = {k: (_take(row_inputs[k], rows, 0) if k in row_inputs else v)
-                for k, v in inputs.items()}
+    """``(X, inputs, values, factual)`` of one scenario for the batch ``rows``."""
+    X, inputs, row_inputs, values, per_row, factual = host
     b_values = {k: (_take(v, rows, per_row[k]) if per_row[k] is not None else v)
                 for k, v in values.items()}
-    return _take(X, rows, 0), b_inputs, b_values
+    if factual is not None:
+        fX, f_inputs, f_rows = factual
+        factual = (_take(fX, rows, 0), _batch_inputs(f_inputs, f_rows, rows))
+    return _take(X, rows, 0), _batch_inputs(inputs, row_inputs, rows), b_values, factual
+
+
+def _batch_inputs(inputs, row_inputs, rows):
+    return {k: (_take(row_inputs[k], rows, 0) if k in row_inputs else v)
+            for k, v in inputs.items()}
 
 
 def _shift_names(request, kind, info):

@@ -121,7 +121,7 @@ class Sensitivity:
 
 def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_refits=3,
            subset_fraction=0.8, kind=None, prob=0.94, n_jobs=None, random_state=None,
-           sample_weight=None, **inputs):
+           sample_weight=None, semantics="counterfactual", **inputs):
     """Refutation tests of the average effect of ``intervention``.
 
     Parameters
@@ -159,6 +159,9 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
     sample_weight : array-like of shape (n_samples,), optional
         Weights of the rows, as for ``fit``; every refit uses them (a subset refit, the
         weights of its rows).
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        How latent sites downstream of the intervention follow it, in the original fit
+        and every refit (see :func:`skimpact.effect`).
     **inputs : array-like
         The model's keyword inputs for the rows of X.
 
@@ -196,7 +199,7 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
     rng = check_random_state(random_state)
     w = None if sample_weight is None else np.asarray(sample_weight)
     original, kind = _original(estimator, X, y, inputs, w, kind, rng)
-    orig = _ate(original, X, intervention, baseline, kind, inputs)
+    orig = _ate(original, X, intervention, baseline, kind, inputs, semantics)
     jobs = []
     for method in methods:
         for _ in range(n_refits):
@@ -218,7 +221,7 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
             jobs.append((method, seed, job))
     draws = Parallel(n_jobs=n_jobs)(
         delayed(_refit_ate)(estimator, Xf, yf, wf, fit_in, Xe, eval_in, intervention,
-                            baseline, kind, seed)
+                            baseline, kind, seed, semantics)
         for _, seed, (Xf, yf, wf, fit_in, Xe, eval_in) in jobs
     )
     o_mean, _, o_lo, o_hi = _summary(orig[None], prob)
@@ -248,7 +251,8 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
 
 def sensitivity(estimator, X, y, intervention, baseline=None, *,
                 strengths=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7), n_refits=1, kind=None,
-                prob=0.94, n_jobs=None, random_state=None, sample_weight=None, **inputs):
+                prob=0.94, n_jobs=None, random_state=None, sample_weight=None,
+                semantics="counterfactual", **inputs):
     """How strong an unobserved confounder would have to be to explain the effect away.
 
     For each strength ``s`` a confounder ``U`` is simulated: standard normal, correlated
@@ -284,6 +288,9 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
     random_state : int, RandomState or None
     sample_weight : array-like of shape (n_samples,), optional
         Weights of the rows, as for ``fit``; every refit uses them.
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        How latent sites downstream of the intervention follow it, in the original fit
+        and every refit (see :func:`skimpact.effect`).
     **inputs : array-like
         The model's keyword inputs.
 
@@ -321,7 +328,7 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
     rng = check_random_state(random_state)
     w = None if sample_weight is None else np.asarray(sample_weight)
     original, kind = _original(estimator, X, y, inputs, w, kind, rng)
-    orig = _ate(original, X, intervention, baseline, kind, inputs)
+    orig = _ate(original, X, intervention, baseline, kind, inputs, semantics)
     direction = -1.0 if orig.mean() > 0 else 1.0
     z = (treatment - treatment.mean()) / treatment.std()
     y_sd = y_arr.std()
@@ -333,7 +340,7 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
             jobs.append((s, int(rng.randint(2**31 - 1)), y_new))
     draws = Parallel(n_jobs=n_jobs)(
         delayed(_refit_ate)(estimator, X, y_new, w, inputs, X, inputs, intervention,
-                            baseline, kind, seed)
+                            baseline, kind, seed, semantics)
         for _, seed, y_new in jobs
     )
     # strength 0 is the one original fit: its draws in refit 0, NaN in the others
@@ -365,12 +372,12 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
 
 # ----------------------------------------------------------------------------- refits
 def _refit_ate(estimator, X, y, sample_weight, fit_inputs, X_eval, eval_inputs, intervention,
-               baseline, kind, seed):
+               baseline, kind, seed, semantics):
     """Fit a clone of ``estimator`` on ``(X, y)`` and return the average effect per draw."""
     est = clone(estimator)
     final_estimator(est).set_params(random_state=seed)
     est.fit(X, y, **_fit_params(est, fit_inputs, sample_weight))
-    return _ate(est, X_eval, intervention, baseline, kind, eval_inputs)
+    return _ate(est, X_eval, intervention, baseline, kind, eval_inputs, semantics)
 
 
 def _fit_params(estimator, inputs, sample_weight):
@@ -427,9 +434,10 @@ def _check_fitted_on(estimator, X, y, inputs, sample_weight):
         )
 
 
-def _ate(estimator, X, intervention, baseline, kind, inputs):
+def _ate(estimator, X, intervention, baseline, kind, inputs, semantics):
     """The average effect over the rows of X, one value per posterior draw."""
-    tree = effect(estimator, X, intervention, baseline, kind=kind, **inputs)
+    tree = effect(estimator, X, intervention, baseline, kind=kind, semantics=semantics,
+                  **inputs)
     group = next(g for g in ("predictions", "posterior_predictive") if g in tree.children)
     da = tree[group][tree.attrs["outcome"]]
     rest = [d for d in da.dims if d not in ("chain", "draw")]

@@ -155,12 +155,17 @@ def block_of(rows, lo, hi, info):
         fixed={k: cut(k, v) for k, v in resolved.fixed.items()},
     )
     inputs = {k: (v[lo:hi] if k in rows.row_inputs else v) for k, v in rows.inputs.items()}
+    factual = rows.factual
+    if factual is not None:
+        factual = (factual[0][lo:hi],
+                   {k: (v[lo:hi] if k in rows.row_inputs else v) for k, v in factual[1].items()})
     return replace(rows, X=rows.X[lo:hi], inputs=inputs, intervention=intervention,
-                   labels=rows.labels[lo:hi])
+                   labels=rows.labels[lo:hi], factual=factual)
 
 
 def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
-                  return_sites=None, key=None, rows_of=None, **inputs):
+                  return_sites=None, key=None, rows_of=None, semantics="counterfactual",
+                  **inputs):
     """Effect of ``intervention`` against ``baseline``, block by block into ``sink``.
 
     Each block is one batch of the engine: both scenarios are predicted for its rows in one
@@ -188,6 +193,8 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
     rows_of : tuple of (int, int), optional
         ``(offset, total)`` when X is a part (a partition) of a larger table: its rows get
         the random numbers they get in that table.
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        As in :func:`skimpact.effect`.
     **inputs : array-like
         The model's keyword inputs.
 
@@ -214,7 +221,7 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
     scenarios = [scenario_rows(estimator, X, s, inputs) for s in (intervention, baseline)]
     rows_i, rows_b = scenarios[0][1], scenarios[1][1]
     requests = [pred.request(return_sites=sites, intervention=r.intervention,
-                             outcome_stat=stat) for r in (rows_i, rows_b)]
+                             outcome_stat=stat, semantics=semantics) for r in (rows_i, rows_b)]
     key = pred.key() if key is None else key
     n = rows_i.n
     offset, total = (0, n) if rows_of is None else rows_of
@@ -504,7 +511,8 @@ def model_columns(estimator):
 
 
 def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
-                   interval="hdi", by=None, per_row=False, **inputs):
+                   interval="hdi", by=None, per_row=False, semantics="counterfactual",
+                   **inputs):
     """Summary of an effect computed batch by batch, with neither scenario stored.
 
     Equals ``summarize_effect(effect(estimator, X, intervention, baseline, kind=kind),
@@ -535,6 +543,8 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     per_row : bool, default=False
         Summarise each row's effect (CATE) instead; with a Dask X the table is a Dask
         DataFrame, computed partition by partition when asked.
+    semantics : {"counterfactual", "interventional"}, default="counterfactual"
+        As in :func:`skimpact.effect`.
     **inputs : array-like
         The model's keyword inputs.
 
@@ -563,7 +573,7 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
 
         return distributed.effect_summary(
             estimator, X, intervention, baseline, kind=kind, prob=prob, interval=interval,
-            by=by, per_row=per_row, **inputs,
+            by=by, per_row=per_row, semantics=semantics, **inputs,
         )
     labels, name, X = by_labels(X, by, estimator)
     pred, kind, _, _ = effect_request(estimator, intervention, baseline, kind)
@@ -573,7 +583,7 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
                              per_row=per_row, row_labels=row_labels,
                              labels=outcome_labels(pred, kind))
     stream_effect(estimator, X, intervention, baseline, sink=sink, kind=kind,
-                  return_sites=(site,), **inputs)
+                  return_sites=(site,), semantics=semantics, **inputs)
     if per_row:
         return sink.row_frame()
     return sink.frame(by=labels is not None)
