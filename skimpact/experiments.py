@@ -11,13 +11,17 @@ method (SVI, MAP, NUTS) then fits data and experiments together.
 
 The experiment's rows run through the same fitted program as predictions do: column and
 input interventions are applied to its ``X`` before the model runs, site interventions
-with ``handlers.do``. Local latent sites (one value per row) are drawn from the model for
-the experiment's rows with a fixed seed, the same in both scenarios.
+with ``handlers.do``. Global latent sites downstream of the intervention follow it with
+the counterfactual semantics of :mod:`skimpact.propagation` (each keeps the noise that
+its current value has under the factual rows), so an effect that acts through them moves
+the fit. Local latent sites (one value per row) are drawn from the model for the
+experiment's rows with a fixed seed, the same in both scenarios.
 """
 
 import numbers
 from dataclasses import dataclass, field
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -25,6 +29,7 @@ import numpyro.distributions as dist
 from numpyro import handlers
 
 from .interventions import apply_shift
+from .propagation import DATA, Propagate, dependency_graph, downstream
 
 __all__ = ["Experiment", "calibrated_model", "resolve_experiments"]
 
@@ -115,6 +120,8 @@ class _Scenario:
     sites: dict
     fixed: dict
     shifts: tuple
+    factual: tuple = None  # (X, inputs) before the intervention changed them
+    propagate: tuple = ()  # global latent sites downstream of the intervention
 
 
 def resolve_experiments(experiments, layout, program):
@@ -175,12 +182,29 @@ def resolve_experiments(experiments, layout, program):
 def _scenario(layout, program, exp, intervention):
     rows = layout.transform(exp.X, exp.inputs, intervention, info=program.info)
     resolved = rows.intervention
+    inputs = program.inputs(rows.inputs)
+    factual = None
+    if rows.factual is not None:
+        factual = (jnp.asarray(rows.factual[0]), program.inputs(rows.factual[1]))
+    changed = {*resolved.sites, *resolved.fixed, *(n for n, _ in resolved.shifts)}
+    if factual is not None:
+        changed.add(DATA)
+    info = program.info
+    latent = {k: jnp.zeros(info.site_shapes[k]) for k in info.latent_sites
+              if k not in info.local_sites}
+    propagate = ()
+    if changed and latent:
+        graph = dependency_graph(program.model, jnp.asarray(rows.X), inputs, latent,
+                                 info.deterministic_sites)
+        propagate = downstream(graph, changed, set(latent))
     return _Scenario(
         X=jnp.asarray(rows.X),
-        inputs=program.inputs(rows.inputs),
+        inputs=inputs,
         sites={k: jnp.asarray(v) for k, v in resolved.sites.items()},
         fixed={k: jnp.asarray(v) for k, v in resolved.fixed.items()},
         shifts=resolved.shifts,
+        factual=factual,
+        propagate=propagate,
     )
 
 
@@ -233,6 +257,12 @@ def _mean_outcome(program, scenario, latent):
                 (fixed if name in program.info.deterministic_sites else sites)[name] = value
         m = handlers.substitute(program.model, data=fixed) if fixed else program.model
         m = handlers.do(m, data=sites) if sites else m
-        m = handlers.seed(handlers.substitute(m, data=latent), rng_seed=0)
-        tr = handlers.trace(m).get_trace(scenario.X, **scenario.inputs)
+        if scenario.propagate:
+            X, inputs = scenario.factual or (scenario.X, scenario.inputs)
+            world = handlers.trace(base).get_trace(X, **inputs)
+            m = Propagate(m, latent, world, scenario.propagate, "counterfactual",
+                          jax.random.PRNGKey(0))
+        else:
+            m = handlers.substitute(m, data=latent)
+        tr = handlers.trace(handlers.seed(m, rng_seed=0)).get_trace(scenario.X, **scenario.inputs)
     return jnp.mean(tr[outcome]["fn"].mean)
