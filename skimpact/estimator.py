@@ -16,6 +16,7 @@ next ``fit``.
 """
 
 import functools
+import hashlib
 import inspect
 import numbers
 from abc import ABCMeta, abstractmethod
@@ -311,7 +312,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             cache_key=cache_key,
         )
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
-                 "experiments": len(measured)}
+                 "experiments": len(measured),
+                 "posterior_fingerprint": _draws_fingerprint(result.draws)}
         draws = program.add_offsets({**result.draws, **result.deterministic})
         labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
                         feature_names=getattr(layout, "feature_names_in_", None))
@@ -737,6 +739,17 @@ def _check_input_names(cls, inputs):
             f"receive it there. Pass it as a DataFrame column named in `inputs=` (for "
             f"example inputs=[{k!r}]), or rename the model's argument."
         )
+
+
+def _draws_fingerprint(draws):
+    """A hash of the posterior draws: every output tree records it, so that scenarios
+    predicted by different fits (or refits) are not contrasted as if they shared one."""
+    h = hashlib.sha1()
+    for name in sorted(draws):
+        value = np.ascontiguousarray(np.asarray(draws[name]))
+        h.update(f"{name}:{value.dtype}:{value.shape}".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
 
 
 def _tree_attrs(params, spec):

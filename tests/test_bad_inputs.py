@@ -804,6 +804,19 @@ def _mixed_groups(fx):
     estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
 
 
+def _two_fits(both_other):
+    """Scenarios predicted by two fits (same settings, another y): their difference mixes
+    two posteriors (an 'ATE' of about -4 where each fit's own is 2 or -2)."""
+
+    def fn(fx):
+        other = _fit(copy.deepcopy(fx.reg), D.df, -D.y)
+        base = (other if both_other else fx.reg).counterfactual_predict(D.df, None)
+        inter = other.counterfactual_predict(D.df, {"dose": D.df["dose"] + 1})
+        estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
+
+    return fn
+
+
 def _nan_effect(fx):
     tree = fx.reg_effect.copy(deep=True)
     tree["predictions"]["y"].values[0, 3, 5] = np.nan
@@ -874,6 +887,10 @@ EFFECT_CASES = [
          lambda fx: estimate_effect(fx.reg, args_baseline={"intervention": None},
                                     args_intervention={"X": D.df}),
          ValueError, r"args_baseline must be a dict with at least 'X'"),
+    case("estimate-effect-outputs-of-two-fits", _two_fits(False),
+         ValueError, r"different fitted estimators.*same fitted estimator"),
+    case("estimate-effect-outputs-of-another-fit", _two_fits(True),
+         ValueError, r"output_baseline was predicted by another fitted estimator"),
     case("estimate-effect-mixed-in-sample", _mixed_groups,
          ValueError, r"same in_sample"),
     case("loo-other-rows", lambda fx: fx.nuts.loo(D.xn[::-1], D.yn[::-1]),
