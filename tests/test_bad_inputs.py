@@ -48,6 +48,7 @@ from skimpact import (
     estimate_effect,
     summarize_effect,
 )
+from skimpact.calibration import calibrate_effect
 from skimpact.posterior import FittedPosterior
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -817,6 +818,35 @@ def _two_fits(both_other):
     return fn
 
 
+def _calibrate_truth(truth_at):
+    """calibrate_effect with a simulator whose true effect in simulation ``i`` is
+    ``truth_at(i)``; simulations before the bad one fit quickly, none after it."""
+
+    def fn(fx):
+        calls = []
+
+        def simulate(rng):
+            calls.append(None)
+            X = rng.normal(size=(60, 2))
+            return X, X @ np.array([0.5, 1.0]) + rng.normal(size=60), truth_at(len(calls) - 1)
+
+        est = ImpactRegressor(inference="svi", num_steps=100, num_samples=20)
+        calibrate_effect(est, simulate, {0: plus_half}, n_simulations=3, random_state=0)
+
+    return fn
+
+
+def _no_fit(fn):
+    """``fn`` must fail before any estimator is fitted."""
+
+    def wrapped(fx):
+        with mock.patch.object(ImpactRegressor, "fit",
+                               side_effect=AssertionError("fitted before checking simulate")):
+            fn(fx)
+
+    return wrapped
+
+
 def _nan_effect(fx):
     tree = fx.reg_effect.copy(deep=True)
     tree["predictions"]["y"].values[0, 3, 5] = np.nan
@@ -893,6 +923,15 @@ EFFECT_CASES = [
          ValueError, r"output_baseline was predicted by another fitted estimator"),
     case("estimate-effect-mixed-in-sample", _mixed_groups,
          ValueError, r"same in_sample"),
+    # the true effect NaN: coverage 0.0 with only NumPy's RuntimeWarnings
+    case("calibrate-true-effect-nan", _no_fit(_calibrate_truth(lambda i: np.nan)),
+         ValueError, r"true effect of nan in simulation 0.*finite"),
+    case("calibrate-true-effect-nan-later",
+         _calibrate_truth(lambda i: 0.5 if i == 0 else np.nan),
+         ValueError, r"true effect of nan in simulation 1"),
+    # an array: a raw conversion error after the first fit
+    case("calibrate-true-effect-array", _no_fit(_calibrate_truth(lambda i: np.full(60, 0.5))),
+         ValueError, r"true effect of type ndarray of shape \(60,\).*one real number.*average"),
     case("loo-other-rows", lambda fx: fx.nuts.loo(D.xn[::-1], D.yn[::-1]),
          ValueError, r"in_sample=True.*training rows"),
     case("loo-subset", lambda fx: fx.nuts.loo(D.xn[:10], D.yn[:10]),
