@@ -243,6 +243,16 @@ def ct_pipe():
 
 
 @pytest.fixture(scope="module")
+def ct_pipe_ignore():
+    """As ct_pipe, its OneHotEncoder encoding unknown cities as all zeros."""
+    ct = ColumnTransformer([
+        ("num", StandardScaler(), ["age", "bmi"]),
+        ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False), ["city"]),
+    ])
+    return _fit(Pipeline([("ct", ct), ("est", ImpactRegressor(**FAST))]), D.dfc, D.yct)
+
+
+@pytest.fixture(scope="module")
 def grouped():
     return _fit(ImpactRegressor(group_model, **FAST), D.xn, D.yn + GROUP, group=GROUP)
 
@@ -631,6 +641,11 @@ def _ct_raw_string_column(fx):
     assert ate(eff) == pytest.approx(2.0, abs=0.2)
 
 
+def _ct_ignore_known_string(fx):
+    eff = effect(fx.ct_pipe_ignore, D.dfc, {"city": "b"}, baseline={"city": "a"}, kind="mean")
+    assert ate(eff) == pytest.approx(2.0, abs=0.2)
+
+
 def _bad_intervention(method, value):
     def fn(fx):
         if method == "effect":
@@ -654,6 +669,17 @@ INTERVENTION_CASES = [
     case("pipeline-int-ndarray-scalar-0.5", _pipeline_int_ndarray_scalar),
     case("pipeline-columntransformer-raw-column", _ct_raw_column),
     case("pipeline-columntransformer-raw-string-column", _ct_raw_string_column),
+    case("pipeline-onehot-ignore-known-category", _ct_ignore_known_string),
+    # a typo ("B" for "b") encoded as all zeros: an 'effect' of 0.46 where b's is 2
+    case("pipeline-onehot-ignore-unknown-category",
+         lambda fx: effect(fx.ct_pipe_ignore, D.dfc, {"city": "B"}, baseline={"city": "a"},
+                           kind="mean"),
+         ValueError, r"column 'city' to \['B'\].*did not see in fit.*known categories are "
+                     r"\['a', 'b', 'c'\]"),
+    case("pipeline-onehot-ignore-unknown-baseline",
+         lambda fx: effect(fx.ct_pipe_ignore, D.dfc, {"city": "b"}, baseline={"city": "zz"},
+                           kind="mean"),
+         ValueError, r"column 'city' to \['zz'\].*did not see in fit"),
     *[
         case(f"{method}-intervention-{name}", _bad_intervention(method, value),
              TypeError, r"intervention.*must be a dict")
