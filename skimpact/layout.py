@@ -184,7 +184,8 @@ class InputLayout(BaseEstimator):
         raw_columns : sequence, optional
             Columns of a Pipeline's raw input, listed in the message for an unknown name.
         factual : array-like or DataFrame, optional
-            X before a Pipeline changed its raw columns: the rows to fingerprint.
+            X before a Pipeline changed its raw columns: the rows to fingerprint, with the
+            inputs taken from its columns (``inputs=``).
 
         Returns
         -------
@@ -210,10 +211,14 @@ class InputLayout(BaseEstimator):
                     f"Input {k!r} has {arrays[k].shape[0] if arrays[k].ndim else 'no'} rows; X "
                     f"has {n}. Per-row inputs need one entry per row of X."
                 )
-        if factual is not None:
-            factual = validate_data(self, self._split(factual, given)[0], reset=False,
-                                    dtype=np.float64)
-        fingerprint = _fingerprint(Xf if factual is None else factual, arrays, self.row_inputs_)
+        fingerprinted = Xf, arrays
+        if factual is not None:  # the inputs taken from its columns are factual too
+            factual_X, factual_inputs = self._split(factual, given)
+            fingerprinted = (
+                validate_data(self, factual_X, reset=False, dtype=np.float64),
+                {k: _input_array(k, v) for k, v in factual_inputs.items()},
+            )
+        fingerprint = _fingerprint(*fingerprinted, self.row_inputs_)
         if resolved.columns:  # on the caller's X, so a Series is aligned by its index
             changed = apply_to_columns(X, resolved.columns)
             _check_columns(changed, "X after the intervention")

@@ -253,6 +253,16 @@ def ct_pipe_ignore():
 
 
 @pytest.fixture(scope="module")
+def inputs_pipe():
+    """A Pipeline (scaled age and bmi, dose passed through as a DataFrame column) ending in
+    the custom model that takes ``dose`` from its X via inputs=."""
+    ct = ColumnTransformer([("num", StandardScaler(), ["age", "bmi"])], remainder="passthrough",
+                           verbose_feature_names_out=False).set_output(transform="pandas")
+    est = ImpactRegressor(dose_model, inputs=["dose"], **FAST)
+    return _fit(Pipeline([("ct", ct), ("est", est)]), D.df, D.y)
+
+
+@pytest.fixture(scope="module")
 def grouped():
     return _fit(ImpactRegressor(group_model, **FAST), D.xn, D.yn + GROUP, group=GROUP)
 
@@ -817,6 +827,17 @@ def _in_sample_shuffled(fx):
     fx.reg.effect(shuffled, {"dose": 1}, in_sample=True)
 
 
+def _pipeline_input_in_sample(fx):
+    # the rows were fingerprinted after the intervention set dose: "these 200 rows differ
+    # from the 200 training rows"
+    eff = effect(fx.inputs_pipe, D.df, {"dose": 1}, baseline={"dose": 0}, in_sample=True,
+                 kind="mean")
+    assert "posterior_predictive" in eff.children
+    assert ate(eff) == pytest.approx(TRUE_DOSE, abs=0.1)
+    new_rows = effect(fx.inputs_pipe, D.df, {"dose": 1}, baseline={"dose": 0}, kind="mean")
+    assert ate(eff) == pytest.approx(ate(new_rows), rel=1e-5)
+
+
 def _loo_training_rows(fx):
     with warnings.catch_warnings():  # 100 draws: a Pareto k above 0.5 is no failure here
         warnings.filterwarnings("ignore", message="Estimated shape parameter of Pareto",
@@ -922,6 +943,7 @@ EFFECT_CASES = [
          NotFittedError, r"not fitted"),
     case("in-sample-other-rows-same-count", _in_sample_other_rows,
          ValueError, r"in_sample=True.*training rows.*in_sample=False"),
+    case("in-sample-pipeline-input-column-effect", _pipeline_input_in_sample),
     case("in-sample-shuffled-rows-effect", _in_sample_shuffled,
          ValueError, r"in_sample=True.*training order"),
     case("estimate-effect-eager-reordered-labels", _eager_reordered(True),
