@@ -416,7 +416,16 @@ def _warn_float32_range(X, columns, what):
 
 def _validated_sample_weight(sample_weight, n):
     """``sample_weight`` as float32 of shape ``(n,)``: finite, non-negative, not all zero."""
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    raw = np.asarray(sample_weight)
+    try:
+        if raw.dtype.kind in "USV":  # numbers written as text are no weights either
+            raise TypeError
+        sample_weight = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sample_weight holds non-numeric values (dtype {raw.dtype}, e.g. "
+            f"{raw.reshape(-1)[:1].tolist()}); it must be one non-negative number per row."
+        ) from None
     if sample_weight.ndim == 0:
         sample_weight = np.full(n, float(sample_weight))
     if sample_weight.shape != (n,):

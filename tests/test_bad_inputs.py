@@ -391,6 +391,9 @@ INPUT_CASES = [
     case("negative-sample-weight",
          lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=-np.ones(N)),
          ValueError, r"sample_weight.*non-negative"),
+    case("sample-weight-strings",  # was "could not convert string to float: 'a'"
+         lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=np.array(["a"] * N)),
+         ValueError, r"sample_weight holds non-numeric values.*one non-negative number per row"),
     case("sample-weight-wrong-length",
          lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=np.ones(3)),
          ValueError, r"sample_weight has shape \(3,\)"),
