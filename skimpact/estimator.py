@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -118,6 +118,19 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         "random_state": ["random_state"],
         "progress_bar": ["boolean"],
     }
+
+    def _validate_params(self):
+        """scikit-learn's checks, and no bool for a number: ``True`` is an Integral to
+        Python, so ``num_steps=True`` passed them and failed deep inside the fit."""
+        super()._validate_params()
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name, None)
+            numeric = [c for c in constraints if isinstance(c, Interval)]
+            if isinstance(value, (bool, np.bool_)) and numeric:
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be "
+                    f"{' or '.join(map(str, numeric))}, not a bool; got {value!r}."
+                )
 
     def __init__(
         self,

@@ -520,6 +520,13 @@ PARAMETER_CASES = [
          ValueError, r"fit_batch_size.*'svi' or 'map'"),
     case("num-steps-zero", lambda fx: fit_quick(ImpactRegressor(inference="svi", num_steps=0)),
          InvalidParameterError, r"'num_steps'"),
+    # bools are Integral: num_steps=True failed inside fori_loop ("got int32 and bool"),
+    # num_samples=True fitted one draw
+    *[case(f"{name.replace('_', '-')}-bool", lambda fx, name=name: fit_quick(ImpactRegressor(
+        **{**FAST, "inference": "svi", name: True})),
+           InvalidParameterError, rf"'{name}'.*not a bool; got True")
+      for name in ("num_steps", "num_samples", "num_warmup", "num_chains", "batch_size",
+                   "fit_batch_size", "learning_rate")],
     case("num-samples-float", lambda fx: fit_quick(ImpactRegressor(num_samples=2.5)),
          InvalidParameterError, r"'num_samples'"),
     case("target-accept-above-one", lambda fx: fit_quick(ImpactRegressor(target_accept_prob=1.5)),
