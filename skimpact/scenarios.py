@@ -62,10 +62,14 @@ def effect_request(estimator, intervention, baseline=None, kind=None, return_sit
     if kind not in ("predictive", "mean", "probs"):
         raise ValueError(f"`kind` must be 'predictive', 'mean' or 'probs'; got {kind!r}.")
     if kind != "predictive" and kind not in stats:
+        if pred.classes is not None and "probs" in stats:  # class codes have no mean
+            advice = ("kind='probs' (the default for classifiers): the effect on each class "
+                      "probability")
+        else:
+            advice = "kind='predictive' (a contrast of sampled outcomes)"
         raise ValueError(
             f"kind={kind!r} needs the outcome distribution's {kind} in closed form (and "
-            f"finite), which {pred.info.outcome_site!r} does not have; use "
-            "kind='predictive' (a contrast of sampled outcomes)."
+            f"finite), which {pred.info.outcome_site!r} does not have; use {advice}."
         )
     if kind == "predictive" and pred.classes is not None and len(pred.classes) > 2:
         raise ValueError(

@@ -925,6 +925,10 @@ EFFECT_CASES = [
     case("multiclass-predictive-refused",
          lambda fx: fx.clf.effect(D.xc, {0: 1.0}, kind="predictive"),
          ValueError, r"kind='probs'"),
+    # advised kind='predictive', itself refused for three classes
+    case("multiclass-mean-refused-advises-probs",
+         lambda fx: fx.clf.effect(D.xc, {0: 1.0}, kind="mean"),
+         ValueError, r"kind='mean'.*use kind='probs'"),
     case("classifier-predict-proba-sums-to-one", _predict_proba_rows),
     case("effect-empty-dict", lambda fx: fx.reg.effect(D.df, {}),
          ValueError, r"at least one site, input or column"),
