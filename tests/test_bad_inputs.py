@@ -1111,6 +1111,19 @@ def _store_roundtrip(fx):
     assert [p.name for p in fx.tmp_path.iterdir()] == ["eff.zarr"]  # no scratch left
 
 
+def _store_in_proc(call):
+    """A directory that os.access calls writable (for root) but takes no new directory:
+    the error named a hidden '.x.xxxxxxxx.partial' path (FileNotFoundError) after the
+    prediction."""
+
+    def fn(fx):
+        if not __import__("os").path.isdir("/proc/self"):
+            pytest.skip("needs Linux's /proc")
+        _store_exists(lambda est, p: call(est, "/proc/x"))(fx)
+
+    return fn
+
+
 STORE_CASES = [
     case("effect-store-exists",
          _store_exists(lambda est, p: est.effect(D.df, {"dose": 1}, store=p)),
@@ -1140,6 +1153,12 @@ STORE_CASES = [
     case("store-parent-is-a-file",
          lambda fx: fx.reg.effect(D.df, {"dose": 1}, store=_existing(fx, "file") / "x.zarr"),
          ValueError, r"not a directory"),
+    case("store-in-proc-counterfactual",
+         _store_in_proc(lambda est, p: est.counterfactual_predict(D.df, {"dose": 1}, store=p)),
+         ValueError, r"Cannot create the store /proc/x: the directory /proc does not take new"),
+    case("store-in-proc-effect",
+         _store_in_proc(lambda est, p: est.effect(D.df, {"dose": 1}, store=p)),
+         ValueError, r"Cannot create the store /proc/x.*`store=` path"),
     case("interrupted-counterfactual-leaves-nothing",
          _interrupted(lambda est, p: est.counterfactual_predict(D.df, {"dose": 1}, store=p))),
     case("interrupted-effect-leaves-nothing",
