@@ -375,6 +375,14 @@ INPUT_CASES = [
          lambda fx: fit_quick(ImpactRegressor(group_model, **FAST), D.xn, D.yn,
                               group=np.arange(100) % 4),
          IndexError, r"out of bounds.*index 3"),
+    # a float index: JAX's "Indexer must have integer or boolean type, got float32"
+    case("group-code-float-predict",
+         lambda fx: fx.grouped.predict(D.xn[:3], group=np.array([0.5, 1.0, 2.0])),
+         TypeError, r"Input 'group' \(e\.g\. 0\.5\) indexes an array.*must hold integers"),
+    case("group-code-float-intervention",
+         lambda fx: fx.grouped.effect(D.xn, {"group": 0.5}, kind="mean", group=GROUP),
+         TypeError, r"Input 'group'.*indexes an array.*must hold integers.*intervene with "
+                    r"integers"),
     case("group-code-in-range-predicts-its-group",
          lambda fx: np.testing.assert_allclose(
              fx.grouped.predict(D.xn[:3], group=np.array([2, 2, 2]))
