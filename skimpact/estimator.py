@@ -978,6 +978,23 @@ n_features_in_, feature_names_in_
 
     def fit(self, X, y, sample_weight=None, experiments=None, **inputs):
         y_arr = np.asarray(y) if y is not None else None
+        if y_arr is not None and y_arr.dtype.kind == "O" and y_arr.ndim == 1:
+            # missing labels (None, NaN) among labels of any type: scikit-learn calls their
+            # type "unknown", or fails comparing None with a string
+            missing = pd.isna(y_arr)
+            if missing.any():
+                if self.missing != "mask":
+                    raise ValueError(
+                        f"y contains missing labels (None or NaN) in {int(missing.sum())} "
+                        "rows; drop those rows, or fit with missing='mask' to leave them out "
+                        "of the likelihood."
+                    )
+                labels = np.array(y_arr[~missing].tolist())  # their own dtype
+                check_classification_targets(labels)
+                if labels.dtype.kind in "biuf":  # numbers: as float labels with NaN
+                    y_arr = np.full(y_arr.shape, np.nan)
+                    y_arr[~missing] = labels
+                return super().fit(X, y_arr, sample_weight, experiments, **inputs)
         # float labels with NaN or infinity get the input layout's error, which names the fix
         if y_arr is not None and not (y_arr.dtype.kind == "f"
                                       and (self.missing == "mask"

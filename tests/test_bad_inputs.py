@@ -327,6 +327,22 @@ def _nan_at(df, col, value=np.nan):
     return out
 
 
+def _with_none(labels):
+    out = np.asarray(labels).astype(object)
+    out[[3, 7]] = None
+    return out
+
+
+def _none_labels_masked(fx):
+    for labels in (D.yc, np.where(D.yc == "hi", 1, 0)):  # strings, and integers
+        y = _with_none(labels)
+        est = _fit(ImpactClassifier(missing="mask", **FAST), D.xc, y)
+        assert sorted(est.classes_.tolist()) == sorted(np.unique(labels).tolist())
+        kept = np.ones(len(y), bool)
+        kept[[3, 7]] = False
+        assert np.mean(est.predict(D.xc[kept]) == labels[kept]) > 0.8
+
+
 INPUT_CASES = [
     case("string-column-fit", lambda fx: fit_quick(ImpactRegressor(**FAST), with_city(D.df)),
          ValueError, r"city.*OneHotEncoder"),
@@ -438,6 +454,12 @@ INPUT_CASES = [
          ValueError, r"at least 2 classes"),
     case("classifier-continuous-y", lambda fx: _fit(ImpactClassifier(**FAST), D.xc, D.xc[:, 0]),
          ValueError, r"Unknown label type"),
+    # None labels: "Unknown label type: unknown", or "'<' not supported between instances
+    # of 'NoneType' and 'str'"
+    case("classifier-none-labels-masked", _none_labels_masked),
+    case("classifier-none-labels-error",
+         lambda fx: _fit(ImpactClassifier(**FAST), D.xc, _with_none(D.yc)),
+         ValueError, r"y contains missing labels \(None or NaN\) in 2 rows.*missing='mask'"),
     case("classifier-unseen-label-loglik",
          lambda fx: fx.clf.log_likelihood(D.xc, np.r_[["zz"], D.yc[1:]]),
          ValueError, r"not seen in fit.*classes"),
