@@ -127,8 +127,24 @@ def _same_scenario(a, b):
 
 
 def final_estimator(estimator):
-    """The skimpact estimator at the end of a Pipeline (or ``estimator`` itself)."""
-    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    """The skimpact estimator at the end of a Pipeline (or ``estimator`` itself).
+
+    Raises
+    ------
+    TypeError
+        If it is no skimpact estimator (a Pipeline ending in a fitted LinearRegression
+        would otherwise be called "not fitted").
+    """
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if not hasattr(type(final), "counterfactual_predict"):
+        where = ("the final step of the Pipeline is" if isinstance(estimator, Pipeline)
+                 else "got")
+        raise TypeError(
+            "Effects and counterfactual predictions need a skimpact estimator "
+            f"(ImpactRegressor or ImpactClassifier), or a Pipeline ending in one; {where} "
+            f"{type(final).__name__}. Make a skimpact estimator the final step."
+        )
+    return final
 
 
 
@@ -151,8 +167,9 @@ def through_pipeline(estimator, X, intervention):
     factual : array-like or None
         The transformed X without the raw-column interventions, when there were any.
     """
+    final = final_estimator(estimator)
     if not isinstance(estimator, Pipeline):
-        return estimator, X, intervention, (), None
+        return final, X, intervention, (), None
     columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
     raw, rest = split_columns(intervention, columns)
 

@@ -35,6 +35,7 @@ import pytest
 from numpyro.infer.reparam import LocScaleReparam
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
@@ -985,6 +986,14 @@ EFFECT_CASES = [
     case("pipeline-unfitted",
          lambda fx: effect(make_pipeline(StandardScaler(), unfitted()), D.xi, {0: 1}),
          NotFittedError, r"not fitted"),
+    # was "This LinearRegression instance is not fitted yet"
+    case("pipeline-ending-in-fitted-sklearn-model",
+         lambda fx: effect(make_pipeline(StandardScaler(), LinearRegression()).fit(D.xi, D.yi),
+                           D.xi, {0: 1}),
+         TypeError, r"final step of the Pipeline is LinearRegression.*skimpact estimator"),
+    case("counterfactual-fitted-sklearn-model",
+         lambda fx: counterfactual_predict(LinearRegression().fit(D.xi, D.yi), D.xi, {0: 1}),
+         TypeError, r"skimpact estimator.*got LinearRegression"),
     case("in-sample-other-rows-same-count", _in_sample_other_rows,
          ValueError, r"in_sample=True.*training rows.*in_sample=False"),
     case("in-sample-pipeline-input-column-effect", _pipeline_input_in_sample),
