@@ -137,12 +137,12 @@ def final_estimator(estimator):
     """
     final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
     if not hasattr(type(final), "counterfactual_predict"):
-        where = ("the final step of the Pipeline is" if isinstance(estimator, Pipeline)
+        where = ("the last step of the Pipeline is" if isinstance(estimator, Pipeline)
                  else "got")
         raise TypeError(
             "Effects and counterfactual predictions need a skimpact estimator "
             f"(ImpactRegressor or ImpactClassifier), or a Pipeline ending in one; {where} "
-            f"{type(final).__name__}. Make a skimpact estimator the final step."
+            f"{type(final).__name__}. Make a skimpact estimator the last step."
         )
     return final
 

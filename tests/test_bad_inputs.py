@@ -990,7 +990,7 @@ EFFECT_CASES = [
     case("pipeline-ending-in-fitted-sklearn-model",
          lambda fx: effect(make_pipeline(StandardScaler(), LinearRegression()).fit(D.xi, D.yi),
                            D.xi, {0: 1}),
-         TypeError, r"final step of the Pipeline is LinearRegression.*skimpact estimator"),
+         TypeError, r"last step of the Pipeline is LinearRegression.*skimpact estimator"),
     case("counterfactual-fitted-sklearn-model",
          lambda fx: counterfactual_predict(LinearRegression().fit(D.xi, D.yi), D.xi, {0: 1}),
          TypeError, r"skimpact estimator.*got LinearRegression"),
