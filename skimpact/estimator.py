@@ -715,6 +715,16 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """
         from arviz_stats import loo
 
+        pred = self._predictor()
+        rows = pred.rows(X, inputs)
+        if not pred.layout.is_training_rows(rows):
+            raise ValueError(
+                f"loo needs the training rows in their training order (PSIS-LOO leaves each "
+                f"out of the fitted posterior without refitting), but these {rows.n} rows "
+                f"differ from the {pred.layout.labels_.shape[0]} training rows. Pass the X "
+                "(and inputs) the estimator was fitted on; for new rows, score them with "
+                "log_likelihood(X, y) or refit on them."
+            )
         tree = self.log_likelihood(X, y, in_sample=True, **inputs)
         # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
         reff = None if self.inference_ == "nuts" else 1.0
