@@ -511,10 +511,41 @@ def _eager_trace(model, args, kwargs, seed):
         except (ValueError, TypeError) as exc:
             sites = [k for k, s in tr.items() if s["type"] in ("sample", "deterministic")]
             where = f"after its site {sites[-1]!r}" if sites else "before its first site"
+            hint = _float_index_hint(model, args, kwargs, seed, exc)
             raise type(exc)(
-                f"The model failed on the training data {where}: {exc}"
+                f"The model failed on the training data {where}: {exc}{hint}"
             ) from exc
     return tr
+
+
+def _is_float_index_error(exc):
+    return isinstance(exc, TypeError) and "Indexer must have integer" in str(exc)
+
+
+def _float_index_hint(model, args, kwargs, seed, exc):
+    """Which float keyword inputs index an array (JAX names none): each is the culprit if
+    the model still fails so with every other float input cast to integers."""
+    if not _is_float_index_error(exc):
+        return ""
+    floats = [k for k, v in kwargs.items()
+              if v is not None and jnp.issubdtype(jnp.result_type(v), jnp.floating)]
+
+    def fails(keep):
+        trial = {k: (jnp.asarray(v).astype(jnp.int32) if k in floats and k != keep else v)
+                 for k, v in kwargs.items()}
+        try:
+            with handlers.block(), handlers.seed(rng_seed=seed):
+                model(*args, **trial)
+        except Exception as err:  # noqa: BLE001 - only this error counts
+            return _is_float_index_error(err)
+        return False
+
+    culprits = [k for k in floats if fails(k)]
+    if not culprits:
+        return ""
+    return (f". Input(s) {culprits} index an array of the model, so they must hold integers "
+            "(codes such as 0, 1, 2), but they hold floats; give integer codes (e.g. "
+            "np.int64).")
 
 
 class ModelRef:

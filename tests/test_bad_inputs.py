@@ -400,6 +400,10 @@ INPUT_CASES = [
          lambda fx: fx.grouped.effect(D.xn, {"group": 0.5}, kind="mean", group=GROUP),
          TypeError, r"Input 'group'.*indexes an array.*must hold integers.*intervene with "
                     r"integers"),
+    case("group-code-float-fit",
+         lambda fx: fit_quick(ImpactRegressor(group_model, **FAST), D.xn, D.yn,
+                              group=GROUP + 0.5),
+         TypeError, r"Input\(s\) \['group'\] index an array.*must hold integers"),
     case("group-code-in-range-predicts-its-group",
          lambda fx: np.testing.assert_allclose(
              fx.grouped.predict(D.xn[:3], group=np.array([2, 2, 2]))
