@@ -209,18 +209,29 @@ _UNSEEN = "\x00skimpact-unseen-value\x00"
 
 
 def _check_known_values(estimator, X, changed, label, Xt_changed, factual, transform):
-    """Refuse new values of a non-numeric raw column that the transformers do not know.
+    """Refuse new values of a raw column taken as categories that the transformers do not
+    know.
 
     A transformer that ignores unknown categories (``OneHotEncoder(handle_unknown=
     "ignore")``, an ``OrdinalEncoder`` with ``unknown_value``) turns a misspelt or new
     category into what it makes of any unseen value, so the final estimator predicts from
     no category at all. The changed rows whose transformed values equal those of a value
     surely unseen are such rows, unless an encoder lists the value among its categories
-    (an infrequent category is lumped with unseen ones, yet known).
+    (an infrequent category is lumped with unseen ones, yet known). A numeric column is
+    checked only where an encoder lists its categories: numbers need none otherwise.
     """
     before, after = _column(X, label), _column(changed, label)
+    moved = ~_equal_rows(pd.Series(before).to_numpy(), pd.Series(after).to_numpy())
     if pd.api.types.is_numeric_dtype(pd.Series(before).dtype) and \
             pd.api.types.is_numeric_dtype(pd.Series(after).dtype):
+        # numbers need no category, unless an encoder takes them as categories
+        categories = _encoder_categories(estimator[:-1], label)
+        if categories is None or not _numeric(categories):
+            return
+        known = np.asarray(categories, dtype=float)
+        values = [v for v in pd.unique(pd.Series(after[moved])) if not np.isin(v, known)]
+        if values:
+            raise _unknown_values_error(estimator, label, values, categories)
         return
     try:
         unseen = transform(apply_to_columns(X, {label: _UNSEEN}))
@@ -229,7 +240,6 @@ def _check_known_values(estimator, X, changed, label, Xt_changed, factual, trans
     unseen, Xt_changed, factual = (_dense(a) for a in (unseen, Xt_changed, factual))
     if unseen is None or Xt_changed is None or unseen.shape != Xt_changed.shape:
         return
-    moved = ~_equal_rows(pd.Series(before).to_numpy(), pd.Series(after).to_numpy())
     as_unseen = moved & _rows_equal(Xt_changed, unseen)
     categories = _encoder_categories(estimator[:-1], label)
     values = [v for v in pd.unique(pd.Series(after[as_unseen]))
@@ -239,7 +249,19 @@ def _check_known_values(estimator, X, changed, label, Xt_changed, factual, trans
     if categories is None:  # the values of these rows that the transformers tell apart
         known = ~_rows_equal(factual, unseen)
         categories = sorted(map(str, pd.unique(pd.Series(before[known]))))
-    raise ValueError(
+    raise _unknown_values_error(estimator, label, values, categories)
+
+
+def _numeric(values):
+    try:
+        np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _unknown_values_error(estimator, label, values, categories):
+    return ValueError(
         f"The intervention (or baseline) sets the raw column {label!r} to "
         f"{[_plain(v) for v in values]}, which the Pipeline's transformers "
         f"{[name for name, _ in estimator.steps[:-1]]} did not see in fit: they encode it as "

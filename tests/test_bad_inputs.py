@@ -731,6 +731,12 @@ INTERVENTION_CASES = [
                            kind="mean"),
          ValueError, r"column 'city' to \['B'\].*did not see in fit.*known categories are "
                      r"\['a', 'b', 'c'\]"),
+    case("pipeline-onehot-ignore-unknown-integer-category",
+         lambda fx: effect(_fit(make_pipeline(
+             ColumnTransformer([("dose", OneHotEncoder(handle_unknown="ignore"), ["dose"])],
+                               remainder="passthrough"),
+             ImpactRegressor(**FAST)), D.df, D.y), D.df, {"dose": 7}, kind="mean"),
+         ValueError, r"column 'dose' to \[7\].*known categories are \[0, 1, 2, 3, 4\]"),
     case("pipeline-onehot-ignore-unknown-baseline",
          lambda fx: effect(fx.ct_pipe_ignore, D.dfc, {"city": "b"}, baseline={"city": "zz"},
                            kind="mean"),
