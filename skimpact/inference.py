@@ -28,7 +28,7 @@ from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
 from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
-from .model import ModelRef, potential_hessian
+from .model import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
 
 __all__ = ["InferenceError", "InferenceResult", "run_inference"]
 
@@ -85,14 +85,8 @@ def run_inference(
         return _run(method, model, args, kwargs, latent_sites=latent_sites,
                     deterministic_sites=deterministic_sites, key=key, settings=settings,
                     row_plate=row_plate, local_sites=local_sites, cache_key=cache_key)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
-            jax.errors.TracerBoolConversionError) as exc:
-        raise TypeError(
-            "The model converts a traced JAX value to NumPy or Python (a NumPy function such "
-            "as np.exp, float(), or an `if` on a sampled value). Inference compiles the "
-            "model, so write it with jax.numpy (import jax.numpy as jnp) and jnp.where "
-            f"instead of `if`. JAX said: {type(exc).__name__}."
-        ) from exc
+    except TRACER_ERRORS as exc:
+        raise traced_value_error(exc) from exc
 
 
 def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,

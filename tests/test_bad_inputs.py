@@ -133,6 +133,21 @@ def numpy_model(X, y=None):
         numpyro.sample("y", dist.Normal(np.dot(X, b), np.exp(s)), obs=y)
 
 
+def asarray_model(X, y=None):
+    """Converts a latent (traced) value to a NumPy array."""
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ np.asarray(b), 1.0), obs=y)
+
+
+def discrete_model(X, y=None):
+    """A discrete latent site: a Bernoulli switch of the intercept."""
+    z = numpyro.sample("z", dist.Bernoulli(0.5))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ b + z, 1.0), obs=y)
+
+
 def group_model(X, y=None, group=None):
     """Group intercepts indexed by an integer input: three groups."""
     a = numpyro.sample("a", dist.Normal(0.0, 2.0).expand([3]).to_event(1))
@@ -611,6 +626,18 @@ FACTORY_CASES = [
     case("numpy-on-traced-values-in-model",
          lambda fx: fit_quick(ImpactRegressor(numpy_model, **FAST), D.xn, D.yn),
          TypeError, r"jax\.numpy"),
+    # inference='auto' traced the model compiled first: a raw TracerArrayConversionError
+    case("numpy-on-traced-values-auto-inference",
+         lambda fx: fit_quick(ImpactRegressor(asarray_model, random_state=0), D.xn, D.yn),
+         TypeError, r"traced JAX value to NumPy.*after its site 'b'.*jax\.numpy"),
+    # "install funsor" (SVI) and "grad requires real- or complex-valued inputs ... got
+    # int32" (inference='auto')
+    *[case(f"discrete-latent-site-{inference}",
+           lambda fx, inference=inference: fit_quick(
+               ImpactRegressor(discrete_model, **{**FAST, "inference": inference}), D.xn, D.yn),
+           ValueError, r"discrete latent site\(s\) 'z' \(BernoulliProbs\).*Marginalise.*"
+                       r"continuous.*funsor")
+      for inference in ("svi", "auto", "nuts")],
     case("unknown-hyperparameter", lambda fx: Model(other_linear, prior_sd=1.0),
          ValueError, r"Unknown hyperparameter.*prior_sd.*prior_scale"),
     case("factory-not-callable", lambda fx: Model(5), TypeError, r"factory must be callable"),
