@@ -157,6 +157,7 @@ class InputLayout(BaseEstimator):
         weights = None
         if sample_weight is not None:
             weights = _validated_sample_weight(sample_weight, n)
+        _check_something_observed(y, weights)
         self.x_loc_ = None
         if self.center:
             w = np.ones(n) if weights is None else weights.astype(np.float64)
@@ -167,6 +168,7 @@ class InputLayout(BaseEstimator):
             _warn_float32_range(X, self.columns_, "X")
         if y_numeric and not self.center:
             _warn_float32_range(np.asarray(y, dtype=np.float64)[:, None], ["y"], "the outcome")
+            _warn_outcome_scale(np.asarray(y, dtype=np.float64))
         return X, y, {k: jnp.asarray(v) for k, v in arrays.items()}, weights
 
     # ----------------------------------------------------------------- transform
@@ -414,6 +416,46 @@ def _warn_float32_range(X, columns, what):
         )
 
 
+#: The outcome's standard deviation above which a custom model's priors (scaled for
+#: standardised data, say Normal(0, 1)) cannot reach it.
+OUTCOME_SCALE_LIMIT = 1e4
+
+
+def _warn_outcome_scale(y):
+    """Warn when the outcome varies far beyond the unit scale that priors usually assume:
+    a fit of y * 1e9 with Normal(0, 1) priors gave R^2 0 and warnings that blamed NUTS."""
+    observed = y[~np.isnan(y)]
+    sd = float(observed.std()) if observed.size > 1 else 0.0
+    if sd > OUTCOME_SCALE_LIMIT:
+        warnings.warn(
+            f"The outcome y has standard deviation {sd:.3g}, far beyond the scale of priors "
+            "set for standardised data (Normal(0, 1) coefficients, HalfNormal(1) noise): the "
+            "posterior cannot reach it and the fit can fail to converge or predict nothing. "
+            "Standardise y (fit on (y - y.mean()) / y.std(), or sklearn's "
+            "TransformedTargetRegressor), or widen the model's priors to y's scale.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _check_something_observed(y, weights):
+    """Refuse a fit without one observed, positively weighted outcome: an all-NaN y under
+    missing='mask' fitted the prior, and predictions blamed an outcome without a mean."""
+    observed = ~pd.isna(y)
+    if not observed.any():
+        raise ValueError(
+            f"y has no observed value: all {len(y)} are missing (NaN), which "
+            "missing='mask' leaves out of the fit, so there is no outcome to learn from. "
+            "Give rows whose outcome is observed."
+        )
+    if weights is not None and not np.any(weights[observed] > 0):
+        raise ValueError(
+            f"sample_weight is zero on every row whose outcome is observed ({int(observed.sum())} "
+            "rows; the others are missing), so the fit has no data to learn from; give the "
+            "rows to fit on positive weights."
+        )
+
+
 def _validated_sample_weight(sample_weight, n):
     """``sample_weight`` as float32 of shape ``(n,)``: finite, non-negative, not all zero."""
     raw = np.asarray(sample_weight)
@@ -433,7 +475,11 @@ def _validated_sample_weight(sample_weight, n):
     if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
         raise ValueError("sample_weight must be finite and non-negative.")
     if not np.any(sample_weight > 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
+        raise ValueError(
+            "sample_weight is zero on every row, so the fit has no data to learn from (its "
+            "parameters would stay where they started); give the rows to fit on positive "
+            "weights."
+        )
     return sample_weight.astype(np.float32)
 
 

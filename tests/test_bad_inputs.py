@@ -438,6 +438,27 @@ INPUT_CASES = [
     case("sample-weight-strings",  # was "could not convert string to float: 'a'"
          lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=np.array(["a"] * N)),
          ValueError, r"sample_weight holds non-numeric values.*one non-negative number per row"),
+    # the fit ran on nothing: coefficients at their start, and warnings that blamed NUTS
+    case("sample-weight-all-zero",
+         lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=np.zeros(N)),
+         ValueError, r"sample_weight is zero on every row.*no data to learn from"),
+    case("sample-weight-zero-on-every-observed-row",
+         lambda fx: fit_quick(ImpactRegressor(missing="mask", **FAST),
+                              y=np.where(np.arange(N) < 10, np.nan, D.y),
+                              sample_weight=(np.arange(N) < 10).astype(float)),
+         ValueError, r"sample_weight is zero on every row whose outcome is observed \(190 "
+                     r"rows.*no data to learn from"),
+    # predict blamed "a distribution without a finite mean (a Cauchy, say)"
+    *[case(f"y-all-nan-masked-{name}",
+           lambda fx, model=model: fit_quick(ImpactRegressor(model, missing="mask", **FAST),
+                                             D.xn, np.full(len(D.yn), np.nan)),
+           ValueError, r"y has no observed value: all 100 are missing \(NaN\).*no outcome to "
+                       r"learn from")
+      for name, model in (("custom-model", plain_model), ("default-model", None))],
+    case("classifier-labels-all-none-masked",
+         lambda fx: _fit(ImpactClassifier(missing="mask", **FAST), D.xc,
+                         np.full(len(D.yc), None, dtype=object)),
+         ValueError, r"y has no observed value"),
     case("sample-weight-wrong-length",
          lambda fx: fit_quick(ImpactRegressor(**FAST), sample_weight=np.ones(3)),
          ValueError, r"sample_weight has shape \(3,\)"),
@@ -1290,6 +1311,14 @@ def _x_overflow_float32(fx):
     _fit(ImpactRegressor(inference="svi", num_steps=200, num_samples=20, random_state=0), X, D.yn)
 
 
+def _y_huge_scale_custom(fx):
+    # R^2 0.000 and warnings that blamed NUTS tuning (divergences, r_hat), not y's scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ImpactRegressor(plain_model, inference="nuts", num_warmup=20, num_samples=20,
+                        random_state=0).fit(D.xn, D.yn * 1e9)
+
+
 def _predict_dtype_finite(fx):
     p = fx.reg.predict(D.df)
     assert p.shape == (N,) and np.all(np.isfinite(p))
@@ -1303,6 +1332,9 @@ NUMERIC_CASES = [
          UserWarning, r"float32.*(StandardScaler|[Cc]entre)"),
     case("y-offset-1e9-custom-model-warns", _y_offset_custom,
          UserWarning, r"float32.*\by\b|\by\b.*float32"),
+    case("y-times-1e9-custom-model-warns", _y_huge_scale_custom,
+         UserWarning, r"outcome y has standard deviation 1\.\d+e\+09.*Standardise y.*widen "
+                      r"the model's priors"),
     case("x-beyond-float32-range", _x_overflow_float32,
          ValueError, r"float32"),
     case("default-fit-predicts-well", _predict_dtype_finite),
