@@ -379,7 +379,8 @@ def _run_svi(
         bad = np.flatnonzero(~np.isfinite(chunk_losses))
         if bad.size:
             raise InferenceError(
-                f"SVI loss became {chunk_losses[bad[0]]} at step {first + int(bad[0]) + 1} of "
+                f"{'MAP optimisation' if guide == 'AutoDelta' else 'SVI'} loss became "
+                f"{chunk_losses[bad[0]]} at step {first + int(bad[0]) + 1} of "
                 f"{num_steps}. Lower `learning_rate`, check the priors and the scale of X and y "
                 "(standardise inputs), or start the guide nearer the data (e.g. init_to_median "
                 "/ init_to_feasible)."

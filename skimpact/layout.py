@@ -140,12 +140,12 @@ class InputLayout(BaseEstimator):
                 ) from None
         _check_finite(y, "y", allow_nan=self.allow_nan_y)
         if self.allow_nan_y:
-            X = validate_data(self, X, reset=True, dtype=np.float64)
+            X = self._validate(X, reset=True, dtype=np.float64)
             y = np.asarray(y, dtype=np.float64 if y_numeric else None)
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
                 raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
         else:
-            X, y = validate_data(self, X, y, reset=True, dtype=np.float64, y_numeric=y_numeric)
+            X, y = self._validate(X, y, reset=True, dtype=np.float64, y_numeric=y_numeric)
         n = X.shape[0]
         self.columns_ = (
             list(self.feature_names_in_) if hasattr(self, "feature_names_in_")
@@ -205,7 +205,7 @@ class InputLayout(BaseEstimator):
         self._check_inputs(inputs)
         _check_columns(X, "X")
         _check_finite(X, "X")
-        Xf = validate_data(self, X, reset=False, dtype=np.float64)
+        Xf = self._validate(X, reset=False, dtype=np.float64)
         arrays = {k: _input_array(k, v) for k, v in inputs.items()}
         for k in self.row_inputs_:
             if arrays[k].ndim < 1 or arrays[k].shape[0] != n:
@@ -217,14 +217,14 @@ class InputLayout(BaseEstimator):
         if factual is not None:  # the inputs taken from its columns are factual too
             factual_X, factual_inputs = self._split(factual, given)
             fingerprinted = (
-                validate_data(self, factual_X, reset=False, dtype=np.float64),
+                self._validate(factual_X, reset=False, dtype=np.float64),
                 {k: _input_array(k, v) for k, v in factual_inputs.items()},
             )
         fingerprint = _fingerprint(*fingerprinted, self.row_inputs_)
         if resolved.columns:  # on the caller's X, so a Series is aligned by its index
             changed = apply_to_columns(X, resolved.columns)
             _check_columns(changed, "X after the intervention")
-            Xf = validate_data(self, changed, reset=False, dtype=np.float64)
+            Xf = self._validate(changed, reset=False, dtype=np.float64)
         arrays = apply_to_inputs(replace(resolved, columns={}), Xf, arrays)[1]
         for k, v in arrays.items():
             _check_finite(np.asarray(v), f"input {k!r} after the intervention")
@@ -275,6 +275,32 @@ class InputLayout(BaseEstimator):
                 "arguments; give each once."
             )
         return X.drop(columns=names), {**{c: X[c].to_numpy() for c in names}, **inputs}
+
+    def _validate(self, X, *args, **kwargs):
+        """scikit-learn's ``validate_data`` on this layout, its errors and feature-name
+        warnings naming the estimator (``owner``) rather than this class."""
+        name = type(self).__name__
+        names = getattr(X, "columns", None)
+        named = names is not None and len(names) > 0 and all(isinstance(c, str) for c in names)
+        fitted_named = hasattr(self, "feature_names_in_")
+        mismatch = not kwargs.get("reset", True) and named != fitted_named
+        try:
+            if not mismatch:
+                return validate_data(self, X, *args, **kwargs)
+            with warnings.catch_warnings():  # said again below, naming the estimator
+                warnings.filterwarnings("ignore", message=r"X (has|does not have valid) "
+                                        "feature names", category=UserWarning)
+                out = validate_data(self, X, *args, **kwargs)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(name, self.owner)) from None
+        warnings.warn(
+            f"X has feature names, but {self.owner} was fitted without feature names"
+            if named else
+            f"X does not have valid feature names, but {self.owner} was fitted with feature "
+            "names",
+            UserWarning, stacklevel=5,
+        )
+        return out
 
     def _check_n_features(self, X):
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim

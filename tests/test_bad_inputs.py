@@ -428,8 +428,14 @@ INPUT_CASES = [
     case("complex-X-fit",
          lambda fx: fit_quick(ImpactRegressor(**FAST), D.df.to_numpy() + 1j),
          ValueError, r"Complex data not supported.*np\.real"),
+    # "... a minimum of 1 is required by InputLayout"
     case("empty-X-predict", lambda fx: fx.reg.predict(D.df.iloc[:0]),
-         ValueError, r"0 sample"),
+         ValueError, r"0 sample.*required by ImpactRegressor\.$"),
+    case("empty-X-fit", lambda fx: fit_quick(ImpactRegressor(**FAST), D.df.iloc[:0], D.y[:0]),
+         ValueError, r"0 sample.*required by ImpactRegressor\.$"),
+    # "X does not have valid feature names, but InputLayout was fitted with feature names"
+    case("ndarray-after-dataframe-fit-predict", lambda fx: fx.reg.predict(D.df.to_numpy()),
+         UserWarning, r"^X does not have valid feature names, but ImpactRegressor was fitted"),
     case("score-wrong-y-length", lambda fx: fx.reg.score(D.df, D.y[:10]),
          ValueError, r"inconsistent numbers of samples"),
     case("negative-sample-weight",
@@ -543,6 +549,13 @@ def _site_value_on_boundary(fx):
     np.testing.assert_allclose(sampled, fx.reg.predict(D.df), rtol=1e-5, atol=1e-4)
 
 
+def _map_not_settled(fx):
+    # "The SVI loss has not settled" from a MAP fit, which runs no SVI a user chose
+    with pytest.warns(ConvergenceWarning, match=r"^The MAP optimisation's loss has not "
+                                                r"settled"):
+        ImpactRegressor(inference="map", num_steps=20, random_state=0).fit(D.df, D.y)
+
+
 def _diverged(fx):
     # the loss climbs from ~880 to ~1180: the advice must be to lower the step size
     with pytest.warns(ConvergenceWarning, match=r"diverged.*[Ll]ower `?learning_rate"):
@@ -561,6 +574,7 @@ PARAMETER_CASES = [
          InvalidParameterError, r"learning_rate"),
     case("learning-rate-tiny-stalls-not-converged", _stalled),
     case("learning-rate-huge-diverges-not-converged", _diverged),
+    case("map-fit-warning-names-the-map-loss", _map_not_settled),
     case("unknown-inference", lambda fx: fit_quick(ImpactRegressor(inference="vi")),
          InvalidParameterError, r"'inference'.*svi"),
     case("unknown-guide-name", lambda fx: fit_quick(ImpactRegressor(**{**FAST, "guide": "AutoFoo"})),
