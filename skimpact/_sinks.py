@@ -179,7 +179,8 @@ def check_target(store):
         The path exists (skimpact never overwrites a store).
     ValueError
         The path cannot be created: its nearest existing parent is not a directory, or not
-        writable.
+        writable, or takes no new directory (a read-only or virtual file system: an empty
+        directory is created there and removed to know).
     TypeError
         ``store`` is neither a path nor a Zarr store.
     """
@@ -214,6 +215,22 @@ def check_target(store):
             f"Cannot create the store {path}: the directory {parent} is not writable. Give "
             "a `store=` path in a directory you can write to."
         )
+    # os.access does not see read-only or virtual file systems (/proc), nor what root may
+    # not do there: create (and remove) an empty directory to know.
+    probe = os.path.join(parent, f".skimpact-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        os.mkdir(probe)
+    except OSError as exc:
+        raise _cannot_create(path, parent, exc) from None
+    os.rmdir(probe)
+
+
+def _cannot_create(path, parent, exc):
+    return ValueError(
+        f"Cannot create the store {path}: the directory {parent} does not take new "
+        f"directories ({exc.strerror or exc}). Give a `store=` path in a directory you can "
+        "write to."
+    )
 
 
 def _mark(directory):
@@ -291,10 +308,13 @@ class _Target:
             return self.store
         check_target(self.path)
         parent, name = os.path.split(self.path)
-        os.makedirs(parent, exist_ok=True)
-        _clean_stale(parent)
-        self.tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:8]}.partial")
-        os.mkdir(self.tmp)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            _clean_stale(parent)
+            self.tmp = os.path.join(parent, f".{name}.{uuid.uuid4().hex[:8]}.partial")
+            os.mkdir(self.tmp)
+        except OSError as exc:  # the directory changed since check_target
+            raise _cannot_create(self.path, parent, exc) from None
         _mark(self.tmp)
         return self.tmp
 

@@ -103,7 +103,9 @@ def calibrate_effect(
     ValueError
         If ``n_simulations`` is not a positive integer, ``prob`` is not in (0, 1),
         ``simulate`` is not callable or returns something else than ``(X, y,
-        true_effect)``, or the effect has more than one value per draw (``kind="probs"``).
+        true_effect)`` with ``true_effect`` one finite number (the first dataset is checked
+        before any fit; the message names the simulation), or the effect has more than one
+        value per draw (``kind="probs"``).
 
     Examples
     --------
@@ -134,9 +136,14 @@ def calibrate_effect(
             f"{type(simulate).__name__}."
         )
     seeds = np.random.SeedSequence(_entropy(random_state)).spawn(int(n_simulations))
+    seeds = [seed.spawn(2) for seed in seeds]  # (data, fit) per simulation
+    # The first dataset is simulated and checked here, before any fit: a simulator that
+    # returns the wrong thing fails in seconds, not after n_simulations fits.
+    first = _simulated(simulate, seeds[0][0], 0)
     rows = Parallel(n_jobs=n_jobs)(
-        delayed(_one)(estimator, simulate, intervention, baseline, seed, prob, kind)
-        for seed in seeds
+        delayed(_one)(estimator, simulate, intervention, baseline, seed, prob, kind, i,
+                      first if i == 0 else None)
+        for i, seed in enumerate(seeds)
     )
     table = pd.DataFrame(rows)
     table.index = pd.RangeIndex(len(table), name="simulation")
@@ -153,16 +160,39 @@ def _entropy(random_state):
     )
 
 
-def _one(estimator, simulate, intervention, baseline, seed, prob, kind):
-    """Simulate, fit a clone and summarise its average effect for one seed."""
-    data_seed, fit_seed = seed.spawn(2)
+def _simulated(simulate, data_seed, index):
+    """``simulate``'s dataset for ``data_seed``, checked: ``(X, y, true_effect)`` with a
+    finite number for the true effect."""
     out = simulate(np.random.default_rng(data_seed))
     if not (isinstance(out, tuple) and len(out) == 3):
         raise ValueError(
             "`simulate(rng)` must return a tuple (X, y, true_effect); got "
-            f"{type(out).__name__}{'' if not isinstance(out, tuple) else f' of {len(out)}'}."
+            f"{type(out).__name__}{'' if not isinstance(out, tuple) else f' of {len(out)}'}"
+            f" (simulation {index})."
         )
     X, y, truth = out
+    value = np.asarray(truth) if not isinstance(truth, (str, bytes)) else None
+    if value is None or value.ndim != 0 or value.dtype.kind not in "iuf":
+        shape = "" if value is None or value.ndim == 0 else f" of shape {value.shape}"
+        raise ValueError(
+            f"`simulate(rng)` returned a true effect of type {type(truth).__name__}{shape} "
+            f"in simulation {index}; it must be one real number: the average effect over "
+            "the dataset's rows (average a per-row effect, e.g. float(np.mean(...)))."
+        )
+    if not np.isfinite(value):
+        raise ValueError(
+            f"`simulate(rng)` returned a true effect of {float(value)} in simulation "
+            f"{index}; it must be a finite number, else no interval can cover it. Check the "
+            "simulator (a mean of an empty selection, or a division by zero)."
+        )
+    return X, y, float(value)
+
+
+def _one(estimator, simulate, intervention, baseline, seed, prob, kind, index=0, data=None):
+    """Simulate (or take ``data``), fit a clone and summarise its average effect for one
+    ``(data, fit)`` pair of seeds."""
+    data_seed, fit_seed = seed
+    X, y, truth = _simulated(simulate, data_seed, index) if data is None else data
     est = clone(estimator)
     names = [k for k in est.get_params() if k == "random_state" or k.endswith("__random_state")]
     est.set_params(**{k: int(fit_seed.generate_state(1)[0] >> 1) for k in names})
@@ -175,7 +205,6 @@ def _one(estimator, simulate, intervention, baseline, seed, prob, kind):
     draws = _ate_draws(tree)
     lower, upper = array_stats.hdi(draws, prob)
     mean, sd = float(draws.mean()), float(draws.std(ddof=1))
-    truth = float(truth)
     final = est.steps[-1][1] if hasattr(est, "steps") else est
     return {
         "true_effect": truth,

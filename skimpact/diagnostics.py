@@ -294,7 +294,7 @@ def check_convergence(diagnostics, inference):
             )
     else:
         if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
-            problems.append(_elbo_message(diagnostics))
+            problems.append(_elbo_message(diagnostics, inference))
         corr = diagnostics.get("laplace_max_abs_corr", math.nan)
         # the Laplace approximation is taken at the fitted mean: after a loss that diverged
         # or stalled that mean is far from the posterior, and so is its correlation
@@ -541,8 +541,10 @@ def _levels_differ(loss, window):
     return bool(p_value < 2 * norm.sf(ELBO_NOISE_Z))
 
 
-def _elbo_message(diag):
-    """The warning for a loss trace that :func:`elbo_convergence` did not pass."""
+def _elbo_message(diag, inference):
+    """The warning for a loss trace that :func:`elbo_convergence` did not pass, naming the
+    loss as the user knows it: SVI's, or the MAP optimisation's."""
+    loss = "The MAP optimisation's loss" if inference == "map" else "The SVI loss"
     window = diag.get("elbo_window")
     start, end = diag.get("elbo_start", math.nan), diag.get("elbo_end", math.nan)
     problem = diag.get("elbo_problem") or "not settled"
@@ -554,12 +556,12 @@ def _elbo_message(diag):
             else f"it rose from {start:.4g} over the first steps to {end:.4g} over the last"
         )
         return (
-            f"The SVI loss diverged: {how}. Lower `learning_rate` (it must be positive, "
+            f"{loss} diverged: {how}. Lower `learning_rate` (it must be positive, "
             "e.g. 0.001 to 0.01), and standardise X and y if their scales are large."
         )
     if problem == "stalled":
         return (
-            f"The SVI loss stalled: it averaged {start:.4g} over the first steps and {end:.4g} "
+            f"{loss} stalled: it averaged {start:.4g} over the first steps and {end:.4g} "
             "over the last, no lower beyond its noise, so the parameters did not move. "
             "`learning_rate` must be positive: raise it (e.g. 0.01), and check that the "
             "model's likelihood depends on its parameters."
@@ -571,7 +573,7 @@ def _elbo_message(diag):
         else f"relative change {rel:.2g} over the last {window} steps"
     )
     return (
-        f"The SVI loss has not settled ({what}). Increase `num_steps`, or raise "
+        f"{loss} has not settled ({what}). Increase `num_steps`, or raise "
         "`learning_rate` if the loss is still falling steadily (lower it if it jumps)."
     )
 

@@ -297,7 +297,9 @@ def estimate_effect(
     ValueError
         If a scenario has both or neither of its sources, or the scenarios differ in group
         (``in_sample``), variables, dims, shapes or row labels, or were predicted for
-        different rows (fingerprints in the attrs differ); the message names both sides.
+        different rows (fingerprints in the attrs differ), or by different fitted
+        estimators (or a refit) than each other or ``estimator``; the message names both
+        sides.
 
     Returns
     -------
@@ -371,6 +373,7 @@ def estimate_effect(
     base, inter = trees["baseline"][group].to_dataset(), trees["intervention"][group].to_dataset()
     _check_alignment(group, base, inter)
     _check_same_rows(trees)
+    _check_same_posterior(trees, est)
     semantics = _common_semantics(trees)
     diff = inter.copy(data={k: inter[k].data - base[k].data for k in inter.data_vars})
     posterior = trees["intervention"]["posterior"].to_dataset() \
@@ -588,6 +591,29 @@ def _check_same_rows(trees):
             "same rows in another order): their X and per-row inputs differ before the "
             "interventions. Predict both scenarios for the same X."
         )
+
+
+def _check_same_posterior(trees, est):
+    """Both scenarios (and ``estimator``) must come from one fitted posterior: a contrast of
+    two fits' predictions mixes their parameters, not an intervention's effect."""
+    key = "posterior_fingerprint"
+    fb, fi = trees["baseline"].attrs.get(key), trees["intervention"].attrs.get(key)
+    if fb is not None and fi is not None and fb != fi:
+        raise ValueError(
+            "output_baseline and output_intervention were predicted by different fitted "
+            "estimators (or by one estimator before and after a refit): their posteriors "
+            "differ, so their difference is not the effect of the intervention. Predict both "
+            "scenarios with the same fitted estimator."
+        )
+    pred = getattr(est, "predictor_", None)
+    fe = None if pred is None else pred.attrs.get(key)
+    for side, f in (("baseline", fb), ("intervention", fi)):
+        if fe is not None and f is not None and f != fe:
+            raise ValueError(
+                f"output_{side} was predicted by another fitted estimator (or before a refit) "
+                "than the `estimator` given to estimate_effect; their posteriors differ. Pass "
+                f"the estimator that predicted output_{side}, or predict it again with this one."
+            )
 
 
 def _labels(pred, row_labels, probs_site=None):

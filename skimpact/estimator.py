@@ -16,6 +16,7 @@ next ``fit``.
 """
 
 import functools
+import hashlib
 import inspect
 import numbers
 from abc import ABCMeta, abstractmethod
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -117,6 +118,19 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         "random_state": ["random_state"],
         "progress_bar": ["boolean"],
     }
+
+    def _validate_params(self):
+        """scikit-learn's checks, and no bool for a number: ``True`` is an Integral to
+        Python, so ``num_steps=True`` passed them and failed deep inside the fit."""
+        super()._validate_params()
+        for name, constraints in self._parameter_constraints.items():
+            value = getattr(self, name, None)
+            numeric = [c for c in constraints if isinstance(c, Interval)]
+            if isinstance(value, (bool, np.bool_)) and numeric:
+                raise InvalidParameterError(
+                    f"The {name!r} parameter of {type(self).__name__} must be "
+                    f"{' or '.join(map(str, numeric))}, not a bool; got {value!r}."
+                )
 
     def __init__(
         self,
@@ -311,7 +325,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             cache_key=cache_key,
         )
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
-                 "experiments": len(measured)}
+                 "experiments": len(measured),
+                 "posterior_fingerprint": _draws_fingerprint(result.draws)}
         draws = program.add_offsets({**result.draws, **result.deterministic})
         labels = Labels(info.row_dim, layout.labels_, site_plates=info.site_plates,
                         feature_names=getattr(layout, "feature_names_in_", None))
@@ -700,6 +715,16 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         """
         from arviz_stats import loo
 
+        pred = self._predictor()
+        rows = pred.rows(X, inputs)
+        if not pred.layout.is_training_rows(rows):
+            raise ValueError(
+                f"loo needs the training rows in their training order (PSIS-LOO leaves each "
+                f"out of the fitted posterior without refitting), but these {rows.n} rows "
+                f"differ from the {pred.layout.labels_.shape[0]} training rows. Pass the X "
+                "(and inputs) the estimator was fitted on; for new rows, score them with "
+                "log_likelihood(X, y) or refit on them."
+            )
         tree = self.log_likelihood(X, y, in_sample=True, **inputs)
         # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
         reff = None if self.inference_ == "nuts" else 1.0
@@ -737,6 +762,17 @@ def _check_input_names(cls, inputs):
             f"receive it there. Pass it as a DataFrame column named in `inputs=` (for "
             f"example inputs=[{k!r}]), or rename the model's argument."
         )
+
+
+def _draws_fingerprint(draws):
+    """A hash of the posterior draws: every output tree records it, so that scenarios
+    predicted by different fits (or refits) are not contrasted as if they shared one."""
+    h = hashlib.sha1()
+    for name in sorted(draws):
+        value = np.ascontiguousarray(np.asarray(draws[name]))
+        h.update(f"{name}:{value.dtype}:{value.shape}".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()
 
 
 def _tree_attrs(params, spec):
@@ -952,6 +988,23 @@ n_features_in_, feature_names_in_
 
     def fit(self, X, y, sample_weight=None, experiments=None, **inputs):
         y_arr = np.asarray(y) if y is not None else None
+        if y_arr is not None and y_arr.dtype.kind == "O" and y_arr.ndim == 1:
+            # missing labels (None, NaN) among labels of any type: scikit-learn calls their
+            # type "unknown", or fails comparing None with a string
+            missing = pd.isna(y_arr)
+            if missing.any():
+                if self.missing != "mask":
+                    raise ValueError(
+                        f"y contains missing labels (None or NaN) in {int(missing.sum())} "
+                        "rows; drop those rows, or fit with missing='mask' to leave them out "
+                        "of the likelihood."
+                    )
+                labels = np.array(y_arr[~missing].tolist())  # their own dtype
+                check_classification_targets(labels)
+                if labels.dtype.kind in "biuf":  # numbers: as float labels with NaN
+                    y_arr = np.full(y_arr.shape, np.nan)
+                    y_arr[~missing] = labels
+                return super().fit(X, y_arr, sample_weight, experiments, **inputs)
         # float labels with NaN or infinity get the input layout's error, which names the fix
         if y_arr is not None and not (y_arr.dtype.kind == "f"
                                       and (self.missing == "mask"

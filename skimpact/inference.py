@@ -28,7 +28,7 @@ from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
 from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
-from .model import ModelRef, potential_hessian
+from .model import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
 
 __all__ = ["InferenceError", "InferenceResult", "run_inference"]
 
@@ -85,14 +85,8 @@ def run_inference(
         return _run(method, model, args, kwargs, latent_sites=latent_sites,
                     deterministic_sites=deterministic_sites, key=key, settings=settings,
                     row_plate=row_plate, local_sites=local_sites, cache_key=cache_key)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError,
-            jax.errors.TracerBoolConversionError) as exc:
-        raise TypeError(
-            "The model converts a traced JAX value to NumPy or Python (a NumPy function such "
-            "as np.exp, float(), or an `if` on a sampled value). Inference compiles the "
-            "model, so write it with jax.numpy (import jax.numpy as jnp) and jnp.where "
-            f"instead of `if`. JAX said: {type(exc).__name__}."
-        ) from exc
+    except TRACER_ERRORS as exc:
+        raise traced_value_error(exc) from exc
 
 
 def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
@@ -385,7 +379,8 @@ def _run_svi(
         bad = np.flatnonzero(~np.isfinite(chunk_losses))
         if bad.size:
             raise InferenceError(
-                f"SVI loss became {chunk_losses[bad[0]]} at step {first + int(bad[0]) + 1} of "
+                f"{'MAP optimisation' if guide == 'AutoDelta' else 'SVI'} loss became "
+                f"{chunk_losses[bad[0]]} at step {first + int(bad[0]) + 1} of "
                 f"{num_steps}. Lower `learning_rate`, check the priors and the scale of X and y "
                 "(standardise inputs), or start the guide nearer the data (e.g. init_to_median "
                 "/ init_to_feasible)."

@@ -144,12 +144,12 @@ class InputLayout(BaseEstimator):
                 ) from None
         _check_finite(y, "y", allow_nan=self.allow_nan_y)
         if self.allow_nan_y:
-            X = validate_data(self, X, reset=True, dtype=np.float64)
+            X = self._validate(X, reset=True, dtype=np.float64)
             y = np.asarray(y, dtype=np.float64 if y_numeric else None)
             if y.ndim != 1 or y.shape[0] != X.shape[0]:
                 raise ValueError(f"y must have shape ({X.shape[0]},); got {y.shape}.")
         else:
-            X, y = validate_data(self, X, y, reset=True, dtype=np.float64, y_numeric=y_numeric)
+            X, y = self._validate(X, y, reset=True, dtype=np.float64, y_numeric=y_numeric)
         n = X.shape[0]
         self.columns_ = (
             list(self.feature_names_in_) if hasattr(self, "feature_names_in_")
@@ -161,6 +161,7 @@ class InputLayout(BaseEstimator):
         weights = None
         if sample_weight is not None:
             weights = _validated_sample_weight(sample_weight, n)
+        _check_something_observed(y, weights)
         self.x_loc_ = None
         if self.center:
             w = np.ones(n) if weights is None else weights.astype(np.float64)
@@ -171,6 +172,7 @@ class InputLayout(BaseEstimator):
             _warn_float32_range(X, self.columns_, "X")
         if y_numeric and not self.center:
             _warn_float32_range(np.asarray(y, dtype=np.float64)[:, None], ["y"], "the outcome")
+            _warn_outcome_scale(np.asarray(y, dtype=np.float64))
         return X, y, {k: jnp.asarray(v) for k, v in arrays.items()}, weights
 
     # ----------------------------------------------------------------- transform
@@ -188,7 +190,8 @@ class InputLayout(BaseEstimator):
         raw_columns : sequence, optional
             Columns of a Pipeline's raw input, listed in the message for an unknown name.
         factual : array-like or DataFrame, optional
-            X before a Pipeline changed its raw columns: the rows to fingerprint.
+            X before a Pipeline changed its raw columns: the rows to fingerprint, with the
+            inputs taken from its columns (``inputs=``).
 
         Returns
         -------
@@ -206,7 +209,7 @@ class InputLayout(BaseEstimator):
         self._check_inputs(inputs)
         _check_columns(X, "X")
         _check_finite(X, "X")
-        Xf = validate_data(self, X, reset=False, dtype=np.float64)
+        Xf = self._validate(X, reset=False, dtype=np.float64)
         arrays = {k: _input_array(k, v) for k, v in inputs.items()}
         for k in self.row_inputs_:
             if arrays[k].ndim < 1 or arrays[k].shape[0] != n:
@@ -214,18 +217,22 @@ class InputLayout(BaseEstimator):
                     f"Input {k!r} has {arrays[k].shape[0] if arrays[k].ndim else 'no'} rows; X "
                     f"has {n}. Per-row inputs need one entry per row of X."
                 )
-        if factual is not None:
-            factual = validate_data(self, self._split(factual, given)[0], reset=False,
-                                    dtype=np.float64)
-        fingerprint = _fingerprint(Xf if factual is None else factual, arrays, self.row_inputs_)
+        fingerprinted = Xf, arrays
+        if factual is not None:  # the inputs taken from its columns are factual too
+            factual_X, factual_inputs = self._split(factual, given)
+            fingerprinted = (
+                self._validate(factual_X, reset=False, dtype=np.float64),
+                {k: _input_array(k, v) for k, v in factual_inputs.items()},
+            )
+        fingerprint = _fingerprint(*fingerprinted, self.row_inputs_)
         before = None
         if factual is not None or resolved.columns or resolved.inputs:
-            before = (self.cast(np.asarray(Xf if factual is None else factual, dtype=np.float64)),
-                      {k: jnp.asarray(_input_array(k, v)) for k, v in arrays.items()})
+            before = (self.cast(np.asarray(fingerprinted[0], dtype=np.float64)),
+                      {k: jnp.asarray(_input_array(k, v)) for k, v in fingerprinted[1].items()})
         if resolved.columns:  # on the caller's X, so a Series is aligned by its index
             changed = apply_to_columns(X, resolved.columns)
             _check_columns(changed, "X after the intervention")
-            Xf = validate_data(self, changed, reset=False, dtype=np.float64)
+            Xf = self._validate(changed, reset=False, dtype=np.float64)
         arrays = apply_to_inputs(replace(resolved, columns={}), Xf, arrays)[1]
         for k, v in arrays.items():
             _check_finite(np.asarray(v), f"input {k!r} after the intervention")
@@ -277,6 +284,32 @@ class InputLayout(BaseEstimator):
                 "arguments; give each once."
             )
         return X.drop(columns=names), {**{c: X[c].to_numpy() for c in names}, **inputs}
+
+    def _validate(self, X, *args, **kwargs):
+        """scikit-learn's ``validate_data`` on this layout, its errors and feature-name
+        warnings naming the estimator (``owner``) rather than this class."""
+        name = type(self).__name__
+        names = getattr(X, "columns", None)
+        named = names is not None and len(names) > 0 and all(isinstance(c, str) for c in names)
+        fitted_named = hasattr(self, "feature_names_in_")
+        mismatch = not kwargs.get("reset", True) and named != fitted_named
+        try:
+            if not mismatch:
+                return validate_data(self, X, *args, **kwargs)
+            with warnings.catch_warnings():  # said again below, naming the estimator
+                warnings.filterwarnings("ignore", message=r"X (has|does not have valid) "
+                                        "feature names", category=UserWarning)
+                out = validate_data(self, X, *args, **kwargs)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(name, self.owner)) from None
+        warnings.warn(
+            f"X has feature names, but {self.owner} was fitted without feature names"
+            if named else
+            f"X does not have valid feature names, but {self.owner} was fitted with feature "
+            "names",
+            UserWarning, stacklevel=5,
+        )
+        return out
 
     def _check_n_features(self, X):
         ndim = X.ndim if hasattr(X, "ndim") else np.asarray(X).ndim
@@ -418,9 +451,58 @@ def _warn_float32_range(X, columns, what):
         )
 
 
+#: The outcome's standard deviation above which a custom model's priors (scaled for
+#: standardised data, say Normal(0, 1)) cannot reach it.
+OUTCOME_SCALE_LIMIT = 1e4
+
+
+def _warn_outcome_scale(y):
+    """Warn when the outcome varies far beyond the unit scale that priors usually assume:
+    a fit of y * 1e9 with Normal(0, 1) priors gave R^2 0 and warnings that blamed NUTS."""
+    observed = y[~np.isnan(y)]
+    sd = float(observed.std()) if observed.size > 1 else 0.0
+    if sd > OUTCOME_SCALE_LIMIT:
+        warnings.warn(
+            f"The outcome y has standard deviation {sd:.3g}, far beyond the scale of priors "
+            "set for standardised data (Normal(0, 1) coefficients, HalfNormal(1) noise): the "
+            "posterior cannot reach it and the fit can fail to converge or predict nothing. "
+            "Standardise y (fit on (y - y.mean()) / y.std(), or sklearn's "
+            "TransformedTargetRegressor), or widen the model's priors to y's scale.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _check_something_observed(y, weights):
+    """Refuse a fit without one observed, positively weighted outcome: an all-NaN y under
+    missing='mask' fitted the prior, and predictions blamed an outcome without a mean."""
+    observed = ~pd.isna(y)
+    if not observed.any():
+        raise ValueError(
+            f"y has no observed value: all {len(y)} are missing (NaN), which "
+            "missing='mask' leaves out of the fit, so there is no outcome to learn from. "
+            "Give rows whose outcome is observed."
+        )
+    if weights is not None and not np.any(weights[observed] > 0):
+        raise ValueError(
+            f"sample_weight is zero on every row whose outcome is observed ({int(observed.sum())} "
+            "rows; the others are missing), so the fit has no data to learn from; give the "
+            "rows to fit on positive weights."
+        )
+
+
 def _validated_sample_weight(sample_weight, n):
     """``sample_weight`` as float32 of shape ``(n,)``: finite, non-negative, not all zero."""
-    sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    raw = np.asarray(sample_weight)
+    try:
+        if raw.dtype.kind in "USV":  # numbers written as text are no weights either
+            raise TypeError
+        sample_weight = raw.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"sample_weight holds non-numeric values (dtype {raw.dtype}, e.g. "
+            f"{raw.reshape(-1)[:1].tolist()}); it must be one non-negative number per row."
+        ) from None
     if sample_weight.ndim == 0:
         sample_weight = np.full(n, float(sample_weight))
     if sample_weight.shape != (n,):
@@ -428,7 +510,11 @@ def _validated_sample_weight(sample_weight, n):
     if np.any(sample_weight < 0) or not np.all(np.isfinite(sample_weight)):
         raise ValueError("sample_weight must be finite and non-negative.")
     if not np.any(sample_weight > 0):
-        raise ValueError("Sample weights must contain at least one non-zero number.")
+        raise ValueError(
+            "sample_weight is zero on every row, so the fit has no data to learn from (its "
+            "parameters would stay where they started); give the rows to fit on positive "
+            "weights."
+        )
     return sample_weight.astype(np.float32)
 
 

@@ -20,7 +20,28 @@ import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer.util import potential_energy, unconstrain_fn
 
-__all__ = ["Model", "linear_model", "logistic_model", "builtin_scales", "builtin_offsets"]
+__all__ = ["Model", "linear_model", "logistic_model", "builtin_scales", "builtin_offsets",
+           "TRACER_ERRORS", "traced_value_error"]
+
+#: JAX's errors for a model that turns a traced value into NumPy or Python.
+TRACER_ERRORS = (
+    jax.errors.TracerArrayConversionError,
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerBoolConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
+
+def traced_value_error(exc, where=""):
+    """The TypeError for a model that calls NumPy (or ``float()``, an ``if``) on a traced
+    value, ``where`` naming the last site the model reached ("after its site 'b'")."""
+    at = f" ({where})" if where else ""
+    return TypeError(
+        f"The model converts a traced JAX value to NumPy or Python{at}: a NumPy function "
+        "such as np.exp or np.asarray, float(), or an `if` on a sampled value. Inference "
+        "compiles the model, so write it with jax.numpy (import jax.numpy as jnp) and "
+        f"jnp.where instead of `if`. JAX said: {type(exc).__name__}."
+    )
 
 
 class Model:
@@ -427,14 +448,21 @@ def trace_model(model, args, kwargs, seed=0):
 
     The trace runs as one compiled program, its sites' values and distributions (pytrees)
     returned from it: eagerly, every operation of the model would compile a program of its
-    own. A model that cannot run compiled (Python control flow on values, a distribution
-    that is not a pytree) is traced eagerly. A model that fails on the data gets an error
-    naming the last site it reached.
+    own. A model that turns traced values into NumPy or Python (``np.exp``, an ``if`` on a
+    sampled value) is refused here, naming the last site it reached, since inference
+    compiles the model too; one that cannot run compiled otherwise (a distribution that is
+    not a pytree) is traced eagerly. A model that fails on the data gets an error naming
+    the last site it reached.
     """
     try:
-        layout, arrays = _compiled_trace(model, args, kwargs, seed)
-    except Exception:  # any failure: the eager trace raises the error a user can act on
-        return _eager_trace(model, args, kwargs, seed)
+        try:
+            layout, arrays = _compiled_trace(model, args, kwargs, seed)
+        except _TracedValueError:
+            raise
+        except Exception:  # any other failure: the eager trace raises the error to act on
+            return _eager_trace(model, args, kwargs, seed)
+    except _TracedValueError as exc:  # inference compiles the model: it would fail there
+        raise traced_value_error(exc.__cause__, exc.where) from exc.__cause__
     tr = {}
     for name, kind, observed, frames in layout.sites:
         tr[name] = {"type": kind, "name": name, "is_observed": observed,
@@ -504,6 +532,14 @@ def _compiled_trace(model, args, kwargs, seed):
                     for k, s in tr.items() if s["type"] in ("sample", "deterministic")}
 
 
+class _TracedValueError(Exception):
+    """A model turned a traced value into NumPy or Python; ``where`` names its last site."""
+
+    def __init__(self, where):
+        super().__init__(where)
+        self.where = where
+
+
 def _eager_trace(model, args, kwargs, seed):
     with handlers.trace() as tr, handlers.seed(rng_seed=seed):
         try:
@@ -511,10 +547,43 @@ def _eager_trace(model, args, kwargs, seed):
         except (ValueError, TypeError) as exc:
             sites = [k for k, s in tr.items() if s["type"] in ("sample", "deterministic")]
             where = f"after its site {sites[-1]!r}" if sites else "before its first site"
+            if isinstance(exc, TRACER_ERRORS):
+                raise _TracedValueError(where) from exc
+            hint = _float_index_hint(model, args, kwargs, seed, exc)
             raise type(exc)(
-                f"The model failed on the training data {where}: {exc}"
+                f"The model failed on the training data {where}: {exc}{hint}"
             ) from exc
     return tr
+
+
+def _is_float_index_error(exc):
+    return isinstance(exc, TypeError) and "Indexer must have integer" in str(exc)
+
+
+def _float_index_hint(model, args, kwargs, seed, exc):
+    """Which float keyword inputs index an array (JAX names none): each is the culprit if
+    the model still fails so with every other float input cast to integers."""
+    if not _is_float_index_error(exc):
+        return ""
+    floats = [k for k, v in kwargs.items()
+              if v is not None and jnp.issubdtype(jnp.result_type(v), jnp.floating)]
+
+    def fails(keep):
+        trial = {k: (jnp.asarray(v).astype(jnp.int32) if k in floats and k != keep else v)
+                 for k, v in kwargs.items()}
+        try:
+            with handlers.block(), handlers.seed(rng_seed=seed):
+                model(*args, **trial)
+        except Exception as err:  # noqa: BLE001 - only this error counts
+            return _is_float_index_error(err)
+        return False
+
+    culprits = [k for k in floats if fails(k)]
+    if not culprits:
+        return ""
+    return (f". Input(s) {culprits} index an array of the model, so they must hold integers "
+            "(codes such as 0, 1, 2), but they hold floats; give integer codes (e.g. "
+            "np.int64).")
 
 
 class ModelRef:
@@ -614,6 +683,7 @@ def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
             row_dim, row_plate = frame.name, frame
             break
     latent = tuple(k for k, s in samples.items() if not s["is_observed"])
+    _refuse_discrete_latents({k: samples[k]["fn"] for k in latent})
     site_plates = {}  # site -> {plate name: axis of the site's value, counted from the end}
     for k, site in tr.items():
         if site["type"] not in ("sample", "deterministic"):
@@ -651,6 +721,24 @@ def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
             for s in tr.values()
             for f in s.get("cond_indep_stack", ())
         },
+    )
+
+
+def _refuse_discrete_latents(fns):
+    """Raise, naming the sites, if a latent (unobserved) sample site is discrete: NumPyro
+    would say "install funsor" (SVI) or "grad requires real-valued inputs" (NUTS)."""
+    discrete = {k: type(fn).__name__ for k, fn in fns.items() if fn.support.is_discrete}
+    if not discrete:
+        return
+    shown = ", ".join(f"{k!r} ({d})" for k, d in discrete.items())
+    raise ValueError(
+        f"The model samples discrete latent site(s) {shown}. skimpact's inference (SVI "
+        "guides, NUTS and MAP gradients) needs every unobserved site continuous. Marginalise "
+        "the discrete site by hand (sum its values out of the likelihood, e.g. with "
+        "dist.MixtureSameFamily or jax.nn.logsumexp and numpyro.factor), make it "
+        "continuous (e.g. a Beta probability in place of a Bernoulli draw), or observe it. "
+        "Enumerating it (infer={'enumerate': 'parallel'} with funsor installed) needs "
+        "NumPyro's MCMC run directly: skimpact does not enumerate discrete sites."
     )
 
 

@@ -116,6 +116,7 @@ class Program:
             Naming the integer inputs, their ranges and what the model indexes.
         """
         kwargs = self.inputs(inputs)
+        self._check_float_indices(X, kwargs, row_inputs)
         integer = [k for k, v in kwargs.items() if np.asarray(v).dtype.kind in "iu"]
         if not integer:
             return
@@ -154,6 +155,57 @@ class Program:
                 "use another element's value (another group's, say). Give codes within the "
                 "range the model was built for, or refit with a model that has room for them."
             )
+
+
+    def _check_float_indices(self, X, kwargs, row_inputs):
+        """Raise, naming the input, where a float input indexes an array of the model (an
+        integer input given, or intervened to, 0.5 say): JAX only says "Indexer must have
+        integer or boolean type". Traced once per model and input dtypes (no compilation)."""
+        floats = [k for k, v in kwargs.items()
+                  if k not in self.scales and np.asarray(v).dtype.kind == "f"]
+        if not floats:
+            return
+        sig = (self.cache_key, tuple(sorted(
+            (k, str(np.asarray(v).dtype), np.ndim(v), k in row_inputs)
+            for k, v in kwargs.items())))
+        if sig in _FLOAT_INDEX_OK:
+            return
+        X_rows = np.asarray(X)[:1]
+        sub = {k: (np.asarray(v)[:1] if k in row_inputs else v) for k, v in kwargs.items()}
+
+        def float_indexes(as_float):
+            trial = {k: (v if k in as_float or k not in floats else np.asarray(v).astype(np.int32))
+                     for k, v in sub.items()}
+            try:
+                jax.eval_shape(lambda X, kw: _run_model(self.model, X, kw), X_rows, trial)
+            except TypeError as exc:
+                return "Indexer must have integer" in str(exc)
+            except Exception:  # noqa: BLE001 - other failures are reported by the run itself
+                return False
+            return False
+
+        if not float_indexes(floats):
+            _FLOAT_INDEX_OK.add(sig)
+            return
+        culprits = [k for k in floats if float_indexes([k])] or floats
+        shown = ", ".join(
+            f"{k!r} (e.g. {np.asarray(kwargs[k]).reshape(-1)[:1].tolist()[0]!r})" for k in culprits)
+        one = len(culprits) == 1
+        raise TypeError(
+            f"Input{'' if one else 's'} {shown} {'indexes' if one else 'index'} an array of "
+            f"the model, so {'it' if one else 'they'} must hold integers (codes such as 0, 1, "
+            f"2), but {'it holds' if one else 'they hold'} floats, as given or as an "
+            "intervention set them. Give integer codes (e.g. np.int64), and intervene with "
+            "integers."
+        )
+
+
+def _run_model(model, X, kwargs):
+    tr = handlers.trace(handlers.seed(model, jax.random.PRNGKey(0))).get_trace(X, **kwargs)
+    return {k: site["value"] for k, site in tr.items() if site["type"] == "sample"}
+
+
+_FLOAT_INDEX_OK = set()
 
 
 def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales=None,

@@ -62,10 +62,14 @@ def effect_request(estimator, intervention, baseline=None, kind=None, return_sit
     if kind not in ("predictive", "mean", "probs"):
         raise ValueError(f"`kind` must be 'predictive', 'mean' or 'probs'; got {kind!r}.")
     if kind != "predictive" and kind not in stats:
+        if pred.classes is not None and "probs" in stats:  # class codes have no mean
+            advice = ("kind='probs' (the default for classifiers): the effect on each class "
+                      "probability")
+        else:
+            advice = "kind='predictive' (a contrast of sampled outcomes)"
         raise ValueError(
             f"kind={kind!r} needs the outcome distribution's {kind} in closed form (and "
-            f"finite), which {pred.info.outcome_site!r} does not have; use "
-            "kind='predictive' (a contrast of sampled outcomes)."
+            f"finite), which {pred.info.outcome_site!r} does not have; use {advice}."
         )
     if kind == "predictive" and pred.classes is not None and len(pred.classes) > 2:
         raise ValueError(
@@ -123,8 +127,24 @@ def _same_scenario(a, b):
 
 
 def final_estimator(estimator):
-    """The skimpact estimator at the end of a Pipeline (or ``estimator`` itself)."""
-    return estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    """The skimpact estimator at the end of a Pipeline (or ``estimator`` itself).
+
+    Raises
+    ------
+    TypeError
+        If it is no skimpact estimator (a Pipeline ending in a fitted LinearRegression
+        would otherwise be called "not fitted").
+    """
+    final = estimator[-1] if isinstance(estimator, Pipeline) else estimator
+    if not hasattr(type(final), "counterfactual_predict"):
+        where = ("the last step of the Pipeline is" if isinstance(estimator, Pipeline)
+                 else "got")
+        raise TypeError(
+            "Effects and counterfactual predictions need a skimpact estimator "
+            f"(ImpactRegressor or ImpactClassifier), or a Pipeline ending in one; {where} "
+            f"{type(final).__name__}. Make a skimpact estimator the last step."
+        )
+    return final
 
 
 
@@ -147,8 +167,9 @@ def through_pipeline(estimator, X, intervention):
     factual : array-like or None
         The transformed X without the raw-column interventions, when there were any.
     """
+    final = final_estimator(estimator)
     if not isinstance(estimator, Pipeline):
-        return estimator, X, intervention, (), None
+        return final, X, intervention, (), None
     columns = list(X.columns) if isinstance(X, pd.DataFrame) else list(range(np.shape(X)[1]))
     raw, rest = split_columns(intervention, columns)
 
@@ -162,9 +183,13 @@ def through_pipeline(estimator, X, intervention):
     hidden = []
     for label, value in raw.items():  # each change alone; with one, the whole is it
         alone = changed if len(raw) == 1 else apply_to_columns(X, {label: value})
-        if _column_moved(X, alone, label) and _same_values(
-                Xt if len(raw) == 1 else transform(alone), factual):
+        if not _column_moved(X, alone, label):
+            continue
+        Xt_alone = Xt if len(raw) == 1 else transform(alone)
+        if _same_values(Xt_alone, factual):
             hidden.append(label)
+        else:
+            _check_known_values(estimator, X, alone, label, Xt_alone, factual, transform)
     if hidden:
         raise ValueError(
             f"The intervention changes the raw column(s) {hidden}, but the Pipeline's "
@@ -176,6 +201,129 @@ def through_pipeline(estimator, X, intervention):
             "intervene on a column they use."
         )
     return estimator[-1], Xt, rest, columns, factual
+
+
+#: A value no transformer has seen: what a transformer that ignores unknown values makes
+#: of one (OneHotEncoder(handle_unknown="ignore") gives all zeros).
+_UNSEEN = "\x00skimpact-unseen-value\x00"
+
+
+def _check_known_values(estimator, X, changed, label, Xt_changed, factual, transform):
+    """Refuse new values of a raw column taken as categories that the transformers do not
+    know.
+
+    A transformer that ignores unknown categories (``OneHotEncoder(handle_unknown=
+    "ignore")``, an ``OrdinalEncoder`` with ``unknown_value``) turns a misspelt or new
+    category into what it makes of any unseen value, so the final estimator predicts from
+    no category at all. The changed rows whose transformed values equal those of a value
+    surely unseen are such rows, unless an encoder lists the value among its categories
+    (an infrequent category is lumped with unseen ones, yet known). A numeric column is
+    checked only where an encoder lists its categories: numbers need none otherwise.
+    """
+    before, after = _column(X, label), _column(changed, label)
+    moved = ~_equal_rows(pd.Series(before).to_numpy(), pd.Series(after).to_numpy())
+    if pd.api.types.is_numeric_dtype(pd.Series(before).dtype) and \
+            pd.api.types.is_numeric_dtype(pd.Series(after).dtype):
+        # numbers need no category, unless an encoder takes them as categories
+        categories = _encoder_categories(estimator[:-1], label)
+        if categories is None or not _numeric(categories):
+            return
+        known = np.asarray(categories, dtype=float)
+        values = [v for v in pd.unique(pd.Series(after[moved])) if not np.isin(v, known)]
+        if values:
+            raise _unknown_values_error(estimator, label, values, categories)
+        return
+    try:
+        unseen = transform(apply_to_columns(X, {label: _UNSEEN}))
+    except Exception:  # noqa: BLE001 - the transformers refuse unseen values themselves
+        return
+    unseen, Xt_changed, factual = (_dense(a) for a in (unseen, Xt_changed, factual))
+    if unseen is None or Xt_changed is None or unseen.shape != Xt_changed.shape:
+        return
+    as_unseen = moved & _rows_equal(Xt_changed, unseen)
+    categories = _encoder_categories(estimator[:-1], label)
+    values = [v for v in pd.unique(pd.Series(after[as_unseen]))
+              if categories is None or v not in categories]
+    if not values:
+        return
+    if categories is None:  # the values of these rows that the transformers tell apart
+        known = ~_rows_equal(factual, unseen)
+        categories = sorted(map(str, pd.unique(pd.Series(before[known]))))
+    raise _unknown_values_error(estimator, label, values, categories)
+
+
+def _numeric(values):
+    try:
+        np.asarray(values, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _unknown_values_error(estimator, label, values, categories):
+    return ValueError(
+        f"The intervention (or baseline) sets the raw column {label!r} to "
+        f"{[_plain(v) for v in values]}, which the Pipeline's transformers "
+        f"{[name for name, _ in estimator.steps[:-1]]} did not see in fit: they encode it as "
+        "they encode any unknown value (OneHotEncoder(handle_unknown='ignore') as all zeros), "
+        "so the final estimator would predict from no category and the effect would mean "
+        f"nothing. The known categories are {[_plain(v) for v in categories]}; check the "
+        "spelling, or refit with the new category in the training data."
+    )
+
+
+def _plain(v):
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _column(X, label):
+    return X[label].to_numpy() if isinstance(X, pd.DataFrame) else np.asarray(X)[:, label]
+
+
+def _dense(a):
+    if hasattr(a, "toarray"):
+        a = a.toarray()
+    a = np.asarray(a)
+    return a if a.ndim == 2 else None
+
+
+def _rows_equal(a, b):
+    """Per row, whether two 2-D arrays are equal in every column."""
+    try:
+        return np.all((a == b) | (pd.isna(a) & pd.isna(b)), axis=1)
+    except TypeError:
+        return np.array([np.array_equal(r, q) for r, q in zip(a, b)])
+
+
+def _equal_rows(a, b):
+    """Per entry, whether two 1-D arrays are equal (missing equal to missing)."""
+    return np.asarray((a == b) | (pd.isna(a) & pd.isna(b)), dtype=bool)
+
+
+def _encoder_categories(est, label):
+    """The categories an encoder learnt for the column ``label`` of ``est``'s input (a
+    name, else a position), looking through Pipelines (their first step) and the column
+    lists of ColumnTransformers; ``None`` where no encoder is found."""
+    cats = getattr(est, "categories_", None)
+    if cats is not None:
+        names = getattr(est, "feature_names_in_", None)
+        if names is not None:
+            names = list(names)
+            return list(cats[names.index(label)]) if label in names else None
+        return list(cats[label]) if isinstance(label, (int, np.integer)) \
+            and 0 <= label < len(cats) else None
+    if isinstance(est, Pipeline):
+        return _encoder_categories(est.steps[0][1], label) if est.steps else None
+    for _, sub, cols in getattr(est, "transformers_", ()):
+        if not hasattr(sub, "fit") or isinstance(cols, (str, int, slice)) or callable(cols):
+            continue
+        cols = list(np.asarray(cols).tolist()) if not isinstance(cols, list) else cols
+        if label in cols and not any(isinstance(c, bool) for c in cols):
+            found = _encoder_categories(
+                sub, label if hasattr(sub, "feature_names_in_") else cols.index(label))
+            if found is not None:
+                return found
+    return None
 
 
 def _column_moved(X, changed, label):
