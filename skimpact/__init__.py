@@ -6,7 +6,7 @@ from ._compilation_cache import enable_compilation_cache
 
 enable_compilation_cache()
 
-from .experiments import Experiment
+from .experiments import Experiment, ExperimentConflictWarning
 from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
 from .estimator import ImpactClassifier, ImpactRegressor
 from . import choice
@@ -20,6 +20,7 @@ from .refute import refute, sensitivity
 
 __all__ = [
     "Experiment",
+    "ExperimentConflictWarning",
     "ImpactClassifier",
     "ImpactRegressor",
     "InferenceError",

@@ -19,14 +19,16 @@ import functools
 import hashlib
 import inspect
 import numbers
+import warnings
 from abc import ABCMeta, abstractmethod
 from dataclasses import replace
 from numbers import Integral, Real
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -35,7 +37,10 @@ from sklearn.utils.validation import check_is_fitted
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
 from .choice import choose_inference, latent_dimension
-from .experiments import calibrated_model, resolve_experiments
+from .experiments import (
+    ExperimentConflictWarning, as_list, calibrated_model, conflicts, grounding_for,
+    resolve_experiments,
+)
 from .diagnostics import finish_fit, summary
 from .inference import run_inference
 from .layout import InputLayout, is_dask_collection
@@ -47,6 +52,9 @@ from .program import build_program, training_model
 from .schema import DeferredTree, Labels, log_likelihood_tree, posterior_tree, prior_tree
 
 __all__ = ["ImpactRegressor", "ImpactClassifier"]
+
+#: Warnings of fit are attributed to the user's line that called it.
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
 class _RoutingMixin:
@@ -117,6 +125,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         "fit_batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "progress_bar": ["boolean"],
+        "experiment_bias": [StrOptions({"auto", "none", "constant"}), list, tuple],
     }
 
     def _validate_params(self):
@@ -152,6 +161,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         fit_batch_size=None,
         random_state=None,
         progress_bar=False,
+        experiment_bias="auto",
     ):
         self.model = model
         self.inference = inference
@@ -170,6 +180,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         self.fit_batch_size = fit_batch_size
         self.random_state = random_state
         self.progress_bar = progress_bar
+        self.experiment_bias = experiment_bias
 
     # ------------------------------------------------------------- sklearn protocol
     def __getstate__(self):
@@ -209,7 +220,12 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         experiments : list of skimpact.Experiment, optional
             Average effects measured in experiments: each adds the likelihood of its
             measured effect given the model's own counterfactual contrast on its rows
-            (see :mod:`skimpact.experiments`).
+            (see :mod:`skimpact.experiments`), less the observational model's bias when
+            the fit is grounded (``experiment_bias``). First the model is fitted to the
+            observational rows alone and each experiment compared with its prediction of
+            the same contrast: ``diagnostics_["experiment_conflicts"]`` records the
+            comparison and a disagreement beyond 3 standard errors warns
+            (:class:`~skimpact.experiments.ExperimentConflictWarning`).
         **inputs : array-like
             Extra keyword inputs of the model (for example ``C=C``).
 
@@ -242,6 +258,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             fitted = self._fit(X, y, sample_weight, inputs, experiments)
         # one swap of the fitted state, so a concurrent prediction sees old or new, not both
         vars(self).update(fitted)
+        for c in self.diagnostics_.get("experiment_conflicts", ()):
+            if c["conflict"]:
+                warnings.warn(_conflict_message(c, self.diagnostics_["experiment_bias"]),
+                              ExperimentConflictWarning, skip_file_prefixes=(_PACKAGE_DIR,))
         self.diagnostics_ = finish_fit(
             self.diagnostics_, self.inference_,
             self.posterior_ if self.inference_ == "nuts" else None,  # read for NUTS only
@@ -293,7 +313,18 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         )
         info = program.info
         program.check_indices(Xm, inputs, layout.row_inputs_)
-        measured = resolve_experiments(experiments or [], layout, program)
+        experiments = as_list(experiments or [])
+        measured = resolve_experiments(experiments, layout, program,
+                                       x_range=(np.min(Xm, 0), np.max(Xm, 0)) if len(Xm) else None)
+        checks, bias = [], "none"
+        if measured:
+            checks = self._experiment_conflicts(X, y, sample_weight, inputs, experiments)
+            bias = self._experiment_bias(checks)
+            if bias != "none":
+                scale = float(np.std(y_model[observed])) or 1.0
+                program = replace(program, grounding=grounding_for(
+                    experiments, layout, () if bias == "constant" else bias, scale))
+        grounding = program.grounding
         fit_model = calibrated_model(
             training_model(program, scale=None if weights is None else jnp.asarray(weights),
                            mask=mask),
@@ -315,7 +346,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             fit_model,
             (Xm,),
             fit_kwargs,
-            latent_sites=info.latent_sites,
+            latent_sites=info.latent_sites + (grounding.sites if grounding else ()),
             deterministic_sites=info.deterministic_sites,
             key=make_key(self.random_state, "fit"),
             settings=params,
@@ -337,9 +368,12 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
             attrs=attrs,
         )
+        experiment_diagnostics = {"experiment_conflicts": checks,
+                                  "experiment_bias": bias} if measured else {}
         fitted = {
             "_posterior": tree,
-            "diagnostics_": {**result.diagnostics, "inference_choice": choice.as_dict()},
+            "diagnostics_": {**result.diagnostics, "inference_choice": choice.as_dict(),
+                             **experiment_diagnostics},
             "model_": program.spec,
             "model_info_": info,
             "inference_": choice.method,
@@ -362,6 +396,27 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def _predictor(self):
         check_is_fitted(self, "predictor_")
         return self.predictor_
+
+    def _experiment_conflicts(self, X, y, sample_weight, inputs, experiments):
+        """Fit a clone to the observational rows alone and compare each experiment with
+        its prediction of the same contrast (:func:`skimpact.experiments.conflicts`)."""
+        observational = clone(self).fit(X, y, sample_weight=sample_weight, **inputs)
+        return conflicts(observational, experiments, effects.effect)
+
+    def _experiment_bias(self, checks):
+        """The bias term of the fit: ``experiment_bias``, with ``"auto"`` resolved to a
+        constant bias when an experiment conflicts with the observational fit."""
+        bias = self.experiment_bias
+        if isinstance(bias, str):
+            if bias == "auto":
+                return "constant" if any(c["conflict"] for c in checks) else "none"
+            return bias
+        if isinstance(self, ClassifierMixin):
+            raise ValueError(
+                "experiment_bias with columns grounds a regressor's outcome; for a "
+                "classifier use experiment_bias='none'."
+            )
+        return tuple(bias)
 
     # ------------------------------------------------------------------ posterior
     def summary(self, var_names=None, prob=0.94):
@@ -775,6 +830,26 @@ def _draws_fingerprint(draws):
     return h.hexdigest()
 
 
+def _conflict_message(check, bias):
+    """The warning for an experiment that the observational fit contradicts."""
+    then = (
+        "The fit is grounded on the experiments (experiment_bias resolved to "
+        f"{bias!r}): the observational contrast is allowed a bias the experiments "
+        "measure, and effects are corrected by it (posterior site 'experiment_bias')."
+        if bias != "none" else
+        "With experiment_bias='none' the fit settles between the two, weighted by their "
+        "precisions: a compromise, not a correction. Use experiment_bias='auto' or "
+        "'constant' to correct the observational model by the experiments."
+    )
+    return (
+        f"Experiment {check['experiment']} measured {check['measured']:.4g} ± "
+        f"{check['se']:.2g}, but the observational fit predicts {check['predicted']:.4g} ± "
+        f"{check['predicted_sd']:.2g} for the same contrast on its rows ({check['z']:+.1f} "
+        "standard errors): the observational model is biased for this effect (hidden "
+        f"confounding or a wrong functional form). {then}"
+    )
+
+
 def _tree_attrs(params, spec):
     """What every output tree of a fit records about its settings."""
     settings = {k: v for k, v in params.items() if k not in ("model", "reparam", "guide")}
@@ -856,6 +931,17 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     progress_bar : bool, default=False
         Show progress bars: SVI steps or NUTS iterations during ``fit``, and rows of
         predictions computed in several batches.
+    experiment_bias : {"auto", "none", "constant"} or list, default="auto"
+        How ``fit(..., experiments=[...])`` combines experiments with the observational
+        rows (see :mod:`skimpact.grounding`). ``"none"``: each experiment is a likelihood
+        term of the model's own contrast, so a biased observational model and an
+        experiment settle between each other. ``"constant"``: the fit is grounded, the
+        observational contrast allowed a bias per unit of the treatment that the
+        experiments identify, and every prediction and effect is corrected by it (its
+        draws are the posterior site ``experiment_bias``). A list of columns lets the bias
+        vary linearly with them. ``"auto"``: ``"constant"`` when an experiment contradicts
+        the observational fit beyond 3 standard errors, else ``"none"``. Grounding needs
+        experiments of one treatment column or input.
 
     Attributes
     ----------

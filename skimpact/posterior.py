@@ -65,7 +65,7 @@ class FittedPosterior:
         self.random_state = random_state
         self.batch_size = batch_size
         self.progress_bar = progress_bar
-        self._engine = PredictiveEngine(program.model, program.cache_key, program.info)
+        self._engine = _engine(program)
         self._graph = None
 
     def __getstate__(self):
@@ -76,8 +76,7 @@ class FittedPosterior:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        program = self.program
-        self._engine = PredictiveEngine(program.model, program.cache_key, program.info)
+        self._engine = _engine(self.program)
 
     def key(self, purpose="predict"):
         """A JAX key for ``purpose``: fixed for an int ``random_state``, fresh otherwise."""
@@ -228,11 +227,15 @@ class FittedPosterior:
         if factual is not None:
             changed.add(DATA)
         propagate = self._downstream(rows, changed, request) if changed else ()
-        if not propagate:
+        # a grounded fit corrects the outcome where the data (its treatment) changed
+        grounded = self.program.grounding is not None and factual is not None \
+            and request.outcome_stat in ("sample", "mean")
+        if not propagate and not grounded:
             # nothing moves: the factual world is not traced, and the semantics (which
             # only says how sites move) must not make a program of its own
             return rows.X, inputs, values, replace(request, semantics="counterfactual"), None
-        return rows.X, inputs, values, replace(request, propagate=propagate), factual
+        return (rows.X, inputs, values,
+                replace(request, propagate=propagate, grounded=grounded), factual)
 
     def _downstream(self, rows, changed, request):
         """The sites whose values the intervention on ``changed`` moves: downstream of it in
@@ -279,6 +282,14 @@ class FittedPosterior:
                    "only for the training rows" if info.local_sites else "")
                 + ". Use in_sample=False for new rows."
             )
+
+
+def _engine(program):
+    """The engine of ``program``; a grounded program's compiled code reads its bias term,
+    so it is shared only with programs grounded alike."""
+    grounding = getattr(program, "grounding", None)
+    key = program.cache_key if grounding is None else (program.cache_key, grounding)
+    return PredictiveEngine(program.model, key, program.info, grounding=grounding)
 
 
 def make_key(random_state, purpose):

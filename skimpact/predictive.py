@@ -63,6 +63,9 @@ class Request:
     held : tuple of str
         Sites set, per draw, to values given with the draws (a mediator held at its value
         under another scenario: a nested counterfactual).
+    grounded : bool
+        Lower the outcome by the engine's grounding bias times the change of the treatment
+        from the factual rows (see :mod:`skimpact.grounding`).
     """
 
     return_sites: tuple
@@ -74,6 +77,7 @@ class Request:
     propagate: tuple = ()
     semantics: str = "counterfactual"
     held: tuple = ()
+    grounded: bool = False
 
 
 class PredictiveEngine:
@@ -88,12 +92,15 @@ class PredictiveEngine:
         between engines (and estimator clones) with equal keys.
     info : skimpact.model.ModelInfo
         Sites of the model found when it was fitted.
+    grounding : skimpact.grounding.Grounding, optional
+        The bias term of a fit grounded on experiments, for requests that are ``grounded``.
     """
 
-    def __init__(self, model, cache_key, info):
+    def __init__(self, model, cache_key, info, grounding=None):
         self.model = model
         self.cache_key = cache_key
         self.info = info
+        self.grounding = grounding
 
     # ------------------------------------------------------------------ compiled core
     def compiled(self, *requests):
@@ -173,6 +180,9 @@ class PredictiveEngine:
                     out[name] = _outcome_stat(tr[name]["fn"], request.outcome_stat, tr[name]["value"])
                 else:
                     out[name] = tr[name]["value"]
+            if request.grounded and outcome in out:
+                fX, f_inputs = (X, inputs) if factual is None else factual
+                out[outcome] = out[outcome] - self.grounding.shift(latent, X, inputs, fX, f_inputs)
             return out
 
         return one

@@ -49,6 +49,9 @@ class Program:
         ``{site: offset}`` added (in float64) to a site's values after the model runs: the
         model observes the outcome less its offset (see
         :func:`skimpact.model.builtin_offsets`).
+    grounding : skimpact.grounding.Grounding, optional
+        The bias term of a fit grounded on experiments: predictions under a changed
+        treatment are corrected by it.
     """
 
     model: object
@@ -59,6 +62,7 @@ class Program:
     spec: object = None
     reparam: dict = None
     offsets: dict = field(default_factory=dict)
+    grounding: object = None
 
     def __getstate__(self):
         # the built model is usually a closure: pickle the factory and rebuild on load

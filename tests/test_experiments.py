@@ -1,5 +1,7 @@
 """Calibration to experiments: measured average effects as likelihood terms of the fit."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skimpact import Experiment, ImpactRegressor, effect, summarize_effect
+from skimpact import (
+    Experiment, ExperimentConflictWarning, ImpactRegressor, effect, summarize_effect,
+)
 
 TAU = 1.0
 SHIFT = {"T": lambda t: t + 1.0}
@@ -79,7 +83,9 @@ def test_experiments_are_fit_data_for_clone_and_grid_search(small):
     X, y, experiment = small
     est = _svi()
     assert "experiments" not in est.get_params()
-    search = GridSearchCV(est, {"model": [None]}, cv=2).fit(X, y, experiments=[experiment])
+    # on one half of the rows the observational fit contradicts the experiment (-3.3 se)
+    with pytest.warns(ExperimentConflictWarning, match="grounded on the experiments"):
+        search = GridSearchCV(est, {"model": [None]}, cv=2).fit(X, y, experiments=[experiment])
     assert abs(_ate(search.best_estimator_, X)["mean"] - TAU) < 0.3
 
 
@@ -149,3 +155,162 @@ def test_experiments_must_be_a_list(small):
     X, y, _ = small
     with pytest.raises(TypeError, match="`experiments` must be a list of skimpact.Experiment"):
         _svi().fit(X, y, experiments="lift")
+
+
+# ------------------------------------------------------- grounding: correct, not average
+def _hidden_confounder(n=2000, seed=0, effect_of=lambda x: 1.0 + 0.0 * x):
+    """A hidden u drives both the binary treatment t and y; the effect of t is
+    ``effect_of(x)``. Returns X = [t, x], y, the true per-row effects and the rng."""
+    rng = np.random.default_rng(seed)
+    u, x = rng.normal(size=n), rng.normal(size=n)
+    t = (u + 0.5 * rng.normal(size=n) > 0).astype(float)
+    tau = effect_of(x)
+    y = tau * t + 2.0 * u + x + 0.5 * rng.normal(size=n)
+    return np.column_stack([t, x]), y, tau, rng
+
+
+GROUNDED = {"inference": "svi", "num_steps": 1500, "num_samples": 300, "random_state": 0}
+ARMS = ({0: 1.0}, {0: 0.0})
+
+
+def _summary(est, X):
+    return summarize_effect(effect(est, X, *ARMS)).iloc[0]
+
+
+@pytest.fixture(scope="module")
+def confounded():
+    X, y, _, rng = _hidden_confounder()
+    rows = rng.choice(len(X), len(X) // 10, replace=False)
+    # a randomised experiment on 10% of the rows measures the true effect 1.0, se 0.1
+    exp = Experiment(X=X[rows], intervention=ARMS[0], baseline=ARMS[1], effect=1.0, se=0.1)
+    observational = ImpactRegressor(**GROUNDED).fit(X, y)
+    with pytest.warns(ExperimentConflictWarning, match=r"measured 1 .* observational fit "
+                      r"predicts 3\.9.*biased.*grounded on the experiments"):
+        grounded = ImpactRegressor(**GROUNDED).fit(X, y, experiments=[exp])
+    return X, y, exp, observational, grounded
+
+
+def test_a_conflicting_experiment_corrects_the_confounded_fit(confounded):
+    X, _, _, observational, grounded = confounded
+    obs, fixed = _summary(observational, X), _summary(grounded, X)
+    assert (obs["mean"] - 1.0) / obs["sd"] > 10  # the observational fit: 3.93 ± 0.075
+    # within max(1 posterior sd, 0.1) of the truth (was 3.0 ± 0.1 as a pooled compromise)
+    assert abs(fixed["mean"] - 1.0) <= max(fixed["sd"], 0.1)
+    check = grounded.diagnostics_["experiment_conflicts"][0]
+    assert check["conflict"] and check["z"] < -10
+    assert grounded.diagnostics_["experiment_bias"] == "constant"
+    bias = grounded.posterior_["posterior"]["experiment_bias"]
+    assert float(bias.mean()) == pytest.approx(obs["mean"] - 1.0, abs=0.3)
+
+
+def test_pooling_a_conflicting_experiment_is_a_compromise_and_says_so(confounded):
+    X, y, exp, observational, grounded = confounded
+    with pytest.warns(ExperimentConflictWarning, match="compromise, not a correction"):
+        pooled = ImpactRegressor(experiment_bias="none", **GROUNDED).fit(X, y, experiments=[exp])
+    mean = _summary(pooled, X)["mean"]
+    assert 1.5 < mean < _summary(observational, X)["mean"] - 0.5  # between, near neither
+    assert "experiment_bias" not in pooled.posterior_["posterior"]
+
+
+def test_grounded_predictions_are_corrected_by_the_treatment_change(confounded):
+    X, _, _, _, grounded = confounded
+    untreated = X[X[:, 0] == 0][:50]
+    factual = grounded.predict(untreated)
+    moved = grounded.counterfactual_predict(untreated, {0: 1.0})
+    bias = float(grounded.posterior_["posterior"]["experiment_bias"].mean())
+    plain = moved["predictions"]["y"].mean(("chain", "draw")).values - factual
+    # the model's own contrast (3.9) less its bias: about the true 1.0
+    assert np.mean(plain) == pytest.approx(1.0, abs=0.25)
+    assert bias > 2.0
+
+
+def test_an_experiment_that_agrees_narrows_the_interval_without_a_warning():
+    X, _, _, rng = _hidden_confounder()
+    y = 1.0 * X[:, 0] + X[:, 1] + 0.5 * rng.normal(size=len(X))  # no confounder: 1.0
+    nuts = {"inference": "nuts", "num_warmup": 300, "num_samples": 500, "random_state": 0}
+    observational = ImpactRegressor(**nuts).fit(X, y)
+    rows = rng.choice(len(X), len(X) // 10, replace=False)
+    exp = Experiment(X=X[rows], intervention=ARMS[0], baseline=ARMS[1], effect=1.0, se=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExperimentConflictWarning)
+        joint = ImpactRegressor(**nuts).fit(X, y, experiments=[exp])
+    assert joint.diagnostics_["experiment_bias"] == "none"
+    sd_obs, sd_joint = _summary(observational, X)["sd"], _summary(joint, X)["sd"]
+    assert sd_joint < min(sd_obs, exp.se)
+
+
+@pytest.mark.slow
+def test_a_subgroup_experiment_corrects_heterogeneous_effects_everywhere():
+    import numpyro
+    import numpyro.distributions as dist
+
+    def interaction(X, y=None):
+        a = numpyro.sample("a", dist.Normal(0, 5))
+        b = numpyro.sample("b", dist.Normal(0, 5).expand([2]).to_event(1))
+        g = numpyro.sample("g", dist.Normal(0, 5).expand([2]).to_event(1))
+        s = numpyro.sample("s", dist.HalfNormal(5))
+        t, x = X[:, 0], X[:, 1]
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(a + X @ b + t * (g[0] + g[1] * x), s), obs=y)
+
+    X, y, tau, rng = _hidden_confounder(effect_of=lambda x: 1.0 + x)
+    sub = np.flatnonzero(X[:, 1] > 0)
+    rows = rng.choice(sub, 200, replace=False)
+    measured = float(np.mean(1.0 + X[rows, 1]))  # the experiment's true average effect
+    exp = Experiment(X=X[rows], intervention=ARMS[0], baseline=ARMS[1], effect=measured,
+                     se=0.1)
+    observational = ImpactRegressor(interaction, **GROUNDED).fit(X, y)
+    with pytest.warns(ExperimentConflictWarning):
+        grounded = ImpactRegressor(interaction, **GROUNDED).fit(X, y, experiments=[exp])
+    outside = X[:, 1] <= 0
+
+    def rmse(est):
+        cate = summarize_effect(effect(est, X[outside], *ARMS), per_row=True)["mean"]
+        return float(np.sqrt(np.mean((cate.to_numpy() - tau[outside]) ** 2)))
+
+    experiment_alone = float(np.sqrt(np.mean((measured - tau[outside]) ** 2)))
+    assert rmse(grounded) < min(rmse(observational), experiment_alone)
+    assert rmse(grounded) < 0.3
+
+
+def test_grounding_needs_one_treatment_column_or_input(confounded):
+    X, y, _, _, _ = confounded
+    two = Experiment(X=X[:100], intervention={0: 1.0, 1: 0.0}, baseline={0: 0.0, 1: 0.0},
+                     effect=1.0, se=0.1)
+    with pytest.raises(ValueError, match=r"one treatment.*change \['0', '1'\]"):
+        ImpactRegressor(experiment_bias="constant", **GROUNDED).fit(X, y, experiments=[two])
+
+
+@pytest.mark.parametrize("make, exc, words", [
+    (lambda X: [Experiment(X=X[:50], intervention={0: 1.0}, baseline={0: 1.0}, effect=0.5,
+                           se=0.1)],
+     ValueError, r"experiments\[0\] changes nothing"),
+    (lambda X: [Experiment(X=X[:50], intervention={0: 1.0}, baseline={0: 0.0}, effect=e,
+                           se=0.05) for e in (5.0, -5.0)],
+     ValueError, r"experiments\[0\] and experiments\[1\] measure the same contrast .* differ "
+                 r"by 141\.4 standard errors"),
+])
+def test_experiments_that_cannot_both_be_right_are_refused(confounded, make, exc, words):
+    X, y, _, _, _ = confounded
+    with pytest.raises(exc, match=words):
+        ImpactRegressor(**GROUNDED).fit(X, y, experiments=make(X))
+
+
+def test_an_experiment_outside_the_training_range_warns(confounded):
+    X, y, _, _, _ = confounded
+    far = X[:50].copy()
+    far[:, 1] += 100.0
+    exp = Experiment(X=far, intervention={0: 1.0}, baseline={0: 0.0}, effect=1.0, se=0.1)
+    with pytest.warns(UserWarning, match=r"outside the training range of column\(s\) \[1\]"):
+        with pytest.warns(ExperimentConflictWarning):
+            ImpactRegressor(**GROUNDED).fit(X, y, experiments=[exp])
+
+
+@pytest.mark.slow
+def test_grounding_with_nuts(confounded):
+    X, y, exp, _, _ = confounded
+    nuts = ImpactRegressor(inference="nuts", num_warmup=300, num_samples=300, random_state=0)
+    with pytest.warns(ExperimentConflictWarning, match="grounded"):
+        nuts.fit(X, y, experiments=[exp])
+    fixed = _summary(nuts, X)
+    assert abs(fixed["mean"] - 1.0) <= max(fixed["sd"], 0.1)
