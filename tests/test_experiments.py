@@ -314,3 +314,24 @@ def test_grounding_with_nuts(confounded):
         nuts.fit(X, y, experiments=[exp])
     fixed = _summary(nuts, X)
     assert abs(fixed["mean"] - 1.0) <= max(fixed["sd"], 0.1)
+
+
+def test_a_bias_that_varies_with_columns_is_linear_in_them():
+    from skimpact.grounding import Grounding
+
+    g = Grounding(treatment=("column", 0), columns=(1,), scale=2.0)
+    assert g.sites == ("experiment_bias", "experiment_bias_coef")
+    factual = np.array([[0.0, 1.0], [1.0, -2.0]])
+    treated = factual.copy()
+    treated[:, 0] = 1.0
+    values = {"experiment_bias": 0.5, "experiment_bias_coef": np.array([0.25])}
+    # delta(x) = 0.5 + 0.25 x1 per unit of treatment; row 2 was treated already
+    np.testing.assert_allclose(g.shift(values, treated, {}, factual, {}), [0.75, 0.0])
+
+
+def test_experiment_bias_is_validated():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y, _, _ = _hidden_confounder(200)
+    with pytest.raises(InvalidParameterError, match="experiment_bias"):
+        ImpactRegressor(experiment_bias="always").fit(X, y)
