@@ -73,7 +73,7 @@ LAPLACE_MAX_DIM = 2000
 _ELBO_HEAD = 10
 
 
-def finish_fit(diagnostics, inference, posterior):
+def finish_fit(diagnostics, inference, posterior, sample_sites=None):
     """Complete the diagnostics of a fit and warn when a convergence check fails.
 
     Parameters
@@ -85,6 +85,10 @@ def finish_fit(diagnostics, inference, posterior):
         The inference method of the fit.
     posterior : xarray.Dataset or xarray.DataTree
         The posterior draws (a DataTree's ``posterior`` group is used); read for NUTS only.
+    sample_sites : sequence of str, optional
+        The sites NUTS sampled: only these are judged, so a deterministic site that copies
+        or transforms one (a coefficient under another name, a decentred site's original)
+        does not report the same problem again.
 
     Returns
     -------
@@ -101,6 +105,8 @@ def finish_fit(diagnostics, inference, posterior):
     if inference == "nuts":
         if hasattr(posterior, "children"):
             posterior = posterior["posterior"].to_dataset()
+        if sample_sites is not None:
+            posterior = posterior[[k for k in posterior.data_vars if k in set(sample_sites)]]
         diag.update(mcmc_diagnostics(posterior))
     elif "loss" in diag:
         diag.update(elbo_convergence(diag["loss"]))
@@ -273,24 +279,35 @@ def check_convergence(diagnostics, inference):
                 "(e.g. 0.95) or reparameterise hierarchical scales, e.g. "
                 "reparam={'theta': LocScaleReparam(centered=0)}."
             )
-        limit = RHAT_MAX if int(diagnostics.get("num_chains", 1)) > 1 else RHAT_MAX_ONE_CHAIN
+        chains = int(diagnostics.get("num_chains", 1))
+        limit = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
         bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
-        if bad:
+        if bad and chains > 1:
             problems.append(
-                f"r_hat above {limit} for {_fmt(bad)}: the chains disagree. Increase "
-                "`num_warmup` and `num_samples`, run more `num_chains`, or reparameterise."
+                f"r_hat above {limit} for {_fmt(bad)}: the {chains} chains disagree about "
+                "these sites. Increase `num_warmup` and `num_samples`, or reparameterise."
             )
-        min_ess = ESS_MIN_PER_CHAIN * int(diagnostics.get("num_chains", 1))
-        low = {
-            k: min(v, diagnostics.get("ess_tail", {}).get(k, v))
-            for k, v in diagnostics.get("ess_bulk", {}).items()
-        }
-        low = {k: v for k, v in low.items() if v < min_ess}
+        elif bad:
+            problems.append(
+                f"r_hat of the single chain's two halves above {limit} for {_fmt(bad)}: the "
+                "chain drifted between its first and second half, so it has not mixed. One "
+                "chain can show such drift but not whether a chain started elsewhere would "
+                "find the same posterior: run `num_chains=2` or more (and raise "
+                "`num_warmup` and `num_samples`), or reparameterise."
+            )
+        min_ess = ESS_MIN_PER_CHAIN * chains
+        ess = {kind: {k: v for k, v in diagnostics.get(f"ess_{kind}", {}).items()
+                      if v < min_ess}
+               for kind in ("bulk", "tail")}
+        low = [f"{k} ({', '.join(f'{kind} {ess[kind][k]:.0f}' for kind in ess if k in ess[kind])})"
+               for k in dict.fromkeys([*ess["bulk"], *ess["tail"]])]
         if low:
             problems.append(
-                f"Effective sample size below {min_ess} for {_fmt(low, '.0f')}. Increase "
-                "`num_samples` (or `num_chains`); strongly autocorrelated draws may also "
-                "need a reparameterisation."
+                f"Effective sample size below {min_ess} ({ESS_MIN_PER_CHAIN} per chain) for "
+                f"{', '.join(low)}: bulk ESS measures how well the draws pin down a site's "
+                "mean and centre, tail ESS its 5% and 95% quantiles (the ends of intervals). "
+                "Increase `num_samples` (or `num_chains`); strongly autocorrelated draws may "
+                "also need a reparameterisation."
             )
     else:
         if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):

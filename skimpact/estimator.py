@@ -265,6 +265,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         self.diagnostics_ = finish_fit(
             self.diagnostics_, self.inference_,
             self.posterior_ if self.inference_ == "nuts" else None,  # read for NUTS only
+            sample_sites=self.predictor_.draws,
         )
         return self
 

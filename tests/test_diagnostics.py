@@ -174,7 +174,9 @@ def test_nuts_diagnostics_match_arviz_stats(nuts):
     ess = array_stats.ess(beta, method="bulk", chain_axis=0, draw_axis=1)
     assert diag["r_hat"]["beta"] == pytest.approx(float(np.max(rhat)))
     assert diag["ess_bulk"]["beta"] == pytest.approx(float(np.min(ess)))
-    assert set(diag["r_hat"]) == {"alpha", "beta", "noise", "coef", "intercept", "sigma"}
+    # the sampled sites only: coef, intercept and sigma are deterministic transforms of
+    # them and would repeat their problems under other names
+    assert set(diag["r_hat"]) == {"alpha", "beta", "noise"}
     expected = check_convergence(diag, "nuts")
     assert diag["converged"] == (expected == [])
     metrics = diagnostic_metrics(est)
@@ -223,8 +225,24 @@ def test_check_convergence_messages():
     divergences, rhat, ess = check_convergence(bad, "nuts")
     assert "3 divergent" in divergences and "target_accept_prob" in divergences
     assert "a (1.050)" in rhat and "b (" not in rhat and "num_warmup" in rhat
-    assert "below 400" in ess and "a (120)" in ess and "b (350)" in ess
-    assert "num_samples" in ess
+    assert "below 400" in ess and "a (bulk 120, tail 300)" in ess and "b (tail 350)" in ess
+    assert "bulk ESS measures" in ess and "num_samples" in ess
+    assert "4 chains disagree" in rhat
+    # one chain: its two halves, and what one chain cannot show
+    one = check_convergence({**bad, "num_chains": 1, "r_hat": {"a": 1.2}}, "nuts")[1]
+    assert "single chain's two halves" in one and "num_chains=2" in one
+    assert "chains disagree" not in one
+
+
+def test_a_deterministic_copy_of_a_sample_site_is_judged_once():
+    rng = np.random.default_rng(0)
+    drift = np.cumsum(rng.normal(size=(1, 400)), axis=1)  # one badly mixed chain
+    ds = xr.Dataset({"beta": (("chain", "draw"), drift), "coef": (("chain", "draw"), drift)})
+    with pytest.warns(ConvergenceWarning) as caught:
+        out = finish_fit({"num_divergences": 0, "num_chains": 1}, "nuts", ds,
+                         sample_sites=["beta"])
+    assert set(out["r_hat"]) == {"beta"}
+    assert all("coef" not in str(w.message) for w in caught)
 
 
 def test_summary_table(nuts, svi):
