@@ -19,7 +19,12 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   ``AutoNormal`` only above.
 
 Explicit settings win: ``inference="svi"``, ``"nuts"`` or ``"map"`` are used as given, and
-a guide other than ``"auto"`` is used as given.
+a guide other than ``"auto"`` is used as given. With ``inference="auto"``, settings that
+only one method reads decide for it when they were changed from their defaults:
+``num_steps``, ``learning_rate`` or ``guide`` (:data:`SVI_SETTINGS`) choose SVI,
+``num_warmup``, ``num_chains`` or ``target_accept_prob`` (:data:`NUTS_SETTINGS`) choose
+NUTS; with settings of both, the rule above decides and the reason says which settings
+the chosen method ignores.
 """
 
 import math
@@ -31,6 +36,8 @@ import jax
 from .model import potential_grad, start_point
 
 __all__ = [
+    "NUTS_SETTINGS",
+    "SVI_SETTINGS",
     "FULL_RANK_MAX_DIM",
     "LOW_RANK_MAX_DIM",
     "NUTS_BUDGET_SECONDS",
@@ -42,6 +49,10 @@ __all__ = [
     "latent_dimension",
 ]
 
+#: Settings only SVI reads: changed from their defaults, they choose SVI.
+SVI_SETTINGS = ("num_steps", "learning_rate", "guide")
+#: Settings only NUTS reads: changed from their defaults, they choose NUTS.
+NUTS_SETTINGS = ("num_warmup", "num_chains", "target_accept_prob")
 #: Largest expected NUTS cost (seconds) for which ``inference="auto"`` runs NUTS.
 NUTS_BUDGET_SECONDS = 30.0
 #: Largest latent dimension for which ``guide="auto"`` is a full-rank multivariate normal.
@@ -168,7 +179,8 @@ def choose_guide(guide, latent_dim):
     return "AutoNormal"
 
 
-def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, settings, key):
+def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, settings, key,
+                     explicit=()):
     """Resolve ``inference`` and ``guide`` settings to what a fit runs.
 
     Parameters
@@ -188,6 +200,9 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
         ``num_chains``, ``fit_batch_size``).
     key : jax.random.PRNGKey
         For the point at which the gradient is timed.
+    explicit : collection of str
+        Settings changed from their defaults: those of :data:`SVI_SETTINGS` or
+        :data:`NUTS_SETTINGS` decide ``"auto"`` for their method.
 
     Returns
     -------
@@ -223,6 +238,17 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
         return InferenceChoice(
             "svi", chosen, "fit_batch_size asks for minibatches, which only SVI takes"
             + _guide_reason(guide, chosen, latent_dim), latent_dim)
+    svi_set = [k for k in SVI_SETTINGS if k in explicit]
+    nuts_set = [k for k in NUTS_SETTINGS if k in explicit]
+    if svi_set and not nuts_set:
+        chosen = choose_guide(guide, latent_dim)
+        return InferenceChoice(
+            "svi", chosen, f"SVI: {_settings(svi_set, settings)} set, which only SVI reads"
+            + _guide_reason(guide, chosen, latent_dim), latent_dim)
+    if nuts_set and not svi_set:
+        return InferenceChoice(
+            "nuts", None, f"NUTS: {_settings(nuts_set, settings)} set, which only NUTS "
+            "reads.", latent_dim)
     seconds = gradient_seconds(model, args, kwargs, key)
     iterations = (settings["num_warmup"] + settings["num_samples"]) * settings["num_chains"]
     steps = expected_leapfrog_steps(latent_dim)
@@ -231,12 +257,21 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
                f"{iterations} iterations x {steps:.0f} expected leapfrog steps")
     if expected <= NUTS_BUDGET_SECONDS:
         reason = (f"NUTS: expected {expected:.3g} s <= {NUTS_BUDGET_SECONDS:g} s "
-                  f"({figures}).")
+                  f"({figures})" + _ignored(svi_set, settings, "NUTS") + ".")
         return InferenceChoice("nuts", None, reason, latent_dim, seconds, expected)
     chosen = choose_guide(guide, latent_dim)
     reason = (f"SVI: NUTS would take about {expected:.3g} s > {NUTS_BUDGET_SECONDS:g} s "
-              f"({figures})" + _guide_reason(guide, chosen, latent_dim))
+              f"({figures})" + _ignored(nuts_set, settings, "SVI")
+              + _guide_reason(guide, chosen, latent_dim))
     return InferenceChoice("svi", chosen, reason, latent_dim, seconds, expected)
+
+
+def _settings(names, settings):
+    return ", ".join(f"{k}={settings[k]!r}" for k in names)
+
+
+def _ignored(names, settings, method):
+    return f"; {method} ignores {_settings(names, settings)}" if names else ""
 
 
 def gradient_seconds(model, args, kwargs, key):

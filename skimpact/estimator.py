@@ -36,7 +36,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
-from .choice import choose_inference, latent_dimension
+from .choice import NUTS_SETTINGS, SVI_SETTINGS, choose_inference, latent_dimension
 from .experiments import (
     ExperimentConflictWarning, as_list, calibrated_model, conflicts, grounding_for,
     resolve_experiments,
@@ -340,6 +340,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             self.inference, ModelRef(fit_model, cache_key), (Xm,), fit_kwargs,
             latent_dim=latent_dimension(info.site_shapes, info.latent_sites),
             n_rows=Xm.shape[0], settings=params, key=make_key(0, "fit"),
+            explicit=_changed_from_defaults(self),
         )
         params = {**params, "inference": choice.method, "guide": choice.guide}
         result = run_inference(
@@ -829,6 +830,16 @@ def _draws_fingerprint(draws):
         h.update(f"{name}:{value.dtype}:{value.shape}".encode())
         h.update(value.tobytes())
     return h.hexdigest()
+
+
+def _changed_from_defaults(estimator):
+    """The settings that only one inference method reads whose values differ from
+    ``__init__``'s defaults."""
+    defaults = {k: p.default for k, p in
+                inspect.signature(type(estimator).__init__).parameters.items()}
+    params = estimator.get_params(deep=False)
+    return {k for k in (*SVI_SETTINGS, *NUTS_SETTINGS)
+            if type(params[k]) is not type(defaults[k]) or params[k] != defaults[k]}
 
 
 def _conflict_message(check, bias):

@@ -17,7 +17,8 @@ def _data(n=60, seed=0):
     return X, 1.0 + X @ [1.0, -0.5] + rng.normal(0, 0.5, n)
 
 
-SMALL_NUTS = dict(num_warmup=100, num_samples=100, random_state=0)
+# num_samples is read by both methods: it leaves the choice to the rule
+SMALL_NUTS = dict(num_samples=100, random_state=0)
 SMALL_SVI = dict(num_steps=300, num_samples=50, random_state=0)
 
 
@@ -51,7 +52,7 @@ def test_auto_picks_nuts_for_a_small_regression_and_records_why(auto_fit):
 def test_auto_picks_svi_with_a_full_rank_guide_when_nuts_is_too_slow(monkeypatch):
     monkeypatch.setattr(choice, "NUTS_BUDGET_SECONDS", 0.0)
     X, y = _data()
-    est = ImpactRegressor(**SMALL_SVI).fit(X, y)
+    est = ImpactRegressor(num_samples=50, random_state=0).fit(X, y)
     made = est.diagnostics_["inference_choice"]
     assert est.inference_ == "svi" and made["guide"] == "AutoMultivariateNormal"
     assert made["reason"].startswith("SVI: NUTS would take about")
@@ -74,6 +75,24 @@ def test_explicit_settings_win():
     batched = ImpactRegressor(fit_batch_size=20, **SMALL_SVI).fit(X, y)
     assert batched.inference_ == "svi"
     assert batched.diagnostics_["inference_choice"]["reason"].startswith("fit_batch_size")
+
+
+def test_settings_only_one_method_reads_decide_auto():
+    X, y = _data()
+    svi = ImpactRegressor(num_steps=1500, learning_rate=0.02, num_samples=50,
+                          random_state=0).fit(X, y)
+    reason = svi.diagnostics_["inference_choice"]["reason"]
+    # they were ignored without a word when the rule picked NUTS
+    assert svi.inference_ == "svi"
+    assert reason.startswith("SVI: num_steps=1500, learning_rate=0.02 set, which only SVI")
+    nuts = ImpactRegressor(num_warmup=150, num_samples=50, random_state=0).fit(X, y)
+    assert nuts.inference_ == "nuts"
+    assert nuts.diagnostics_["inference_choice"]["reason"] == (
+        "NUTS: num_warmup=150 set, which only NUTS reads.")
+    both = ImpactRegressor(num_steps=1500, num_warmup=150, num_samples=50,
+                           random_state=0).fit(X, y)
+    assert both.inference_ == "nuts"  # the rule decides, and says what it ignores
+    assert "NUTS ignores num_steps=1500" in both.diagnostics_["inference_choice"]["reason"]
 
 
 def test_svi_with_guide_auto_picks_by_dimension():
