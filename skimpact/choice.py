@@ -10,7 +10,12 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   leapfrog steps per iteration ``x`` gradient time, is at most :data:`NUTS_BUDGET_SECONDS`.
   The expected number of leapfrog steps grows as the fourth root of the latent dimension
   (:func:`expected_leapfrog_steps`). This covers regression-sized models up to tens of
-  thousands of rows, where NUTS is both fast and exact up to Monte Carlo error.
+  thousands of rows, where NUTS is both fast and exact up to Monte Carlo error. That
+  guess assumes a well-conditioned posterior; a correlated one needs far deeper trees (4
+  to 5 times the guess, and more, on real models), so the run then *measures* its cost:
+  after its first warm-up loop (:data:`skimpact.inference` runs 100 iterations per loop)
+  the leapfrog steps it actually took, times the gradient time, extrapolate the whole
+  run, and beyond the budget the fit switches to SVI (:func:`switch_to_svi`), saying so.
 * **SVI** otherwise (and whenever ``fit_batch_size`` asks for minibatches), with the guide
   :func:`choose_guide` picks from the latent dimension: a full-rank
   ``AutoMultivariateNormal`` up to :data:`FULL_RANK_MAX_DIM` dimensions, which keeps the
@@ -43,6 +48,7 @@ __all__ = [
     "NUTS_BUDGET_SECONDS",
     "InferenceChoice",
     "choose_guide",
+    "switch_to_svi",
     "choose_inference",
     "expected_leapfrog_steps",
     "gradient_seconds",
@@ -94,6 +100,14 @@ class InferenceChoice:
     latent_dim: int
     gradient_seconds: float = math.nan
     expected_nuts_seconds: float = math.nan
+
+    @property
+    def nuts_budget(self):
+        """``(budget seconds, gradient seconds)`` when the rule chose NUTS from its guess
+        (the run then measures its cost against the budget), else ``None``."""
+        if self.method != "nuts" or math.isnan(self.expected_nuts_seconds):
+            return None
+        return NUTS_BUDGET_SECONDS, self.gradient_seconds
 
     def as_dict(self):
         """The choice as a plain dict (what ``diagnostics_["inference_choice"]`` holds)."""
@@ -264,6 +278,37 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
               f"({figures})" + _ignored(nuts_set, settings, "SVI")
               + _guide_reason(guide, chosen, latent_dim))
     return InferenceChoice("svi", chosen, reason, latent_dim, seconds, expected)
+
+
+def switch_to_svi(choice, over, guide):
+    """The choice after a NUTS run measured itself over budget.
+
+    Parameters
+    ----------
+    choice : InferenceChoice
+        The rule's NUTS choice.
+    over : skimpact.inference.NutsOverBudget
+        What the first warm-up loop measured.
+    guide : str, AutoGuide class or callable
+        The estimator's ``guide`` setting.
+
+    Returns
+    -------
+    InferenceChoice
+        SVI with :func:`choose_guide`'s guide, the measured expectation and a reason
+        giving the guess and the measurement.
+    """
+    chosen = choose_guide(guide, choice.latent_dim)
+    guess = expected_leapfrog_steps(choice.latent_dim)
+    reason = (
+        f"SVI: NUTS was expected to take {choice.expected_nuts_seconds:.3g} s with "
+        f"{guess:.0f} leapfrog steps per iteration, but its first {over.iterations} warm-up "
+        f"iterations averaged {over.mean_steps:.0f} (a correlated posterior): about "
+        f"{over.expected_seconds:.3g} s > {NUTS_BUDGET_SECONDS:g} s"
+        + _guide_reason(guide, chosen, choice.latent_dim)
+    )
+    return InferenceChoice("svi", chosen, reason, choice.latent_dim, choice.gradient_seconds,
+                           over.expected_seconds)
 
 
 def _settings(names, settings):

@@ -36,13 +36,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
-from .choice import NUTS_SETTINGS, SVI_SETTINGS, choose_inference, latent_dimension
+from .choice import (
+    NUTS_SETTINGS, SVI_SETTINGS, choose_inference, latent_dimension, switch_to_svi,
+)
 from .experiments import (
     ExperimentConflictWarning, as_list, calibrated_model, conflicts, grounding_for,
     resolve_experiments,
 )
 from .diagnostics import finish_fit, summary
-from .inference import run_inference
+from .inference import NutsOverBudget, run_inference
 from .layout import InputLayout, is_dask_collection
 from .model import (
     Model, ModelRef, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
@@ -342,21 +344,31 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             n_rows=Xm.shape[0], settings=params, key=make_key(0, "fit"),
             explicit=_changed_from_defaults(self),
         )
-        params = {**params, "inference": choice.method, "guide": choice.guide}
-        result = run_inference(
-            choice.method,
-            fit_model,
-            (Xm,),
-            fit_kwargs,
-            latent_sites=info.latent_sites + (grounding.sites if grounding else ()),
-            deterministic_sites=info.deterministic_sites,
-            key=make_key(self.random_state, "fit"),
-            settings=params,
-            row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
-            else None,
-            local_sites=tuple(info.local_sites),
-            cache_key=cache_key,
-        )
+        base = params
+
+        def infer(choice):
+            settings = {**base, "inference": choice.method, "guide": choice.guide}
+            return settings, run_inference(
+                choice.method,
+                fit_model,
+                (Xm,),
+                fit_kwargs,
+                latent_sites=info.latent_sites + (grounding.sites if grounding else ()),
+                deterministic_sites=info.deterministic_sites,
+                key=make_key(self.random_state, "fit"),
+                settings=settings,
+                row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
+                else None,
+                local_sites=tuple(info.local_sites),
+                cache_key=cache_key,
+                nuts_budget=choice.nuts_budget,
+            )
+
+        try:
+            params, result = infer(choice)
+        except NutsOverBudget as over:
+            choice = switch_to_svi(choice, over, self.guide)
+            params, result = infer(choice)
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
                  "experiments": len(measured),
                  "posterior_fingerprint": _draws_fingerprint(result.draws)}

@@ -30,11 +30,34 @@ from numpyro.util import check_model_guide_match
 from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
 from .model import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
 
-__all__ = ["InferenceError", "InferenceResult", "run_inference"]
+__all__ = ["InferenceError", "InferenceResult", "NutsOverBudget", "run_inference"]
 
 
 class InferenceError(RuntimeError):
     """Inference broke down (for example a non-finite SVI loss)."""
+
+
+class NutsOverBudget(RuntimeError):
+    """The first warm-up loop of a NUTS run needed so many leapfrog steps per iteration
+    that the whole run would exceed its budget (``run_inference(..., nuts_budget=...)``).
+
+    Attributes
+    ----------
+    expected_seconds : float
+        The whole run extrapolated from the loop.
+    mean_steps : float
+        Leapfrog steps per iteration in the loop.
+    iterations : int
+        Iterations the loop ran.
+    """
+
+    def __init__(self, expected_seconds, mean_steps, iterations):
+        self.expected_seconds, self.mean_steps, self.iterations = (
+            float(expected_seconds), float(mean_steps), int(iterations))
+        super().__init__(
+            f"NUTS would take about {expected_seconds:.3g} s: its first {iterations} "
+            f"warm-up iterations averaged {mean_steps:.0f} leapfrog steps."
+        )
 
 
 @dataclass
@@ -69,7 +92,7 @@ def resolve_guide(guide, model):
 
 def run_inference(
     method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
-    row_plate=None, local_sites=(), cache_key=None,
+    row_plate=None, local_sites=(), cache_key=None, nuts_budget=None,
 ):
     """Dispatch to the SVI / MAP / NUTS runner named by ``method``.
 
@@ -80,17 +103,23 @@ def run_inference(
 
     ``cache_key``, equal for fits that run the same program (model, guide, optimiser), lets
     them share one compilation of the SVI steps; ``None`` compiles per fit.
+
+    ``nuts_budget``, ``(seconds, gradient seconds)``, makes a NUTS run measure its cost:
+    after its first warm-up loop the leapfrog steps it took per iteration, times the
+    gradient time, extrapolate the whole run, and beyond ``seconds`` it stops with
+    :class:`NutsOverBudget`.
     """
     try:
         return _run(method, model, args, kwargs, latent_sites=latent_sites,
                     deterministic_sites=deterministic_sites, key=key, settings=settings,
-                    row_plate=row_plate, local_sites=local_sites, cache_key=cache_key)
+                    row_plate=row_plate, local_sites=local_sites, cache_key=cache_key,
+                    nuts_budget=nuts_budget)
     except TRACER_ERRORS as exc:
         raise traced_value_error(exc) from exc
 
 
 def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
-         row_plate, local_sites, cache_key):
+         row_plate, local_sites, cache_key, nuts_budget=None):
     batch = settings.get("fit_batch_size")
     if batch is not None:
         _check_minibatch(method, batch, row_plate, local_sites)
@@ -104,7 +133,7 @@ def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key,
         )
     elif method == "nuts":
         result = _run_nuts(model, args, kwargs, key=key, cache_key=cache_key,
-                           **_nuts_settings(settings))
+                           budget=nuts_budget, **_nuts_settings(settings))
     else:
         raise ValueError(f"`inference` must be one of 'svi', 'nuts', 'map'; got {method!r}.")
     result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
@@ -457,6 +486,7 @@ def _run_nuts(
     target_accept_prob,
     progress_bar,
     cache_key=None,
+    budget=None,
 ):
     # the warm-up length and target are part of the compiled program (adaptation schedule)
     ref = _KernelRef(model, target_accept_prob, num_warmup,
@@ -493,6 +523,15 @@ def _run_nuts(
             if phase == "sample":
                 draws.append(outs[0])
                 diverging.append(np.asarray(outs[1]))
+            elif done == 0 and budget is not None:
+                # the cost measured, not guessed: this loop's trees, extrapolated
+                mean_steps = float(np.mean(outs[2]))
+                expected = ((num_warmup + num_samples) * num_chains * mean_steps
+                            * budget[1])
+                if expected > budget[0]:
+                    if bar is not None:
+                        bar.close()
+                    raise NutsOverBudget(expected, mean_steps, length)
             if bar is not None:
                 bar.update(length)
                 bar.set_postfix(phase=phase)
@@ -559,7 +598,7 @@ def _nuts_steps(kernel, state, length, args, kwargs):
 
     def step(state, _):
         state = kernel.sample(state, args, kwargs)
-        return state, (constrain(state.z), state.diverging)
+        return state, (constrain(state.z), state.diverging, state.num_steps)
 
     return jax.lax.scan(step, state, None, length=length)
 

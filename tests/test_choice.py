@@ -131,3 +131,37 @@ def test_mean_field_guide_on_correlated_posterior_warns_with_the_fix():
     assert est.diagnostics_["laplace_max_abs_corr"] > 0.9
     assert set(est.diagnostics_["laplace_pair"]) == {"beta[0]", "beta[2]"}
     assert est.diagnostics_["converged"] is False
+
+
+def _correlated(n=400, seed=0):
+    """Ten nearly identical columns: a posterior correlated enough to need deep trees."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 1))
+    X = z + 0.01 * rng.normal(size=(n, 10))
+    return X, X.sum(axis=1) + rng.normal(size=n)
+
+
+def test_auto_measures_nuts_and_switches_to_svi_when_trees_run_deep(monkeypatch):
+    # the guess thinks every tree takes one step, so it picks NUTS for both data sets;
+    # the first warm-up loop measures the steps the posterior really needs
+    monkeypatch.setattr(choice, "expected_leapfrog_steps", lambda dim: 1.0)
+    X, y = _correlated()
+    est = ImpactRegressor(random_state=0)
+
+    def budget_between(model, *a, **k):
+        # a budget of 200 leapfrog steps per iteration at the measured gradient time
+        seconds = real_gradient_seconds(model, *a, **k)
+        monkeypatch.setattr(choice, "NUTS_BUDGET_SECONDS", 1000 * 200 * seconds)
+        return seconds
+
+    real_gradient_seconds = choice.gradient_seconds
+    monkeypatch.setattr(choice, "gradient_seconds", budget_between)
+    est.fit(X, y)
+    made = est.diagnostics_["inference_choice"]
+    assert est.inference_ == "svi" and made["method"] == "svi"
+    assert made["reason"].startswith("SVI: NUTS was expected to take")
+    assert "first 100 warm-up iterations averaged" in made["reason"]
+    assert made["expected_nuts_seconds"] > choice.NUTS_BUDGET_SECONDS
+    # well-conditioned data need a few steps per iteration: NUTS goes on
+    easy = ImpactRegressor(random_state=0).fit(*_data())
+    assert easy.inference_ == "nuts"
