@@ -262,7 +262,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         vars(self).update(fitted)
         for c in self.diagnostics_.get("experiment_conflicts", ()):
             if c["conflict"]:
-                warnings.warn(_conflict_message(c, self.diagnostics_["experiment_bias"]),
+                warnings.warn(_conflict_message(c, self.diagnostics_["experiment_bias"],
+                                                self.diagnostics_["experiment_ungrounded"]),
                               ExperimentConflictWarning, skip_file_prefixes=(_PACKAGE_DIR,))
         self.diagnostics_ = finish_fit(
             self.diagnostics_, self.inference_,
@@ -319,14 +320,20 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         experiments = as_list(experiments or [])
         measured = resolve_experiments(experiments, layout, program,
                                        x_range=(np.min(Xm, 0), np.max(Xm, 0)) if len(Xm) else None)
-        checks, bias = [], "none"
+        checks, bias, ungrounded = [], "none", None
         if measured:
             checks = self._experiment_conflicts(X, y, sample_weight, inputs, experiments)
             bias = self._experiment_bias(checks)
             if bias != "none":
                 scale = float(np.std(y_model[observed])) or 1.0
-                program = replace(program, grounding=grounding_for(
-                    experiments, layout, () if bias == "constant" else bias, scale))
+                try:
+                    program = replace(program, grounding=grounding_for(
+                        experiments, layout, () if bias == "constant" else bias, scale))
+                except ValueError as exc:
+                    if self.experiment_bias != "auto":
+                        raise
+                    # "auto" grounds where it can; the warning says why it could not
+                    bias, ungrounded = "none", str(exc)
         grounding = program.grounding
         fit_model = calibrated_model(
             training_model(program, scale=None if weights is None else jnp.asarray(weights),
@@ -382,8 +389,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
             attrs=attrs,
         )
-        experiment_diagnostics = {"experiment_conflicts": checks,
-                                  "experiment_bias": bias} if measured else {}
+        experiment_diagnostics = {"experiment_conflicts": checks, "experiment_bias": bias,
+                                  "experiment_ungrounded": ungrounded} if measured else {}
         fitted = {
             "_posterior": tree,
             "diagnostics_": {**result.diagnostics, "inference_choice": choice.as_dict(),
@@ -854,17 +861,26 @@ def _changed_from_defaults(estimator):
             if type(params[k]) is not type(defaults[k]) or params[k] != defaults[k]}
 
 
-def _conflict_message(check, bias):
+def _conflict_message(check, bias, ungrounded=None):
     """The warning for an experiment that the observational fit contradicts."""
-    then = (
-        "The fit is grounded on the experiments (experiment_bias resolved to "
-        f"{bias!r}): the observational contrast is allowed a bias the experiments "
-        "measure, and effects are corrected by it (posterior site 'experiment_bias')."
-        if bias != "none" else
-        "With experiment_bias='none' the fit settles between the two, weighted by their "
-        "precisions: a compromise, not a correction. Use experiment_bias='auto' or "
-        "'constant' to correct the observational model by the experiments."
-    )
+    if bias != "none":
+        then = (
+            "The fit is grounded on the experiments (experiment_bias resolved to "
+            f"{bias!r}): the observational contrast is allowed a bias the experiments "
+            "measure, and effects are corrected by it (posterior site 'experiment_bias')."
+        )
+    elif ungrounded:
+        then = (
+            "The fit settles between the two, weighted by their precisions: a compromise, "
+            f"not a correction, because experiment_bias='auto' could not ground it: "
+            f"{ungrounded}"
+        )
+    else:
+        then = (
+            "With experiment_bias='none' the fit settles between the two, weighted by their "
+            "precisions: a compromise, not a correction. Use experiment_bias='auto' or "
+            "'constant' to correct the observational model by the experiments."
+        )
     return (
         f"Experiment {check['experiment']} measured {check['measured']:.4g} ± "
         f"{check['se']:.2g}, but the observational fit predicts {check['predicted']:.4g} ± "

@@ -61,7 +61,7 @@ def dependency_graph(model, X, inputs, latent, deterministic, observed=()):
 
     The model runs once abstractly (no computation) with every latent value and every
     deterministic value tracked (NumPyro's provenance): a sample site's parents are what
-    its log-density at its value depends on, a deterministic site's what its value does.
+    its distribution's parameters depend on, a deterministic site's what its value does.
     The data (``X`` and every keyword input) is one node, :data:`DATA`: column-level
     changes are told apart later, per element, by whether the site's distribution moved.
 
@@ -93,8 +93,10 @@ def dependency_graph(model, X, inputs, latent, deterministic, observed=()):
         m = handlers.substitute(m, data={k: tracked[k] for k in latent})
         tr = handlers.trace(handlers.seed(m, 0)).get_trace(
             tracked[_X], **static, **tracked[_INPUTS])
-        out = {k: tr[k]["fn"].log_prob(tr[k]["value"])
-               for k in (*latent, *observed) if k in tr}
+        # a sample site depends on what its distribution's parameters read (its own value,
+        # data for an observed site, is no parent of it)
+        out = {k: jax.tree_util.tree_leaves(tr[k]["fn"]) for k in (*latent, *observed)
+               if k in tr}
         out.update(recorded)
         return out
 
@@ -107,7 +109,9 @@ def dependency_graph(model, X, inputs, latent, deterministic, observed=()):
         return {k: every - {k} for k in names}
     graph = {}
     for k in names:
-        parents = {DATA if p in (_X, _INPUTS) else p for p in deps.get(k, frozenset())}
+        found = frozenset().union(*jax.tree_util.tree_leaves(
+            deps.get(k, []), is_leaf=lambda x: isinstance(x, frozenset)))
+        parents = {DATA if p in (_X, _INPUTS) else p for p in found}
         graph[k] = frozenset(parents - {k})
     return graph
 

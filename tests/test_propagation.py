@@ -15,7 +15,7 @@ import pytest
 from numpyro.infer.reparam import LocScaleReparam
 
 from skimpact import (
-    Experiment, ImpactRegressor, counterfactual_predict, effect, estimate_effect, mediation,
+    Experiment, ExperimentConflictWarning, ImpactRegressor, counterfactual_predict, effect, estimate_effect, mediation,
     refute,
     summarize_effect,
 )
@@ -270,7 +270,9 @@ def test_an_experiment_through_a_downstream_latent_moves_the_fit(chain):
     # z = 0.9; before propagation the model's contrast was 0 whatever z, and the
     # experiment a constant term that left z where the data put it
     exp = Experiment(X=X[:20], intervention={"z": 1.0}, effect=0.2, se=0.01)
-    fitted = ImpactRegressor(models.global_chain, **FIT).fit(X, y, experiments=[exp])
+    # it contradicts the observational fit, which cannot be grounded on a site's change
+    with pytest.warns(ExperimentConflictWarning, match="could not ground it.*change \\['z'\\]"):
+        fitted = ImpactRegressor(models.global_chain, **FIT).fit(X, y, experiments=[exp])
     z0, z1 = _posterior(est, "z").mean(), _posterior(fitted, "z").mean()
     assert abs(z1 - 0.9) < 0.05 and abs(z0 - 0.9) > 0.2
 
@@ -311,3 +313,21 @@ def test_repeated_effects_with_the_same_names_compile_nothing(chain):
                           semantics=semantics)
             np.testing.assert_allclose(_draws(tree), 2.0 * value, rtol=1e-4)
         assert compilations() == before
+
+
+def test_an_observed_site_whose_distribution_reads_no_data_is_not_downstream_of_it():
+    import numpyro
+
+    def model(X, y=None, C=None):
+        rate = numpyro.sample("rate", dist.HalfNormal(1.0))
+        with numpyro.plate("obs", X.shape[0]):
+            c = numpyro.sample("c", dist.Poisson(rate), obs=C)  # a count: no coupling
+            numpyro.sample("y", dist.Normal(c + X[:, 0], 1.0), obs=y)
+
+    latent = {"rate": jnp.ones(())}
+    graph = dependency_graph(model, np.ones((1, 1), np.float32), {"C": jnp.ones(1)}, latent,
+                             (), ("c",))
+    # its value is data, but its distribution reads only rate: a column change leaves it
+    assert graph["c"] == {"rate"}
+    assert downstream(graph, {DATA}, {"rate", "c"}) == ()
+    assert downstream(graph, {"rate"}, {"rate", "c"}) == ("c",)
