@@ -199,14 +199,8 @@ def effect(
         bounded by the batch. Required for a Dask X, whose partitions each write their rows
         of the difference (:mod:`skimpact.distributed`).
     semantics : {"counterfactual", "interventional"}, default="counterfactual"
-        How latent sites downstream of the intervention follow it
-        (:mod:`skimpact.propagation`). ``"counterfactual"``: each keeps its fitted noise
-        and is recomputed under its new parents (what would have happened to these units,
-        these draws). ``"interventional"``: each is drawn afresh given its new parents
-        (what a new unit would see). Both agree in expectation for a linear-Gaussian
-        model; they differ in the spread of per-row effects and for non-linear ones.
-        Local latent sites of new rows (``in_sample=False``) are drawn afresh either way.
-        The choice is recorded in the output's attrs.
+        How latent sites downstream of the intervention follow it, as in
+        :func:`counterfactual_predict`; recorded in the output's attrs.
     **inputs : array-like
 
     Returns
