@@ -148,6 +148,14 @@ def discrete_model(X, y=None):
         numpyro.sample("y", dist.Normal(X @ b + z, 1.0), obs=y)
 
 
+def row_sized_model(X, y=None):
+    """A latent of one value per row sampled outside the row plate."""
+    u = numpyro.sample("u", dist.Normal(0.0, 1.0).expand([X.shape[0]]).to_event(1))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ b + u, 1.0), obs=y)
+
+
 def group_model(X, y=None, group=None):
     """Group intercepts indexed by an integer input: three groups."""
     a = numpyro.sample("a", dist.Normal(0.0, 2.0).expand([3]).to_event(1))
@@ -673,6 +681,15 @@ FACTORY_CASES = [
            ValueError, r"discrete latent site\(s\) 'z' \(BernoulliProbs\).*Marginalise.*"
                        r"continuous.*funsor")
       for inference in ("svi", "auto", "nuts")],
+    # fitted, then predict on 7 rows: "add got incompatible shapes for broadcasting:
+    # (100,), (7,)"; with fit_batch_size "Model and guide shapes disagree at site"
+    *[case(f"row-sized-latent-outside-plate{name}",
+           lambda fx, kw=kw: fit_quick(ImpactRegressor(row_sized_model, **{**FAST, **kw}),
+                                       D.xn, D.yn).predict(D.xn[:7]),
+           ValueError, r"Latent site\(s\) 'u' \(shape \(100,\) for 100 rows\).*shape must "
+                       r"not depend on the number of rows.*inside the row plate \(with "
+                       r"numpyro\.plate\('obs'")
+      for name, kw in (("", {}), ("-minibatch", {"fit_batch_size": 20}))],
     case("unknown-hyperparameter", lambda fx: Model(other_linear, prior_sd=1.0),
          ValueError, r"Unknown hyperparameter.*prior_sd.*prior_scale"),
     case("factory-not-callable", lambda fx: Model(5), TypeError, r"factory must be callable"),
