@@ -982,6 +982,19 @@ def _mixed_groups(fx):
     estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
 
 
+def _dask_partition_length(call):
+    """A Dask X of four 50-row partitions given a 50-value array: an intervention value was
+    given whole to every partition (uneven partitions: "expected a scalar or shape (45,)");
+    an input not per row at fit was not checked."""
+
+    def fn(fx):
+        dd = pytest.importorskip("dask.dataframe")
+        X = D.df.set_axis(1000 + np.arange(N))
+        call(fx, dd.from_pandas(X, npartitions=4))
+
+    return fn
+
+
 def _two_fits(both_other):
     """Scenarios predicted by two fits (same settings, another y): their difference mixes
     two posteriors (an 'ATE' of about -4 where each fit's own is 2 or -2)."""
@@ -1111,6 +1124,16 @@ EFFECT_CASES = [
          ValueError, r"different fitted estimators.*same fitted estimator"),
     case("estimate-effect-outputs-of-another-fit", _two_fits(True),
          ValueError, r"output_baseline was predicted by another fitted estimator"),
+    case("dask-intervention-partition-length-array",
+         _dask_partition_length(lambda fx, ddf: fx.reg.predict(ddf, {"age": np.zeros(50)})),
+         ValueError, r"intervention value of 'age' has shape \(50,\), not a scalar: with a "
+                     r"Dask X.*one entry per row.*callable"),
+    case("dask-input-partition-length-array",
+         _dask_partition_length(lambda fx, ddf: fit_quick(
+             ImpactRegressor(dose_model, **FAST), XK, dose=1.0).predict(
+                 ddf[["age", "bmi"]], dose=DOSE[:50])),
+         ValueError, r"Per-row input\(s\) \['dose'\].*columns of the Dask DataFrame.*"
+                     r"`inputs=`"),
     case("estimate-effect-mixed-in-sample", _mixed_groups,
          ValueError, r"same in_sample"),
     # the true effect NaN: coverage 0.0 with only NumPy's RuntimeWarnings
