@@ -700,7 +700,8 @@ def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
         for k, plates in site_plates.items()
     }
     outside = [k for k in row_axis if row_axis[k] is None and tr[k]["type"] == "deterministic"]
-    global_latent = [k for k in latent if row_axis[k] is None]
+    # latents outside the row plate with an axis as long as the rows: do they follow them?
+    global_latent = [k for k in latent if row_axis[k] is None and n in shapes[k]]
     if (row_plate is not None and outside) or global_latent:
         grown = _growing_axes(model, X, outcome, y, inputs, row_inputs, outside + global_latent)
         _refuse_row_sized_globals(
