@@ -25,6 +25,7 @@ from arviz_stats.base import array_stats
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
+from .arguments import check_n_jobs, check_seed
 from .effects import effect
 
 __all__ = ["CalibrationResult", "calibrate_effect"]
@@ -135,7 +136,8 @@ def calibrate_effect(
             f"`simulate` must be a callable simulate(rng) -> (X, y, true_effect); got "
             f"{type(simulate).__name__}."
         )
-    seeds = np.random.SeedSequence(_entropy(random_state)).spawn(int(n_simulations))
+    n_jobs = check_n_jobs(n_jobs)
+    seeds = np.random.SeedSequence(_entropy(check_seed(random_state))).spawn(int(n_simulations))
     seeds = [seed.spawn(2) for seed in seeds]  # (data, fit) per simulation
     # The first dataset is simulated and checked here, before any fit: a simulator that
     # returns the wrong thing fails in seconds, not after n_simulations fits.

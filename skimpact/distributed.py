@@ -140,20 +140,28 @@ def _check_call(estimator, table, intervention, baseline, inputs):
         for name, value in (scenario or {}).items() if isinstance(scenario, dict) else ():
             if callable(value):
                 continue
+            # a column or input takes a scalar here: an array as long as a partition was
+            # given whole to every partition (or refused as "expected ... shape (45,)")
+            of_rows = name in layout.columns_ or name in layout.input_names_
             if dask.is_dask_collection(value) or isinstance(value, (pd.Series, pd.DataFrame)) \
-                    or (n > 1 and n in np.shape(value)):
+                    or (n > 1 and n in np.shape(value)) or (of_rows and np.size(value) > 1):
                 raise ValueError(
-                    f"The {side} value of {name!r} has one entry per row, which cannot be "
-                    "split by partition for a Dask X. Give a scalar, or a callable of the "
-                    "factual value (it runs on each partition), e.g. "
-                    f"{{{name!r}: lambda v: v + 1.0}}."
+                    f"The {side} value of {name!r} has shape {np.shape(value)}, not a scalar: "
+                    "with a Dask X, values with one entry per row (of X or of a partition) "
+                    "cannot be split by partition. Give a scalar, or a "
+                    "callable of the factual value (it runs on each partition), e.g. "
+                    f"{{{name!r}: lambda v: v + 1.0}}; other per-row values need X in memory "
+                    "(X.compute())."
                 )
-    per_row = [k for k in inputs if k in layout.row_inputs_]
+    lengths = {k for k in set(table.lengths) | {n} if k > 1}
+    per_row = [k for k, v in inputs.items()
+               if k in layout.row_inputs_ or (np.ndim(v) >= 1 and np.shape(v)[0] in lengths)]
     if per_row:
         raise ValueError(
             f"Per-row input(s) {per_row} cannot be passed as keyword arguments with a Dask "
-            "X: make them columns of the Dask DataFrame and name them in the estimator's "
-            "`inputs=` before fitting, so each partition carries its own."
+            "X (one array for all rows, or one partition's, is not split by partition): make "
+            "them columns of the Dask DataFrame and name them in the estimator's `inputs=` "
+            "before fitting, so each partition carries its own."
         )
     if n == 0:
         raise ValueError("X has no rows; a Dask X needs at least one row.")

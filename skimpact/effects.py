@@ -17,6 +17,7 @@ import xarray as xr
 from arviz_stats.base import array_stats
 from sklearn.utils.validation import check_is_fitted
 
+from .arguments import check_flag, check_site_names
 from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
 from .layout import is_dask_collection
@@ -86,6 +87,8 @@ def counterfactual_predict(
     >>> dict(tree["predictions"]["y"].sizes)
     {'chain': 1, 'draw': 100, 'obs': 3}
     """
+    in_sample = check_flag(in_sample, "in_sample")
+    return_sites = check_site_names(return_sites, "return_sites")
     if is_dask_collection(X):
         from . import distributed
 
@@ -220,6 +223,8 @@ def effect(
     >>> round(float(summarize_effect(eff)["mean"].iloc[0]), 1)
     2.0
     """
+    in_sample = check_flag(in_sample, "in_sample")
+    return_sites = check_site_names(return_sites, "return_sites")
     if is_dask_collection(X):
         from . import distributed
 
@@ -427,6 +432,7 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     >>> summarize_effect(tree)["mean"].round(1).tolist()
     [2.0]
     """
+    per_row = check_flag(per_row, "per_row")
     if not isinstance(tree, xr.DataTree):
         raise TypeError(
             f"summarize_effect takes the xarray.DataTree that effect() or estimate_effect() "
@@ -448,7 +454,9 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     if var is None:
         var = _default_var(tree, ds)
     elif var not in ds.data_vars:
-        raise KeyError(f"No variable {var!r} in group {group!r}; it has {list(ds.data_vars)}.")
+        raise KeyError(
+            f"No variable {var!r} in group {group!r}; `var` takes one of {list(ds.data_vars)}."
+        )
     da = ds[var]
     row_dim = tree.attrs.get("row_dim")
     if row_dim is None:  # a tree made elsewhere: its first dim after chain and draw

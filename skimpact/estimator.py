@@ -28,6 +28,7 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from numpyro.infer.reparam import Reparam
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
@@ -106,6 +107,10 @@ class _RoutingMixin:
         return self
 
 
+#: The largest count a parameter may hold: counts are int32 inside JAX.
+INT32_MAX = 2**31 - 1
+
+
 class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     """Shared scikit-learn face of the skimpact estimators (not public)."""
 
@@ -113,18 +118,19 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         "model": [Model, callable, None],
         "inference": [StrOptions({"auto", "svi", "nuts", "map"})],
         "guide": [str, type, callable],
+        # counts run as int32 loop bounds inside JAX: 2**40 steps overflowed there
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "num_steps": [Interval(Integral, 1, None, closed="left")],
-        "num_warmup": [Interval(Integral, 0, None, closed="left")],
-        "num_samples": [Interval(Integral, 1, None, closed="left")],
-        "num_chains": [Interval(Integral, 1, None, closed="left")],
+        "num_steps": [Interval(Integral, 1, INT32_MAX, closed="both")],
+        "num_warmup": [Interval(Integral, 0, INT32_MAX, closed="both")],
+        "num_samples": [Interval(Integral, 1, INT32_MAX, closed="both")],
+        "num_chains": [Interval(Integral, 1, INT32_MAX, closed="both")],
         "target_accept_prob": [Interval(Real, 0, 1, closed="neither")],
         "reparam": [dict, None],
         "outcome": [str],
         "inputs": [list, tuple, None],
         "missing": [StrOptions({"error", "mask"})],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "fit_batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, INT32_MAX, closed="both"), None],
+        "fit_batch_size": [Interval(Integral, 1, INT32_MAX, closed="both"), None],
         "random_state": ["random_state"],
         "progress_bar": ["boolean"],
         "experiment_bias": [StrOptions({"auto", "none", "constant"}), list, tuple],
@@ -136,12 +142,22 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         super()._validate_params()
         for name, constraints in self._parameter_constraints.items():
             value = getattr(self, name, None)
-            numeric = [c for c in constraints if isinstance(c, Interval)]
+            numeric = [str(c) for c in constraints if isinstance(c, Interval)]
+            if "random_state" in constraints:
+                numeric.append("an int seed, a RandomState or None")
             if isinstance(value, (bool, np.bool_)) and numeric:
                 raise InvalidParameterError(
                     f"The {name!r} parameter of {type(self).__name__} must be "
-                    f"{' or '.join(map(str, numeric))}, not a bool; got {value!r}."
+                    f"{' or '.join(numeric)}, not a bool; got {value!r}."
                 )
+        bad = {k: v for k, v in (self.reparam or {}).items()
+               if not isinstance(k, str) or not isinstance(v, Reparam)}
+        if bad:
+            raise InvalidParameterError(
+                f"The 'reparam' parameter of {type(self).__name__} must map site names (str) "
+                "to numpyro.infer.reparam objects, e.g. {'theta': LocScaleReparam(0)}; got "
+                f"{bad!r}."
+            )
 
     def __init__(
         self,

@@ -700,9 +700,14 @@ def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
         for k, plates in site_plates.items()
     }
     outside = [k for k in row_axis if row_axis[k] is None and tr[k]["type"] == "deterministic"]
-    if row_plate is not None and outside:
-        grown = _growing_axes(model, X, outcome, y, inputs, row_inputs, outside)
-        row_axis.update({k: grown.get(k) for k in outside})
+    # latents outside the row plate with an axis as long as the rows: do they follow them?
+    global_latent = [k for k in latent if row_axis[k] is None and n in shapes[k]]
+    if (row_plate is not None and outside) or global_latent:
+        grown = _growing_axes(model, X, outcome, y, inputs, row_inputs, outside + global_latent)
+        _refuse_row_sized_globals(
+            {k: shapes[k] for k in global_latent if grown.get(k) is not None}, row_dim, n)
+        if row_plate is not None:
+            row_axis.update({k: grown.get(k) for k in outside})
     local = {k: row_axis[k] for k in latent if row_axis[k] is not None}
     return ModelInfo(
         outcome_site=outcome_site,
@@ -721,6 +726,22 @@ def inspect_model(model, X, outcome, y, inputs, row_inputs=()):
             for s in tr.values()
             for f in s.get("cond_indep_stack", ())
         },
+    )
+
+
+def _refuse_row_sized_globals(shapes, row_dim, n):
+    """Raise, naming the sites, if a latent site outside the row plate changes shape with
+    the number of rows: fitted draws of 200 values met 7 rows in predict ("incompatible
+    shapes for broadcasting"), and minibatches disagreed with the guide."""
+    if not shapes:
+        return
+    shown = ", ".join(f"{k!r} (shape {s} for {n} rows)" for k, s in shapes.items())
+    raise ValueError(
+        f"Latent site(s) {shown} change shape with the number of rows of X, outside the row "
+        f"plate {row_dim!r}. A latent site's shape must not depend on the number of rows: its "
+        "fitted draws could not predict other rows. Put per-row latents inside the row plate "
+        f"(with numpyro.plate({row_dim!r}, X.shape[0]): numpyro.sample(...)), or give the "
+        "site a shape that does not depend on X.shape[0]."
     )
 
 

@@ -32,6 +32,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .arguments import check_n_jobs, check_seed
 from .effects import effect, fitted_rows, summarize_effect
 from .scenarios import final_estimator
 from .interventions import columns_of, describe, split_columns
@@ -196,7 +197,8 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
             f"no column of X (columns: {list(columns_of(X))}); intervene on a column, or "
             "leave 'placebo' out of `methods`."
         )
-    rng = check_random_state(random_state)
+    rng = check_random_state(check_seed(random_state))
+    n_jobs = check_n_jobs(n_jobs)
     w = None if sample_weight is None else np.asarray(sample_weight)
     original, kind = _original(estimator, X, y, inputs, w, kind, rng)
     orig = _ate(original, X, intervention, baseline, kind, inputs, semantics)
@@ -325,7 +327,8 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
     treatment = _column(X, columns[0])
     y_arr = _numeric_outcome(y)
     n = y_arr.shape[0]
-    rng = check_random_state(random_state)
+    rng = check_random_state(check_seed(random_state))
+    n_jobs = check_n_jobs(n_jobs)
     w = None if sample_weight is None else np.asarray(sample_weight)
     original, kind = _original(estimator, X, y, inputs, w, kind, rng)
     orig = _ate(original, X, intervention, baseline, kind, inputs, semantics)
@@ -580,6 +583,11 @@ def _check_scenario(intervention, baseline):
 def _check_methods(methods):
     if isinstance(methods, str):
         methods = (methods,)
+    if not isinstance(methods, (list, tuple)):
+        raise TypeError(
+            f"`methods` must be a refuter's name or a list of them, some of {list(METHODS)}; "
+            f"got {methods!r}."
+        )
     methods = tuple(methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
@@ -601,7 +609,10 @@ def _check_prob(prob):
 
 
 def _check_strengths(strengths):
-    grid = np.asarray(strengths, dtype=float).ravel()
+    raw = np.asarray(strengths, dtype=object).ravel()
+    numeric = all(isinstance(s, numbers.Real) and not isinstance(s, (bool, np.bool_))
+                  for s in raw)
+    grid = raw.astype(float) if numeric else np.zeros(0)
     if grid.size == 0 or not np.all((grid > 0) & (grid < 1)):
         raise ValueError(
             f"`strengths` must be numbers in (0, 1) (correlations with the treatment); got "

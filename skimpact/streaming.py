@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
 
+from .arguments import check_flag
 from .scenarios import effect_request, through_pipeline
 from .layout import is_dask_collection
 from .schema import Labels
@@ -568,6 +569,7 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     """
     check_prob(prob)
     check_interval(interval)
+    per_row = check_flag(per_row, "per_row")
     if is_dask_collection(X):
         from . import distributed
 

@@ -17,12 +17,17 @@ ConvergenceWarning of their deliberately short fits explicitly.
 """
 
 import copy
+import importlib
+import inspect
 import json
 import pickle
+import pkgutil
+import re
 import subprocess
 import sys
 import threading
 import warnings
+from numbers import Real
 from types import SimpleNamespace
 from unittest import mock
 
@@ -38,8 +43,9 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 
+import skimpact
 from skimpact import (
     ImpactClassifier,
     ImpactRegressor,
@@ -47,9 +53,12 @@ from skimpact import (
     counterfactual_predict,
     effect,
     estimate_effect,
+    refute,
+    sensitivity,
     summarize_effect,
 )
 from skimpact.calibration import calibrate_effect
+from skimpact.streaming import effect_summary
 from skimpact.posterior import FittedPosterior
 
 pytestmark = pytest.mark.filterwarnings("error")
@@ -146,6 +155,14 @@ def discrete_model(X, y=None):
     b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
     with numpyro.plate("obs", X.shape[0]):
         numpyro.sample("y", dist.Normal(X @ b + z, 1.0), obs=y)
+
+
+def row_sized_model(X, y=None):
+    """A latent of one value per row sampled outside the row plate."""
+    u = numpyro.sample("u", dist.Normal(0.0, 1.0).expand([X.shape[0]]).to_event(1))
+    b = numpyro.sample("b", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+    with numpyro.plate("obs", X.shape[0]):
+        numpyro.sample("y", dist.Normal(X @ b + u, 1.0), obs=y)
 
 
 def group_model(X, y=None, group=None):
@@ -303,16 +320,49 @@ class Fixtures:
         return self._request.getfixturevalue(name)
 
 
+def _internal_names():
+    """Names a message must not show a user: skimpact's private classes and functions
+    (``_Table``, ``_fit``) and the internal collaborators of the estimators."""
+    names = {"InputLayout", "FittedPosterior", "PredictiveEngine", "Program", "ModelInfo",
+             "ModelRef", "DeferredTree"}
+    for info in pkgutil.iter_modules(skimpact.__path__):
+        try:
+            module = importlib.import_module(f"skimpact.{info.name}")
+        except ImportError:  # an optional dependency (dask) missing
+            continue
+        names.update(
+            k for k, v in vars(module).items()
+            if k.startswith("_") and not k.startswith("__")
+            and (inspect.isclass(v) or inspect.isfunction(v))
+            and getattr(v, "__module__", "").startswith("skimpact")
+        )
+    return names
+
+
+INTERNAL_NAME = re.compile(r"(?<!\w)(" + "|".join(sorted(map(re.escape, _internal_names())))
+                           + r")\b")
+
+
+def assert_no_internal_names(message):
+    found = INTERNAL_NAME.findall(message)
+    assert not found, f"the message names internals {found}: {message}"
+
+
 def run_case(fn, expected, match, request):
+    """Run one case; the message it raises or warns must name no internals (a private
+    skimpact name or a collaborator such as InputLayout)."""
     fx = Fixtures(request)
     if expected is None:
         fn(fx)
     elif isinstance(expected, type) and issubclass(expected, Warning):
-        with pytest.warns(expected, match=match):
+        with pytest.warns(expected, match=match) as record:
             fn(fx)
+        for w in record:
+            assert_no_internal_names(str(w.message))
     else:
-        with pytest.raises(expected, match=match):
+        with pytest.raises(expected, match=match) as excinfo:
             fn(fx)
+        assert_no_internal_names(str(excinfo.value))
 
 
 def case(id, fn, expected=None, match=None):
@@ -673,6 +723,15 @@ FACTORY_CASES = [
            ValueError, r"discrete latent site\(s\) 'z' \(BernoulliProbs\).*Marginalise.*"
                        r"continuous.*funsor")
       for inference in ("svi", "auto", "nuts")],
+    # fitted, then predict on 7 rows: "add got incompatible shapes for broadcasting:
+    # (100,), (7,)"; with fit_batch_size "Model and guide shapes disagree at site"
+    *[case(f"row-sized-latent-outside-plate{name}",
+           lambda fx, kw=kw: fit_quick(ImpactRegressor(row_sized_model, **{**FAST, **kw}),
+                                       D.xn, D.yn).predict(D.xn[:7]),
+           ValueError, r"Latent site\(s\) 'u' \(shape \(100,\) for 100 rows\).*shape must "
+                       r"not depend on the number of rows.*inside the row plate \(with "
+                       r"numpyro\.plate\('obs'")
+      for name, kw in (("", {}), ("-minibatch", {"fit_batch_size": 20}))],
     case("unknown-hyperparameter", lambda fx: Model(other_linear, prior_sd=1.0),
          ValueError, r"Unknown hyperparameter.*prior_sd.*prior_scale"),
     case("factory-not-callable", lambda fx: Model(5), TypeError, r"factory must be callable"),
@@ -965,6 +1024,19 @@ def _mixed_groups(fx):
     estimate_effect(fx.reg, output_baseline=base, output_intervention=inter)
 
 
+def _dask_partition_length(call):
+    """A Dask X of four 50-row partitions given a 50-value array: an intervention value was
+    given whole to every partition (uneven partitions: "expected a scalar or shape (45,)");
+    an input not per row at fit was not checked."""
+
+    def fn(fx):
+        dd = pytest.importorskip("dask.dataframe")
+        X = D.df.set_axis(1000 + np.arange(N))
+        call(fx, dd.from_pandas(X, npartitions=4))
+
+    return fn
+
+
 def _two_fits(both_other):
     """Scenarios predicted by two fits (same settings, another y): their difference mixes
     two posteriors (an 'ATE' of about -4 where each fit's own is 2 or -2)."""
@@ -1094,6 +1166,16 @@ EFFECT_CASES = [
          ValueError, r"different fitted estimators.*same fitted estimator"),
     case("estimate-effect-outputs-of-another-fit", _two_fits(True),
          ValueError, r"output_baseline was predicted by another fitted estimator"),
+    case("dask-intervention-partition-length-array",
+         _dask_partition_length(lambda fx, ddf: fx.reg.predict(ddf, {"age": np.zeros(50)})),
+         ValueError, r"intervention value of 'age' has shape \(50,\), not a scalar: with a "
+                     r"Dask X.*one entry per row.*callable"),
+    case("dask-input-partition-length-array",
+         _dask_partition_length(lambda fx, ddf: fit_quick(
+             ImpactRegressor(dose_model, **FAST), XK, dose=1.0).predict(
+                 ddf[["age", "bmi"]], dose=DOSE[:50])),
+         ValueError, r"Per-row input\(s\) \['dose'\].*columns of the Dask DataFrame.*"
+                     r"`inputs=`"),
     case("estimate-effect-mixed-in-sample", _mixed_groups,
          ValueError, r"same in_sample"),
     # the true effect NaN: coverage 0.0 with only NumPy's RuntimeWarnings
@@ -1454,6 +1536,176 @@ CONCURRENCY_CASES = [
 @pytest.mark.parametrize("fn, expected, match", CONCURRENCY_CASES)
 def test_concurrency(fn, expected, match, request):
     run_case(fn, expected, match, request)
+
+
+# ======================================================================= parameter sweep
+# Every parameter of the estimators and the public functions' keyword parameters get
+# hostile values, taken from an explicit table and, for the estimators, generated from
+# their `_parameter_constraints`; each must be refused naming the parameter. A parameter
+# added without hostile values fails test_sweep_tables_cover_every_parameter.
+XS = D.df.iloc[:24]
+YS = D.y[:24]
+TINY = {"inference": "svi", "num_steps": 20, "num_samples": 4, "num_warmup": 4,
+        "random_state": 0}
+
+COUNT = [0, -1, 2.5, True, np.nan, "3", None]
+FLAG = ["yes", 2, np.nan, None]
+PROB = [0, 1, 1.5, -0.1, np.nan, np.inf, True, "wide", None, [0.9]]
+SEED = ["seed", True, -1, 2.5, np.nan, 2**40]
+
+ESTIMATOR_HOSTILE = {
+    "model": ["linear", 5, True, np.nan, [1]],
+    "inference": ["vi", "", 5, True, None, np.nan],
+    "guide": [5, True, None, np.nan],
+    "learning_rate": [0, -1.0, np.nan, np.inf, -np.inf, True, "fast", None, [0.1]],
+    "num_steps": COUNT + [np.inf, 2**40],
+    "num_warmup": [-1, 2.5, True, np.nan, "10", None, 2**40],
+    "num_samples": COUNT + [2**40],
+    "num_chains": COUNT + [2**40],
+    "target_accept_prob": [0, 1, 1.5, -0.1, np.nan, np.inf, True, "high", None],
+    "reparam": ["x", 5, True, [1], {"alpha": 5}, {5: LocScaleReparam(0)}],
+    "outcome": [5, None, True, "", "zz"],
+    "inputs": ["dose", 5, True, [1], ["nope"], [None]],
+    "missing": ["drop", "", 5, True, None],
+    "batch_size": [0, -1, 2.5, True, np.nan, "8", 2**40],
+    "fit_batch_size": [0, -1, 2.5, True, np.nan, "8", 2**40],
+    "random_state": SEED,
+    "progress_bar": ["yes", 2, None, np.nan],
+}
+
+FUNCTION_HOSTILE = {
+    "baseline": ["x", 5, [1], True],
+    "kind": ["bogus", "", 5, True, np.nan],
+    "in_sample": FLAG,
+    "return_sites": [5, True, "y", [5], ["zz"]],
+    "store": [5, True, 2.5],
+    "var": [5, True, "zz"],
+    "prob": PROB,
+    "by": [np.zeros(3), 5, True],
+    "per_row": FLAG,
+    "interval": ["bogus", 5, True, None],
+    "n_simulations": COUNT,
+    "n_jobs": ["all", 2.5, True, np.nan, 0],
+    "random_state": SEED,
+    "methods": [["bogus"], 5, True, [], None, ["placebo", "placebo"]],
+    "n_refits": COUNT,
+    "subset_fraction": [0, 1, 1.5, -0.1, np.nan, True, "half", None],
+    "sample_weight": ["a", np.ones(3), True, -np.ones(24)],
+    "strengths": [[], [np.nan], "high", 5, True, [-0.1], [True], None],
+}
+
+
+def _simulate(rng):
+    X = pd.DataFrame(rng.normal(size=(24, 2)), columns=["age", "bmi"])
+    return X, X["age"].to_numpy(), 1.0
+
+
+SWEEP_INTERVENTION = {"age": 1.0}
+SWEEP_FUNCTIONS = {
+    # function: a call of it on the tiny fit with the keyword argument given
+    effect: lambda fx, **kw: effect(fx.tiny, XS, SWEEP_INTERVENTION, **kw),
+    counterfactual_predict:
+        lambda fx, **kw: counterfactual_predict(fx.tiny, XS, SWEEP_INTERVENTION, **kw),
+    summarize_effect: lambda fx, **kw: summarize_effect(fx.tiny_effect, **kw),
+    effect_summary: lambda fx, **kw: effect_summary(fx.tiny, XS, SWEEP_INTERVENTION, **kw),
+    calibrate_effect: lambda fx, **kw: calibrate_effect(
+        fx.tiny, _simulate, SWEEP_INTERVENTION, **{"n_simulations": 1, **kw}),
+    refute: lambda fx, **kw: refute(fx.tiny, XS, YS, SWEEP_INTERVENTION,
+                                    **{"n_refits": 1, "methods": ("placebo",), **kw}),
+    sensitivity: lambda fx, **kw: sensitivity(fx.tiny, XS, YS, SWEEP_INTERVENTION,
+                                              **{"strengths": (0.1,), **kw}),
+}
+
+
+def _keyword_parameters(fn):
+    return [p for p, par in inspect.signature(fn).parameters.items()
+            if par.default is not inspect.Parameter.empty and par.kind != par.VAR_KEYWORD]
+
+
+def _from_constraints(constraints):
+    """Values each of a parameter's constraints refuses: another type always, a bool and
+    NaN for numbers, values beyond an Interval's bounds, an unknown option."""
+    values = [object()]
+    if None not in constraints and "random_state" not in constraints:
+        values.append(None)
+    for c in constraints:
+        if isinstance(c, Interval):
+            values += [True, "1", np.nan]
+            if c.left is not None:
+                values.append(c.left - 1)
+            if c.right is not None:
+                values.append(c.right + 1)
+            elif c.type is Real:
+                values.append(np.inf)
+        elif isinstance(c, StrOptions):
+            values += ["not-an-option", 5]
+        elif c == "boolean":
+            values += ["yes", 2]
+        elif c == "random_state":
+            values += [True, -1, "seed"]
+    return values
+
+
+def _estimator_cases():
+    for cls in (ImpactRegressor, ImpactClassifier):
+        for name in inspect.signature(cls).parameters:
+            generated = _from_constraints(cls._parameter_constraints.get(name, []))
+            for i, value in enumerate(ESTIMATOR_HOSTILE.get(name, []) + generated):
+                yield pytest.param(cls, name, value, id=f"{cls.__name__}-{name}-{i}-{value!r}")
+
+
+def _function_cases():
+    for fn in SWEEP_FUNCTIONS:
+        for name in _keyword_parameters(fn):
+            for i, value in enumerate(FUNCTION_HOSTILE.get(name, [])):
+                yield pytest.param(fn, name, value, id=f"{fn.__name__}-{name}-{i}-{value!r}")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _fit(ImpactRegressor(**TINY), XS, YS)
+
+
+@pytest.fixture(scope="module")
+def tiny_effect(tiny):
+    return tiny.effect(XS, SWEEP_INTERVENTION, kind="mean")
+
+
+def _refused(call, name):
+    """``call()`` must raise an error naming ``name``, and run nothing long before."""
+    with warnings.catch_warnings():  # an accepted value shows as DID NOT RAISE
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.raises((InvalidParameterError, ValueError, TypeError, KeyError),
+                           match=rf"(?<![\w]){re.escape(name)}(?![\w])") as excinfo:
+            call()
+    assert_no_internal_names(str(excinfo.value))
+
+
+def test_sweep_tables_cover_every_parameter():
+    for cls in (ImpactRegressor, ImpactClassifier):
+        names = set(inspect.signature(cls).parameters)
+        assert names == set(ESTIMATOR_HOSTILE), names ^ set(ESTIMATOR_HOSTILE)
+        assert names == set(cls._parameter_constraints), names ^ set(cls._parameter_constraints)
+    for fn in SWEEP_FUNCTIONS:
+        missing = set(_keyword_parameters(fn)) - set(FUNCTION_HOSTILE)
+        assert not missing, f"{fn.__name__} has parameters without hostile values: {missing}"
+    # the public functions that take keyword parameters (mediation, where it exists)
+    swept = {fn.__name__ for fn in SWEEP_FUNCTIONS}
+    public = {"effect", "counterfactual_predict", "summarize_effect", "refute", "sensitivity"}
+    public |= {"mediation"} & set(dir(skimpact))
+    assert public | {"calibrate_effect", "effect_summary"} <= swept
+
+
+@pytest.mark.parametrize("cls, name, value", list(_estimator_cases()))
+def test_sweep_estimator_parameters(cls, name, value):
+    y = D.yc[:24] if cls is ImpactClassifier else YS
+    _refused(lambda: cls(**{**TINY, name: value}).fit(XS, y), name)
+
+
+@pytest.mark.parametrize("fn, name, value", list(_function_cases()))
+def test_sweep_function_keywords(fn, name, value, request):
+    call = SWEEP_FUNCTIONS[fn]
+    _refused(lambda: call(Fixtures(request), **{name: value}), name)
 
 
 def test_matrix_size():
