@@ -19,6 +19,7 @@ intervention follow it: :mod:`skimpact.propagation`), so the three worlds are th
 
 from dataclasses import replace
 
+from .arguments import check_flag
 from .effects import fitted_rows
 from .interventions import describe
 from .scenarios import effect_request, final_estimator
@@ -96,7 +97,16 @@ def mediation(estimator, X, intervention, baseline=None, *, mediators, kind=None
     """
     pred, kind, stat, _ = effect_request(estimator, intervention, baseline, kind)
     info = pred.info
-    mediators = (mediators,) if isinstance(mediators, str) else tuple(mediators)
+    in_sample = check_flag(in_sample, "in_sample")
+    if isinstance(mediators, str):
+        mediators = (mediators,)
+    elif not (isinstance(mediators, (list, tuple))
+              and all(isinstance(m, str) for m in mediators)):
+        raise TypeError(
+            "`mediators` must be a site name or a list of site names, e.g. mediators='m'; "
+            f"got {mediators!r}."
+        )
+    mediators = tuple(mediators)
     allowed = (set(info.latent_sites) | set(info.deterministic_sites)
                | set(info.observed_sites)) - {info.outcome_site}
     wrong = [m for m in mediators if m not in allowed]

@@ -53,6 +53,7 @@ from skimpact import (
     counterfactual_predict,
     effect,
     estimate_effect,
+    mediation,
     refute,
     sensitivity,
     summarize_effect,
@@ -1571,6 +1572,7 @@ ESTIMATOR_HOSTILE = {
     "fit_batch_size": [0, -1, 2.5, True, np.nan, "8", 2**40],
     "random_state": SEED,
     "progress_bar": ["yes", 2, None, np.nan],
+    "experiment_bias": ["always", "", 5, True, None, np.nan],
 }
 
 FUNCTION_HOSTILE = {
@@ -1592,6 +1594,8 @@ FUNCTION_HOSTILE = {
     "subset_fraction": [0, 1, 1.5, -0.1, np.nan, True, "half", None],
     "sample_weight": ["a", np.ones(3), True, -np.ones(24)],
     "strengths": [[], [np.nan], "high", 5, True, [-0.1], [True], None],
+    "semantics": ["twin", "", 5, True, None, np.nan],
+    "mediators": [5, True, None, "zz", [], ["y"], [5]],
 }
 
 
@@ -1614,12 +1618,16 @@ SWEEP_FUNCTIONS = {
                                     **{"n_refits": 1, "methods": ("placebo",), **kw}),
     sensitivity: lambda fx, **kw: sensitivity(fx.tiny, XS, YS, SWEEP_INTERVENTION,
                                               **{"strengths": (0.1,), **kw}),
+    mediation: lambda fx, **kw: mediation(fx.tiny, XS, SWEEP_INTERVENTION,
+                                          **{"mediators": "coef", **kw}),
 }
 
 
 def _keyword_parameters(fn):
+    """Parameters with a default, and required keyword-only ones (mediation's mediators)."""
     return [p for p, par in inspect.signature(fn).parameters.items()
-            if par.default is not inspect.Parameter.empty and par.kind != par.VAR_KEYWORD]
+            if (par.default is not inspect.Parameter.empty or par.kind == par.KEYWORD_ONLY)
+            and par.kind != par.VAR_KEYWORD]
 
 
 def _from_constraints(constraints):
