@@ -1654,19 +1654,26 @@ def _from_constraints(constraints):
     return values
 
 
+def _id(value):
+    """A test id for ``value`` that every pytest-xdist worker computes alike: reprs holding
+    an address (a bare object, a reparam) are named by their type."""
+    text = repr(value)
+    return type(value).__name__ if " at 0x" in text else text
+
+
 def _estimator_cases():
     for cls in (ImpactRegressor, ImpactClassifier):
         for name in inspect.signature(cls).parameters:
             generated = _from_constraints(cls._parameter_constraints.get(name, []))
             for i, value in enumerate(ESTIMATOR_HOSTILE.get(name, []) + generated):
-                yield pytest.param(cls, name, value, id=f"{cls.__name__}-{name}-{i}-{value!r}")
+                yield pytest.param(cls, name, value, id=f"{cls.__name__}-{name}-{i}-{_id(value)}")
 
 
 def _function_cases():
     for fn in SWEEP_FUNCTIONS:
         for name in _keyword_parameters(fn):
             for i, value in enumerate(FUNCTION_HOSTILE.get(name, [])):
-                yield pytest.param(fn, name, value, id=f"{fn.__name__}-{name}-{i}-{value!r}")
+                yield pytest.param(fn, name, value, id=f"{fn.__name__}-{name}-{i}-{_id(value)}")
 
 
 @pytest.fixture(scope="module")
