@@ -7,7 +7,9 @@ from ._compilation_cache import enable_compilation_cache
 enable_compilation_cache()
 
 from .experiments import Experiment
-from .effects import counterfactual_predict, effect, estimate_effect, summarize_effect
+from .effects import (
+    ConstantEffectWarning, counterfactual_predict, effect, estimate_effect, summarize_effect,
+)
 from .estimator import ImpactClassifier, ImpactRegressor
 from . import choice
 from .inference import InferenceError
@@ -18,6 +20,7 @@ from .pipeline import (
 from .refute import refute, sensitivity
 
 __all__ = [
+    "ConstantEffectWarning",
     "Experiment",
     "ImpactClassifier",
     "ImpactRegressor",
