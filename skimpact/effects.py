@@ -462,7 +462,12 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     pandas.DataFrame
         Columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``, ``prob_positive``; indexed
         by ``"ATE"``, the ``by`` labels, or the row labels (with a level per further dim of
-        the variable, such as a class).
+        the variable, such as a class). The average and per-group tables add
+        ``credibly_positive``: the share of the rows (of the group) whose own effect is
+        credibly positive, P(effect > 0) >= ``prob`` over that row's draws. It answers
+        "for how many units does the treatment help?", which the average cannot: an ATE of
+        0.1 may be a small gain for everyone (share near 1 with enough data) or a large
+        gain for a tenth of the rows (share near 0.1).
 
     Warns
     -----
@@ -522,9 +527,12 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
             warn_constant_effect()
         return _with_attrs(_frame(draws, prob, None), varies)
     if by is None:
-        if row_dim is not None:
+        if row_dim is None:
+            share = (draws > 0).mean("sample") >= prob  # one effect: the only "row"
+        else:
+            share = _credible_share(draws, row_dim, prob)
             draws = draws.mean(row_dim, skipna=False)  # a NaN must not vanish from the mean
-        return _with_attrs(_frame(draws, prob, ("effect", "ATE")), varies)
+        return _with_attrs(_frame(draws, prob, ("effect", "ATE"), share), varies)
     labels = np.asarray(by)
     n_rows = da.sizes[row_dim]
     if labels.shape != (n_rows,):
@@ -537,7 +545,16 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         [draws.isel({row_dim: labels == g}).mean(row_dim, skipna=False) for g in groups],
         dim=pd.Index(groups, name=name),
     ).transpose("sample", ...)
-    return _with_attrs(_frame(means, prob, None), varies)
+    shares = xr.concat(
+        [_credible_share(draws.isel({row_dim: labels == g}), row_dim, prob) for g in groups],
+        dim=pd.Index(groups, name=name),
+    )
+    return _with_attrs(_frame(means, prob, None, shares), varies)
+
+
+def _credible_share(draws, row_dim, prob):
+    """Share of the rows whose effect is positive in at least ``prob`` of their draws."""
+    return ((draws > 0).mean("sample") >= prob).mean(row_dim)
 
 
 def _varies(tree, var, draws, row_dim):
@@ -567,8 +584,10 @@ def _sorted_groups(by, labels):
         return groups
 
 
-def _frame(draws, prob, label):
-    """Statistics of a ``(sample, ...)`` DataArray, one table row per remaining cell."""
+def _frame(draws, prob, label, share=None):
+    """Statistics of a ``(sample, ...)`` DataArray, one table row per remaining cell;
+    ``share`` (the cells' share of credibly positive rows, dims in the order of
+    ``draws``'s) becomes the column ``credibly_positive``."""
     dims = [d for d in draws.dims if d != "sample"]
     values = np.asarray(draws.values, dtype=float).reshape(draws.sizes["sample"], -1)
     levels = [(d, draws[d].values if d in draws.coords else np.arange(draws.sizes[d]))
@@ -579,7 +598,10 @@ def _frame(draws, prob, label):
         index = pd.Index(levels[0][1], name=levels[0][0])
     else:
         index = pd.MultiIndex.from_product([v for _, v in levels], names=[n for n, _ in levels])
-    return _stats(values, prob, index)
+    table = _stats(values, prob, index)
+    if share is not None:
+        table["credibly_positive"] = np.asarray(share.values, dtype=float).reshape(-1)
+    return table
 
 
 def _stats(draws, prob, index):

@@ -349,7 +349,9 @@ class EffectSummarySink:
         self.lo = np.full((shape[0],) + self.rest, np.inf)
         self.hi = np.full((shape[0],) + self.rest, -np.inf)
         self.count = 0
+        self.credible = np.zeros(self.rest)
         self.groups = {}
+        self.group_credible = {}
         if self.per_row:
             self.rows = {c: np.full((self.n_rows,) + self.rest, np.nan) for c in self.columns}
 
@@ -371,6 +373,8 @@ class EffectSummarySink:
         self.lo = np.minimum(self.lo, arr.min(1))
         self.hi = np.maximum(self.hi, arr.max(1))
         self.count += arr.shape[1]
+        credible = (arr > 0).mean(0) >= self.prob  # (rows,) + rest
+        self.credible = self.credible + credible.sum(0)
         if self.by is not None:
             labels = self.by[rows]
             for g in pd.unique(labels):
@@ -378,6 +382,7 @@ class EffectSummarySink:
                 n, sums = self.groups.get(g, (0, 0.0))
                 part = arr[:, mask].sum(1, dtype=np.float64)
                 self.groups[g] = (n + int(mask.sum()), sums + part)
+                self.group_credible[g] = self.group_credible.get(g, 0) + credible[mask].sum(0)
         if self.per_row:
             values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
             stats = summary_stats(values, self.prob, self.interval)
@@ -389,9 +394,11 @@ class EffectSummarySink:
         self.sums = self.sums + other.sums
         self.lo, self.hi = np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi)
         self.count += other.count
+        self.credible = self.credible + other.credible
         for g, (n, sums) in other.groups.items():
             m, mine = self.groups.get(g, (0, 0.0))
             self.groups[g] = (m + n, mine + sums)
+            self.group_credible[g] = self.group_credible.get(g, 0) + other.group_credible[g]
         return self
 
     def close(self):
@@ -414,17 +421,23 @@ class EffectSummarySink:
         -------
         pandas.DataFrame
             Columns ``mean``, ``sd``, the interval bounds (``hdi_lower`` and ``hdi_upper``,
-            or ``eti_lower`` and ``eti_upper``) and ``prob_positive``; indexed by
-            ``"ATE"`` (level ``effect``) or the labels, with a level per dim in ``dims``.
+            or ``eti_lower`` and ``eti_upper``), ``prob_positive`` and
+            ``credibly_positive`` (the share of the rows whose own P(effect > 0) is at
+            least ``prob``, as :func:`skimpact.summarize_effect`); indexed by ``"ATE"``
+            (level ``effect``) or the labels, with a level per dim in ``dims``.
         """
         if not by:
             draws = (self.sums / self.count)[:, None]
+            share = (self.credible / self.count)[None]
             levels = [("effect", np.array(["ATE"]))]
         else:
             labels = list(self.groups)
             draws = np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1)
+            share = np.stack([self.group_credible[g] / self.groups[g][0] for g in labels])
             levels = [(self.by_name, pd.Index(labels).to_numpy())]
-        return self._table(draws.reshape(draws.shape[0], -1), levels)
+        table = self._table(draws.reshape(draws.shape[0], -1), levels)
+        table["credibly_positive"] = share.reshape(-1)
+        return table
 
     def row_frame(self):
         """Summary of each row's effect (its CATE), indexed by the row labels."""

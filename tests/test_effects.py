@@ -175,7 +175,8 @@ def test_summarize_effect_ate_hdi_probability_and_groups(est, data):
     draws = eff["predictions"]["y"].values[0]  # (draw, obs)
     ate = draws.mean(axis=1)
     s94 = summarize_effect(eff)
-    assert list(s94.columns) == ["mean", "sd", "hdi_lower", "hdi_upper", "prob_positive"]
+    assert list(s94.columns) == ["mean", "sd", "hdi_lower", "hdi_upper", "prob_positive",
+                                "credibly_positive"]
     assert s94.index.tolist() == ["ATE"]
     row = s94.loc["ATE"]
     np.testing.assert_allclose(row["mean"], ate.mean(), rtol=1e-6)
