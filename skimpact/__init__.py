@@ -14,6 +14,7 @@ from .estimator import ImpactClassifier, ImpactRegressor
 from . import choice
 from .inference import InferenceError
 from .model import Model
+from .effect_model import effect_model
 from .pipeline import (
     log_likelihood, loo, predict_interval, predict_quantiles, sample_posterior_predictive, summary,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "Model",
     "counterfactual_predict",
     "effect",
+    "effect_model",
     "estimate_effect",
     "log_likelihood",
     "loo",
