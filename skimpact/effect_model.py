@@ -7,9 +7,12 @@ prognostic function and an effect function of the covariates ``x``::
 
 ``mu`` and ``tau`` are separate flexible functions, each an intercept, a linear term and
 random Fourier features of a squared-exponential Gaussian process with one inverse length
-scale per covariate (ARD: a covariate that does not matter gets a scale near zero). ``tau``
-has its own, smaller prior scales, so the effect is shrunk towards a common value unless
-the data say otherwise, and ``mu`` also sees the estimated propensity ``pi_hat(x)`` (a
+scale per covariate (ARD: a covariate that does not matter gets a scale near zero); ``tau``
+adds ``gamma * mu(x)``, an effect that scales with the prognosis (an outcome that the
+treatment multiplies, or replaces by a surface of its own: then ``gamma`` is -1 and the
+treated arm needs none of ``mu``'s shape). ``tau`` has its own, smaller prior scales, so
+the effect is shrunk towards a common value unless the data say otherwise, and ``mu`` also
+sees the estimated propensity ``pi_hat(x)`` (a
 logistic regression of a binary treatment on the covariates, a ridge regression for a
 continuous one), which guards the effect against regularisation-induced confounding.
 
@@ -108,9 +111,10 @@ def effect_model(treatment, *, mu_features=50, tau_features=50, mu_scale=1.0,
     Murray and Carvalho 2020): ``mu`` is the prognostic function of the covariates and the
     estimated propensity ``pi_hat(x)``, ``tau`` the effect of one unit of the treatment
     ``T``. Both are an intercept, a linear term and ``*_features`` random Fourier features
-    of a Gaussian process with one inverse length scale per covariate. ``tau`` has the
-    smaller prior scale, so effects are shrunk towards their average unless the data show
-    them varying. Works on the data's scale (covariates and outcome standardised at fit),
+    of a Gaussian process with one inverse length scale per covariate; ``tau`` also has a
+    term ``tau_prognostic * mu(x)``, an effect proportional to the prognosis. ``tau`` has
+    the smaller prior scales, so effects are shrunk towards their average unless the data
+    show them varying. Works on the data's scale (covariates and outcome standardised at fit),
     so the defaults suit any units. ``y`` is Gaussian: use it with
     :class:`~skimpact.ImpactRegressor`. Sites: ``tau`` (each row's effect of one unit of
     ``T``, in units of y per unit of T) and ``sigma`` (noise sd) are deterministic.
@@ -125,8 +129,8 @@ def effect_model(treatment, *, mu_features=50, tau_features=50, mu_scale=1.0,
         Prior scale (in outcome standard deviations) of ``mu``'s flexible part.
     tau_scale : float, default=0.5
         Prior scale (outcome standard deviations per unit of T, or per standard deviation
-        of a continuous T) of how ``tau`` varies around its average; the average itself has
-        prior scale 1.
+        of a continuous T) of how ``tau`` varies around its average, and of
+        ``tau_prognostic``; the average itself has prior scale 1.
     lengthscale_prior : float, default=0.3
         Scale of the half-normal prior of each inverse length scale (per standardised
         covariate): small values favour smooth, nearly additive functions.
@@ -187,6 +191,9 @@ def effect_model_factory(treatment, mu_features=50, tau_features=50, mu_scale=1.
         Z_mu = jnp.concatenate([Z, ((pi - ps_loc) / ps_scale)[:, None]], axis=1)
         f_mu = _function("mu", Z_mu, omega_mu, phase_mu, 1.0, mu_scale, lengthscale_prior)
         f_tau = _function("tau", Z, omega_tau, phase_tau, 1.0, tau_scale, lengthscale_prior)
+        # effects that scale with the prognosis: tau may follow mu itself
+        prognostic = numpyro.sample("tau_prognostic", dist.Normal(0.0, tau_scale))
+        f_tau = f_tau + prognostic * f_mu
         noise = numpyro.sample("noise", dist.HalfNormal(1.0))
         sigma = numpyro.deterministic("sigma", y_scale * noise)
         with numpyro.plate("obs", n):
