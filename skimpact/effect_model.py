@@ -7,7 +7,10 @@ prognostic function and an effect function of the covariates ``x``::
 
 ``mu`` and ``tau`` are separate flexible functions, each an intercept, a linear term and
 random Fourier features of a squared-exponential Gaussian process with one inverse length
-scale per covariate (ARD: a covariate that does not matter gets a scale near zero); ``tau``
+scale per covariate (ARD: a covariate that does not matter gets a scale near zero). ``mu``
+adds a single-index term, a smooth function of one learned direction of the covariates: an
+outcome that rises steeply along one combination of many covariates (an exponential of a
+linear score, say) is what random features in many dimensions follow worst. ``tau``
 adds ``gamma * mu(x)``, an effect that scales with the prognosis (an outcome that the
 treatment multiplies, or replaces by a surface of its own: then ``gamma`` is -1 and the
 treated arm needs none of ``mu``'s shape). ``tau`` has its own, smaller prior scales, so
@@ -111,8 +114,9 @@ def effect_model(treatment, *, mu_features=50, tau_features=50, mu_scale=1.0,
     Murray and Carvalho 2020): ``mu`` is the prognostic function of the covariates and the
     estimated propensity ``pi_hat(x)``, ``tau`` the effect of one unit of the treatment
     ``T``. Both are an intercept, a linear term and ``*_features`` random Fourier features
-    of a Gaussian process with one inverse length scale per covariate; ``tau`` also has a
-    term ``tau_prognostic * mu(x)``, an effect proportional to the prognosis. ``tau`` has
+    of a Gaussian process with one inverse length scale per covariate; ``mu`` also has a
+    smooth function of one learned direction of the covariates (a single index), and
+    ``tau`` a term ``tau_prognostic * mu(x)``, an effect proportional to the prognosis. ``tau`` has
     the smaller prior scales, so effects are shrunk towards their average unless the data
     show them varying. Works on the data's scale (covariates and outcome standardised at fit),
     so the defaults suit any units. ``y`` is Gaussian: use it with
@@ -190,6 +194,7 @@ def effect_model_factory(treatment, mu_features=50, tau_features=50, mu_scale=1.
         pi = jnp.where(ps_binary > 0, jax.nn.sigmoid(score), score)
         Z_mu = jnp.concatenate([Z, ((pi - ps_loc) / ps_scale)[:, None]], axis=1)
         f_mu = _function("mu", Z_mu, omega_mu, phase_mu, 1.0, mu_scale, lengthscale_prior)
+        f_mu = f_mu + _single_index("mu", Z_mu, mu_scale)
         f_tau = _function("tau", Z, omega_tau, phase_tau, 1.0, tau_scale, lengthscale_prior)
         # effects that scale with the prognosis: tau may follow mu itself
         prognostic = numpyro.sample("tau_prognostic", dist.Normal(0.0, tau_scale))
@@ -219,6 +224,22 @@ def _function(name, Z, omega, phase, mean_scale, scale, lengthscale_prior):
         weights = numpyro.sample(f"{name}_weights", dist.Normal(0.0, 1.0))
     features = jnp.sqrt(2.0 / m) * jnp.cos((Z * inverse_lengthscale) @ omega + phase)
     return intercept + linear_scale * (Z @ beta) + amplitude * (features @ weights)
+
+
+def _single_index(name, Z, scale, n_frequencies=8):
+    """``g(Z @ direction)``: a smooth function (sines and cosines of growing frequency,
+    damped as 1 / frequency) of one learned direction of the covariates."""
+    d = Z.shape[1]
+    with numpyro.plate(f"{name}_covariate", d):
+        direction = numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
+    amplitude = numpyro.sample(f"{name}_index_amplitude", dist.HalfNormal(scale))
+    with numpyro.plate(f"{name}_index_feature", 2 * n_frequencies):
+        weights = numpyro.sample(f"{name}_index_weights", dist.Normal(0.0, 1.0))
+    freq = jnp.arange(1, n_frequencies + 1) / 4.0
+    index = (Z @ direction / jnp.sqrt(d))[:, None] * freq
+    basis = jnp.concatenate([jnp.cos(index), jnp.sin(index)], axis=1)
+    damping = jnp.sqrt(n_frequencies) * jnp.concatenate([freq, freq]) * 4.0
+    return amplitude * (basis @ (weights / damping))
 
 
 def treatment_index(treatment, n_features, feature_names=None):
