@@ -227,18 +227,23 @@ def _function(name, Z, omega, phase, mean_scale, scale, lengthscale_prior):
 
 
 def _single_index(name, Z, scale, n_frequencies=8):
-    """``g(Z @ direction)``: a smooth function (sines and cosines of growing frequency,
-    damped as 1 / frequency) of one learned direction of the covariates."""
+    """``g(Z @ direction)``: a smooth function of one learned direction of the covariates,
+    from sines and cosines of growing frequency (damped as 1 / frequency) and softplus
+    hinges at knots along the direction (which keep rising beyond the data, as an
+    exponential does, where the sines turn back)."""
     d = Z.shape[1]
     with numpyro.plate(f"{name}_covariate", d):
         direction = numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
     amplitude = numpyro.sample(f"{name}_index_amplitude", dist.HalfNormal(scale))
-    with numpyro.plate(f"{name}_index_feature", 2 * n_frequencies):
+    with numpyro.plate(f"{name}_index_feature", 3 * n_frequencies):
         weights = numpyro.sample(f"{name}_index_weights", dist.Normal(0.0, 1.0))
     freq = jnp.arange(1, n_frequencies + 1) / 4.0
-    index = (Z @ direction / jnp.sqrt(d))[:, None] * freq
-    basis = jnp.concatenate([jnp.cos(index), jnp.sin(index)], axis=1)
-    damping = jnp.sqrt(n_frequencies) * jnp.concatenate([freq, freq]) * 4.0
+    index = (Z @ direction / jnp.sqrt(d))[:, None]
+    knots = jnp.linspace(-2.0, 2.0, n_frequencies)
+    basis = jnp.concatenate([jnp.cos(index * freq), jnp.sin(index * freq),
+                             jax.nn.softplus(index - knots) - jax.nn.softplus(-knots)], axis=1)
+    damping = 4.0 * jnp.sqrt(n_frequencies) * jnp.concatenate(
+        [freq, freq, jnp.full_like(freq, 0.25)])
     return amplitude * (basis @ (weights / damping))
 
 
