@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ._sinks import ZarrSink, check_target
+from .effects import warn_constant_effect
 from .scenarios import effect_request, final_estimator
 from .schema import Labels, effect_tree, predictive_tree
 from .interventions import describe
@@ -759,6 +760,8 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     total = sinks[0]
     for other in sinks[1:]:
         total.merge(other)
+    if by is not None and not total.varies_by_row:
+        warn_constant_effect()
     return total.frame(by=by is not None)
 
 

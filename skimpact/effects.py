@@ -27,8 +27,77 @@ from .schema import (
 )
 
 __all__ = [
-    "counterfactual_predict", "effect", "estimate_effect", "summarize_effect", "outcome_draws",
+    "ConstantEffectWarning", "counterfactual_predict", "effect", "effect_varies_by_row",
+    "estimate_effect", "summarize_effect", "outcome_draws",
 ]
+
+#: Differences across rows below this fraction of the largest absolute effect are float32
+#: rounding (the two scenarios' sums of many terms), not heterogeneity.
+CONSTANT_EFFECT_RTOL = 1e-4
+
+
+class ConstantEffectWarning(UserWarning):
+    """Per-row or per-group effects asked of a model that gives every row the same effect.
+
+    Raised by :func:`summarize_effect` (``per_row=True`` or ``by=``) and
+    :func:`skimpact.streaming.effect_summary` when, in every draw, the effect is equal on
+    every row: the model (the built-in linear model, any model without interactions with
+    the intervened variable) cannot let the effect vary, so the per-row intervals only
+    repeat the average effect. Filter it with
+    ``warnings.filterwarnings("ignore", category=skimpact.ConstantEffectWarning)``.
+    """
+
+
+def effect_varies_by_row(draws, row_axis=1):
+    """Whether an effect differs between rows in at least one draw.
+
+    Parameters
+    ----------
+    draws : array-like
+        Effect draws, draw axis first.
+    row_axis : int, default=1
+        The axis holding rows.
+
+    Returns
+    -------
+    bool
+        ``False`` when, in every draw (and every cell of further dims such as a class),
+        the largest and smallest row differ by at most ``1e-4`` of the largest absolute
+        effect: float32 rounding of the two scenarios, not heterogeneity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.effects import effect_varies_by_row
+    >>> same = np.repeat(np.array([[1.0], [2.0]]), 5, axis=1)   # 2 draws, 5 rows
+    >>> effect_varies_by_row(same), effect_varies_by_row(same + np.arange(5) * 0.1)
+    (False, True)
+    """
+    draws = np.asarray(draws, dtype=np.float64)
+    if draws.ndim < 2 or draws.shape[row_axis] < 2:
+        return False
+    lo, hi = draws.min(axis=row_axis), draws.max(axis=row_axis)
+    return not bool(np.all(hi - lo <= spread_tolerance(lo, hi)))
+
+
+def spread_tolerance(lo, hi):
+    """The largest spread of an effect over rows that is float32 rounding, given each
+    draw's smallest (``lo``) and largest (``hi``) row effect."""
+    scale = np.max(np.abs(np.stack([lo, hi]))) if np.size(lo) else 0.0
+    return CONSTANT_EFFECT_RTOL * scale
+
+
+def warn_constant_effect(stacklevel=3):
+    """Warn (:class:`ConstantEffectWarning`) that per-row effects repeat the average."""
+    warnings.warn(
+        "Every row has the same effect in every draw: the fitted model cannot let the "
+        "effect vary between rows (the built-in linear model, or any model without "
+        "interactions with the intervened variable), so per-row and per-group effects "
+        "only repeat the average effect and their intervals say nothing about how it "
+        "varies. Fit a model whose effect depends on the covariates, such as "
+        "ImpactRegressor(skimpact.effect_model(<treatment column>)).",
+        ConstantEffectWarning, stacklevel=stacklevel,
+    )
 
 
 def counterfactual_predict(
@@ -210,7 +279,10 @@ def effect(
     -------
     xarray.DataTree
         Groups ``posterior`` and ``predictions`` (or ``posterior_predictive``) holding
-        intervention minus baseline with dims ``chain``, ``draw`` and the row dim.
+        intervention minus baseline with dims ``chain``, ``draw`` and the row dim. The
+        attr ``effect_varies_by_row`` is ``False`` when every draw gives every row the
+        same effect of the outcome (see :func:`effect_varies_by_row`): the model cannot
+        let the effect vary, so per-row effects repeat the average one.
 
     Examples
     --------
@@ -259,8 +331,14 @@ def effect(
     attrs = {**pred.attrs, "intervention": describe(intervention), "baseline": describe(baseline),
              "kind": kind, "outcome": site, "row_dim": pred.info.row_dim,
              "semantics": semantics}
-    return store_tree(store, scratch, effect_tree(
-        _posterior(estimator), diff, labels, row_axes, in_sample=in_sample, attrs=attrs))
+    tree = effect_tree(_posterior(estimator), diff, labels, row_axes, in_sample=in_sample,
+                       attrs=attrs)
+    if row_axes.get(site) is not None:
+        outcome = tree[_group_of(tree)][site]
+        tree.attrs["effect_varies_by_row"] = effect_varies_by_row(
+            outcome.stack(sample=("chain", "draw")).transpose("sample", pred.info.row_dim, ...)
+            .values)
+    return store_tree(store, scratch, tree)
 
 
 def estimate_effect(
@@ -413,7 +491,12 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     pandas.DataFrame
         Columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``, ``prob_positive``; indexed
         by ``"ATE"``, the ``by`` labels, or the row labels (with a level per further dim of
-        the variable, such as a class).
+        the variable, such as a class). The average and per-group tables add
+        ``credibly_positive``: the share of the rows (of the group) whose own effect is
+        credibly positive, P(effect > 0) >= ``prob`` over that row's draws. It answers
+        "for how many units does the treatment help?", which the average cannot: an ATE of
+        0.1 may be a small gain for everyone (share near 1 with enough data) or a large
+        gain for a tenth of the rows (share near 0.1).
 
     Warns
     -----
@@ -470,23 +553,54 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
                 f"Variable {var!r} has no row dim (dims {da.dims}); per_row and by need "
                 "one effect per row."
             )
+    varies = _varies(tree, var, draws, row_dim)
     if per_row:
-        return _frame(draws, prob, None)
+        if not varies:
+            warn_constant_effect()
+        return _with_attrs(_frame(draws, prob, None), varies)
     if by is None:
-        if row_dim is not None:
+        if row_dim is None:
+            share = (draws > 0).mean("sample") >= prob  # one effect: the only "row"
+        else:
+            share = _credible_share(draws, row_dim, prob)
             draws = draws.mean(row_dim, skipna=False)  # a NaN must not vanish from the mean
-        return _frame(draws, prob, ("effect", "ATE"))
+        return _with_attrs(_frame(draws, prob, ("effect", "ATE"), share), varies)
     labels = np.asarray(by)
     n_rows = da.sizes[row_dim]
     if labels.shape != (n_rows,):
         raise ValueError(f"`by` needs one label per row ({n_rows}); got shape {labels.shape}.")
+    if not varies:
+        warn_constant_effect()
     name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
     groups = _sorted_groups(by, labels)
     means = xr.concat(
         [draws.isel({row_dim: labels == g}).mean(row_dim, skipna=False) for g in groups],
         dim=pd.Index(groups, name=name),
     ).transpose("sample", ...)
-    return _frame(means, prob, None)
+    shares = xr.concat(
+        [_credible_share(draws.isel({row_dim: labels == g}), row_dim, prob) for g in groups],
+        dim=pd.Index(groups, name=name),
+    )
+    return _with_attrs(_frame(means, prob, None, shares), varies)
+
+
+def _credible_share(draws, row_dim, prob):
+    """Share of the rows whose effect is positive in at least ``prob`` of their draws."""
+    return ((draws > 0).mean("sample") >= prob).mean(row_dim)
+
+
+def _varies(tree, var, draws, row_dim):
+    """The tree's ``effect_varies_by_row`` for its outcome, else checked on ``draws``."""
+    if row_dim is None:
+        return False
+    if var == tree.attrs.get("outcome") and "effect_varies_by_row" in tree.attrs:
+        return bool(tree.attrs["effect_varies_by_row"])
+    return effect_varies_by_row(draws.transpose("sample", row_dim, ...).values)
+
+
+def _with_attrs(table, varies):
+    table.attrs["effect_varies_by_row"] = bool(varies)
+    return table
 
 
 def _sorted_groups(by, labels):
@@ -502,8 +616,10 @@ def _sorted_groups(by, labels):
         return groups
 
 
-def _frame(draws, prob, label):
-    """Statistics of a ``(sample, ...)`` DataArray, one table row per remaining cell."""
+def _frame(draws, prob, label, share=None):
+    """Statistics of a ``(sample, ...)`` DataArray, one table row per remaining cell;
+    ``share`` (the cells' share of credibly positive rows, dims in the order of
+    ``draws``'s) becomes the column ``credibly_positive``."""
     dims = [d for d in draws.dims if d != "sample"]
     values = np.asarray(draws.values, dtype=float).reshape(draws.sizes["sample"], -1)
     levels = [(d, draws[d].values if d in draws.coords else np.arange(draws.sizes[d]))
@@ -514,7 +630,10 @@ def _frame(draws, prob, label):
         index = pd.Index(levels[0][1], name=levels[0][0])
     else:
         index = pd.MultiIndex.from_product([v for _, v in levels], names=[n for n, _ in levels])
-    return _stats(values, prob, index)
+    table = _stats(values, prob, index)
+    if share is not None:
+        table["credibly_positive"] = np.asarray(share.values, dtype=float).reshape(-1)
+    return table
 
 
 def _stats(draws, prob, index):

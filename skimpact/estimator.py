@@ -325,7 +325,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             )
         spec = Model(factory, **hyper) if self.model is None else as_model(self.model)
         Xm = layout.cast(X64)
-        scales = builtin_scales(spec.factory, X64, y_model, w) if builtin else None
+        scales = builtin_scales(spec.factory, X64, y_model, w) if builtin else spec.fit_inputs(
+            X64, y_model, w, feature_names=getattr(layout, "feature_names_in_", None))
         program = build_program(
             spec, Xm, jnp.asarray(y_model), inputs, reparam=self.reparam,
             outcome=self.outcome, scales=scales, row_inputs=layout.row_inputs_,

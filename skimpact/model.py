@@ -109,6 +109,37 @@ class Model:
             )
         return model
 
+    def fit_inputs(self, X, y, weights=None, feature_names=None):
+        """Keyword inputs of the model computed from the training data at ``fit``.
+
+        The estimator passes them to the model at fit and with every prediction, so they
+        stay those of the training data (a model's standardisation, say). The default
+        is ``None``: a factory's model takes none; subclasses such as
+        :class:`skimpact.effect_model.EffectModel` override it.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, p)
+            Training features (float64).
+        y : ndarray of shape (n,)
+            Training outcome as the model observes it.
+        weights : ndarray of shape (n,), optional
+            Frequency weights (zero where y is unobserved).
+        feature_names : array-like of str, optional
+            Column names of X, when it was a DataFrame.
+
+        Returns
+        -------
+        dict or None
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> Model(linear_model).fit_inputs(np.zeros((3, 1)), np.zeros(3)) is None
+        True
+        """
+        return None
+
     def snapshot(self):
         """An independent copy whose hyperparameters later ``set_params`` calls on this
         one do not change (what a fitted estimator keeps)."""

@@ -18,6 +18,7 @@ import pandas as pd
 from arviz_stats.base import array_stats
 
 from .arguments import check_flag
+from .effects import spread_tolerance, warn_constant_effect
 from .scenarios import effect_request, through_pipeline
 from .layout import is_dask_collection
 from .schema import Labels
@@ -353,8 +354,12 @@ class EffectSummarySink:
                 f"`by` needs one label per row ({self.n_rows}); got shape {self.by.shape}."
             )
         self.sums = np.zeros((shape[0],) + self.rest)
+        self.lo = np.full((shape[0],) + self.rest, np.inf)
+        self.hi = np.full((shape[0],) + self.rest, -np.inf)
         self.count = 0
+        self.credible = np.zeros(self.rest)
         self.groups = {}
+        self.group_credible = {}
         if self.per_row:
             self.rows = {c: np.full((self.n_rows,) + self.rest, np.nan) for c in self.columns}
 
@@ -373,7 +378,11 @@ class EffectSummarySink:
         rows = index[axis]
         arr = np.moveaxis(arr, axis, 1)
         self.sums += arr.sum(1, dtype=np.float64)
+        self.lo = np.minimum(self.lo, arr.min(1))
+        self.hi = np.maximum(self.hi, arr.max(1))
         self.count += arr.shape[1]
+        credible = (arr > 0).mean(0) >= self.prob  # (rows,) + rest
+        self.credible = self.credible + credible.sum(0)
         if self.by is not None:
             labels = self.by[rows]
             for g in pd.unique(labels):
@@ -381,6 +390,7 @@ class EffectSummarySink:
                 n, sums = self.groups.get(g, (0, 0.0))
                 part = arr[:, mask].sum(1, dtype=np.float64)
                 self.groups[g] = (n + int(mask.sum()), sums + part)
+                self.group_credible[g] = self.group_credible.get(g, 0) + credible[mask].sum(0)
         if self.per_row:
             values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
             stats = summary_stats(values, self.prob, self.interval)
@@ -390,15 +400,27 @@ class EffectSummarySink:
     def merge(self, other):
         """Add the sums of ``other`` (the same site, other rows: another partition)."""
         self.sums = self.sums + other.sums
+        self.lo, self.hi = np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi)
         self.count += other.count
+        self.credible = self.credible + other.credible
         for g, (n, sums) in other.groups.items():
             m, mine = self.groups.get(g, (0, 0.0))
             self.groups[g] = (m + n, mine + sums)
+            self.group_credible[g] = self.group_credible.get(g, 0) + other.group_credible[g]
         return self
 
     def close(self):
         """Return the sink itself: its tables are :meth:`frame` and :meth:`row_frame`."""
         return self
+
+    @property
+    def varies_by_row(self):
+        """Whether the effect differs between the rows received in at least one draw, as
+        :func:`skimpact.effects.effect_varies_by_row` of the full draws (from each draw's
+        smallest and largest row effect)."""
+        if self.count < 2:
+            return False
+        return not bool(np.all(self.hi - self.lo <= spread_tolerance(self.lo, self.hi)))
 
     def frame(self, by=False):
         """The average effect (``by=False``) or the average per label of ``by``.
@@ -407,27 +429,39 @@ class EffectSummarySink:
         -------
         pandas.DataFrame
             Columns ``mean``, ``sd``, the interval bounds (``hdi_lower`` and ``hdi_upper``,
-            or ``eti_lower`` and ``eti_upper``) and ``prob_positive``; indexed by
-            ``"ATE"`` (level ``effect``) or the labels, with a level per dim in ``dims``.
+            or ``eti_lower`` and ``eti_upper``), ``prob_positive`` and
+            ``credibly_positive`` (the share of the rows whose own P(effect > 0) is at
+            least ``prob``, as :func:`skimpact.summarize_effect`); indexed by ``"ATE"``
+            (level ``effect``) or the labels, with a level per dim in ``dims``.
         """
         if not by:
             draws = (self.sums / self.count)[:, None]
+            share = (self.credible / self.count)[None]
             levels = [("effect", np.array(["ATE"]))]
         else:
             labels = list(self.groups)
             draws = np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1)
+            share = np.stack([self.group_credible[g] / self.groups[g][0] for g in labels])
             levels = [(self.by_name, pd.Index(labels).to_numpy())]
-        return self._table(draws.reshape(draws.shape[0], -1), levels)
+        table = self._table(draws.reshape(draws.shape[0], -1), levels)
+        table["credibly_positive"] = share.reshape(-1)
+        return table
 
     def row_frame(self):
         """Summary of each row's effect (its CATE), indexed by the row labels."""
         labels = np.arange(self.n_rows) if self.row_labels is None else self.row_labels
         values = {c: self.rows[c].reshape(-1) for c in self.columns}
-        return pd.DataFrame(values, index=self._index([(self.labels.row_dim or None, labels)]))
+        return self._with_attrs(pd.DataFrame(
+            values, index=self._index([(self.labels.row_dim or None, labels)])))
 
     def _table(self, draws, levels):
         stats = summary_stats(draws, self.prob, self.interval)
-        return pd.DataFrame(dict(zip(self.columns, stats)), index=self._index(levels))
+        return self._with_attrs(
+            pd.DataFrame(dict(zip(self.columns, stats)), index=self._index(levels)))
+
+    def _with_attrs(self, table):
+        table.attrs["effect_varies_by_row"] = self.varies_by_row
+        return table
 
     def _index(self, levels):
         levels = levels + [(name, np.asarray(values)) for name, values in self.dims]
@@ -552,7 +586,13 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     Returns
     -------
     pandas.DataFrame or dask.dataframe.DataFrame
-        As :func:`skimpact.summarize_effect`.
+        As :func:`skimpact.summarize_effect`, with ``attrs["effect_varies_by_row"]``.
+
+    Warns
+    -----
+    skimpact.ConstantEffectWarning
+        With ``per_row=True`` or ``by=`` when every draw gives every row the same effect,
+        as :func:`skimpact.summarize_effect`.
 
     Examples
     --------
@@ -586,6 +626,8 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
                              labels=outcome_labels(pred, kind))
     stream_effect(estimator, X, intervention, baseline, sink=sink, kind=kind,
                   return_sites=(site,), semantics=semantics, **inputs)
+    if (per_row or labels is not None) and not sink.varies_by_row:
+        warn_constant_effect()
     if per_row:
         return sink.row_frame()
     return sink.frame(by=labels is not None)

@@ -47,6 +47,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 
 import skimpact
 from skimpact import (
+    ConstantEffectWarning,
     ImpactClassifier,
     ImpactRegressor,
     Model,
@@ -967,14 +968,16 @@ def _predict_proba_rows(fx):
 
 
 def _by_groups(fx):
-    table = summarize_effect(fx.reg_effect, by=D.df["dose"])
+    with pytest.warns(ConstantEffectWarning):  # the linear model: one effect for every row
+        table = summarize_effect(fx.reg_effect, by=D.df["dose"])
     assert table.index.name == "dose"
     assert sorted(table.index) == sorted(D.df["dose"].unique())
     np.testing.assert_allclose(table["mean"], TRUE_DOSE, atol=0.1)
 
 
 def _per_row(fx):
-    table = summarize_effect(fx.reg_effect, per_row=True)
+    with pytest.warns(ConstantEffectWarning):
+        table = summarize_effect(fx.reg_effect, per_row=True)
     assert len(table) == N
 
 

@@ -175,7 +175,8 @@ def test_summarize_effect_ate_hdi_probability_and_groups(est, data):
     draws = eff["predictions"]["y"].values[0]  # (draw, obs)
     ate = draws.mean(axis=1)
     s94 = summarize_effect(eff)
-    assert list(s94.columns) == ["mean", "sd", "hdi_lower", "hdi_upper", "prob_positive"]
+    assert list(s94.columns) == ["mean", "sd", "hdi_lower", "hdi_upper", "prob_positive",
+                                "credibly_positive"]
     assert s94.index.tolist() == ["ATE"]
     row = s94.loc["ATE"]
     np.testing.assert_allclose(row["mean"], ate.mean(), rtol=1e-6)
@@ -186,10 +187,12 @@ def test_summarize_effect_ate_hdi_probability_and_groups(est, data):
     s50 = summarize_effect(eff, prob=0.5).loc["ATE"]
     assert row["hdi_lower"] < s50["hdi_lower"] < s50["hdi_upper"] < row["hdi_upper"]
     labels = pd.Series(np.where(X[:, 0] > 0, "high", "low"), name="x0_level")
-    by = summarize_effect(eff, by=labels)
+    with pytest.warns(skimpact.ConstantEffectWarning):  # a linear model: one effect for all
+        by = summarize_effect(eff, by=labels)
     assert by.index.name == "x0_level" and sorted(by.index) == ["high", "low"]
     np.testing.assert_allclose(by.loc["high", "mean"], draws[:, X[:, 0] > 0].mean(), rtol=1e-6)
-    per_row = summarize_effect(eff, per_row=True)
+    with pytest.warns(skimpact.ConstantEffectWarning):
+        per_row = summarize_effect(eff, per_row=True)
     assert per_row.index.name == "obs" and len(per_row) == N
     np.testing.assert_allclose(per_row["mean"].to_numpy(), draws.mean(axis=0), rtol=1e-6)
     with pytest.raises(ValueError, match=r"one label per row \(200\)"):

@@ -48,3 +48,31 @@ def test_map_effects_warn_that_they_have_no_posterior_uncertainty():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         summarize_effect(_tree(np.zeros((1, 10, 3)), inference="svi"))
+
+
+def test_share_of_rows_credibly_positive_has_the_known_value():
+    # 30 rows helped for sure (effect 1 +- 0.1), 10 rows with no effect (0 +- 1): the ATE
+    # is positive, yet only 3/4 of the rows are credibly helped, 1 of the "b" group
+    rng = np.random.default_rng(0)
+    draws = np.concatenate([rng.normal(1.0, 0.1, (1, 2000, 30)),
+                            rng.normal(0.0, 1.0, (1, 2000, 10))], axis=2)
+    tree = _tree(draws)
+    ate = summarize_effect(tree)
+    assert ate.loc["ATE", "prob_positive"] == 1.0
+    assert ate.loc["ATE", "credibly_positive"] == 0.75
+    groups = np.array(["a"] * 20 + ["b"] * 20)
+    by = summarize_effect(tree, by=groups)
+    assert by["credibly_positive"].tolist() == [1.0, 0.5]
+    # prob sets both the interval and what counts as credible: P(> 0) of a N(0, 1) row is
+    # about 0.5, so at prob=0.4 every row counts
+    assert summarize_effect(tree, prob=0.4).loc["ATE", "credibly_positive"] == 1.0
+
+    from skimpact.streaming import EffectSummarySink
+
+    sink = EffectSummarySink("y", by=groups)
+    flat = draws[0]
+    sink.allocate({"y": flat.shape}, {"y": flat.dtype}, row_axes={"y": -1})
+    for lo in range(0, 40, 16):
+        sink.write("y", (slice(None), slice(lo, lo + 16)), flat[:, lo:lo + 16])
+    assert sink.frame()["credibly_positive"].tolist() == [0.75]
+    assert sink.frame(by=True)["credibly_positive"].tolist() == [1.0, 0.5]

@@ -1,0 +1,87 @@
+"""The built-in heterogeneous-effect model: y = mu(x, pi_hat(x)) + tau(x) T + noise."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+import skimpact
+from skimpact import ImpactRegressor, effect, effect_model, summarize_effect
+from skimpact.effect_model import EffectModel
+
+N = 300
+SVI = {"inference": "svi", "num_steps": 1500, "num_samples": 200, "random_state": 0}
+
+
+@pytest.fixture(scope="module")
+def binary():
+    """Confounded binary treatment (units with high x1 are treated more often) whose
+    effect is 1 + x1; x2 only moves the outcome."""
+    rng = np.random.default_rng(1)
+    x1, x2 = rng.normal(size=N), rng.normal(size=N)
+    t = rng.binomial(1, 1 / (1 + np.exp(-x1))).astype(float)
+    tau = 1.0 + x1
+    y = np.sin(2 * x2) + x1 + tau * t + rng.normal(0, 0.3, N)
+    X = pd.DataFrame({"x1": x1, "T": t, "x2": x2})
+    return X, y, tau, ImpactRegressor(effect_model("T"), **SVI).fit(X, y)
+
+
+def test_recovers_a_known_heterogeneous_effect(binary):
+    X, y, tau, est = binary
+    eff = effect(est, X, {"T": 1.0}, {"T": 0.0})
+    assert eff.attrs["effect_varies_by_row"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", skimpact.ConstantEffectWarning)
+        rows = summarize_effect(eff, per_row=True)
+    ate = summarize_effect(eff).loc["ATE"]
+    assert np.corrcoef(rows["mean"], tau)[0, 1] > 0.9
+    assert ate["hdi_lower"] <= tau.mean() <= ate["hdi_upper"]
+    inside = (rows["hdi_lower"] <= tau) & (tau <= rows["hdi_upper"])
+    assert inside.mean() > 0.8
+    # the model's own per-row effect site is the same contrast
+    site = est.posterior_["posterior"]["tau"].mean(("chain", "draw")).values
+    np.testing.assert_allclose(site, rows["mean"], atol=1e-3)
+
+
+def test_propensity_and_scales_come_from_the_training_data(binary):
+    X, _, _, est = binary
+    inputs = est.predictor_.program.scales
+    assert inputs["t_mask"].tolist() == [0.0, 1.0, 0.0]
+    coef = np.asarray(inputs["ps_coef"])
+    assert coef[1] == 0.0 and coef[0] > 0.5 > abs(coef[2])  # T depends on x1 only
+
+
+def test_continuous_treatment_by_position():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=N)
+    dose = rng.normal(1.0 + 0.5 * x, 1.0)
+    slope = 0.5 + 0.5 * x
+    y = np.cos(x) + slope * dose + rng.normal(0, 0.3, N)
+    X = np.column_stack([x, dose])
+    est = ImpactRegressor(effect_model(1), **SVI).fit(X, y)
+    assert float(est.predictor_.program.scales["ps_binary"]) == 0.0
+    eff = effect(est, X, {1: X[:, 1] + 1.0})  # one more unit of dose
+    rows = summarize_effect(eff, per_row=True)
+    assert np.corrcoef(rows["mean"], slope)[0, 1] > 0.9
+    ate = summarize_effect(eff).loc["ATE"]
+    assert ate["hdi_lower"] <= slope.mean() <= ate["hdi_upper"]
+
+
+def test_hyperparameters_clone_pickle_and_refusals(binary):
+    X, y, _, est = binary
+    params = est.get_params()
+    assert params["model__treatment"] == "T" and params["model__tau_scale"] == 0.5
+    other = clone(est).set_params(model__tau_scale=0.2)
+    assert isinstance(other.model, EffectModel) and other.model.hyperparameters["tau_scale"] == 0.2
+    assert est.model.hyperparameters["tau_scale"] == 0.5
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(loaded.predict(X.iloc[:5]), est.predict(X.iloc[:5]), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"treatment 'dose' is not a column.*'x1', 'T', 'x2'"):
+        ImpactRegressor(effect_model("dose"), **SVI).fit(X, y)
+    with pytest.raises(ValueError, match="no column names"):
+        ImpactRegressor(effect_model("T"), **SVI).fit(X.to_numpy(), y)
+    with pytest.raises(ValueError, match=r"position in 0\.\.2; got 5"):
+        ImpactRegressor(effect_model(5), **SVI).fit(X.to_numpy(), y)
