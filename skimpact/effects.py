@@ -280,9 +280,10 @@ def effect(
     xarray.DataTree
         Groups ``posterior`` and ``predictions`` (or ``posterior_predictive``) holding
         intervention minus baseline with dims ``chain``, ``draw`` and the row dim. The
-        attr ``effect_varies_by_row`` is ``False`` when every draw gives every row the
-        same effect of the outcome (see :func:`effect_varies_by_row`): the model cannot
-        let the effect vary, so per-row effects repeat the average one.
+        attr ``effect_varies_by_row`` is 0 when every draw gives every row the same
+        effect of the outcome (see :func:`effect_varies_by_row`): the model cannot let
+        the effect vary, so per-row effects repeat the average one (1 otherwise; an
+        integer, as NetCDF stores no booleans).
 
     Examples
     --------
@@ -335,9 +336,9 @@ def effect(
                        attrs=attrs)
     if row_axes.get(site) is not None:
         outcome = tree[_group_of(tree)][site]
-        tree.attrs["effect_varies_by_row"] = effect_varies_by_row(
+        tree.attrs["effect_varies_by_row"] = int(effect_varies_by_row(
             outcome.stack(sample=("chain", "draw")).transpose("sample", pred.info.row_dim, ...)
-            .values)
+            .values))
     return store_tree(store, scratch, tree)
 
 
