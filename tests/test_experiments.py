@@ -335,3 +335,19 @@ def test_experiment_bias_is_validated():
     X, y, _, _ = _hidden_confounder(200)
     with pytest.raises(InvalidParameterError, match="experiment_bias"):
         ImpactRegressor(experiment_bias="always").fit(X, y)
+
+
+def test_grounding_through_a_pipeline_in_the_final_estimator_columns(confounded):
+    X, y, _, _, _ = confounded
+    frame = pd.DataFrame(X, columns=["t", "x"])
+    pipe = Pipeline([("scale", StandardScaler()), ("est", ImpactRegressor(**GROUNDED))])
+    scaler = StandardScaler().fit(frame)
+    rows = np.random.default_rng(1).choice(len(frame), 200, replace=False)
+    arm = {0: (1.0 - scaler.mean_[0]) / scaler.scale_[0]}  # t = 1 and 0 in scaled units
+    control = {0: (0.0 - scaler.mean_[0]) / scaler.scale_[0]}
+    trial = Experiment(X=scaler.transform(frame.iloc[rows]), intervention=arm,
+                       baseline=control, effect=1.0, se=0.1)
+    with pytest.warns(ExperimentConflictWarning, match="grounded"):
+        pipe.fit(frame, y, est__experiments=[trial])
+    fixed = summarize_effect(effect(pipe, frame, {"t": 1.0}, {"t": 0.0})).iloc[0]
+    assert abs(fixed["mean"] - 1.0) <= max(fixed["sd"], 0.1)
