@@ -175,7 +175,12 @@ class Propagate(Messenger):
         observed = msg.get("is_observed")
         if name in self.names:
             value = msg["value"] if observed else self.latent[name]
-            msg["value"] = self._move(name, self.factual[name]["fn"], msg["fn"], value)
+            moved = self._move(name, self.factual[name]["fn"], msg["fn"], value)
+            if observed:
+                # data that the intervention itself changed (an input set to new values)
+                # are set, not moved: only the site's factual data carry its noise
+                moved = jnp.where(value == self.factual[name]["value"], moved, value)
+            msg["value"] = moved
         elif not observed and name in self.latent:
             msg["value"] = self.latent[name]
 

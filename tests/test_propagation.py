@@ -331,3 +331,14 @@ def test_an_observed_site_whose_distribution_reads_no_data_is_not_downstream_of_
     assert graph["c"] == {"rate"}
     assert downstream(graph, {DATA}, {"rate", "c"}) == ()
     assert downstream(graph, {"rate"}, {"rate", "c"}) == ("c",)
+
+
+def test_a_measured_mediator_set_by_intervention_stays_where_it_was_set(mediated):
+    est, X, M = mediated
+    alpha, beta = _posterior(est, "alpha"), _posterior(est, "beta")
+    # do(t=1) with the mediator's data set to M + 1 keeps m at M + 1; do(t=1) alone moves
+    # the untreated rows' m to M + alpha: the effect is beta (1 - alpha P(t=0)) per draw
+    # (moving the set M + 1 by alpha again would give beta)
+    tree = effect(est, X, {0: 1.0, "M": M + 1.0}, baseline={0: 1.0}, kind="mean", M=M)
+    untreated = np.mean(X[:, 0] == 0)
+    np.testing.assert_allclose(_draws(tree), beta * (1 - alpha * untreated), rtol=1e-3)
