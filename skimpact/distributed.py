@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ._sinks import ZarrSink, check_target
-from .effects import warn_constant_effect
+from .heterogeneity import warn_constant_effect
 from .scenarios import effect_request, final_estimator
 from .schema import Labels, effect_tree, predictive_tree
 from .interventions import describe

@@ -18,7 +18,7 @@ import pandas as pd
 from arviz_stats.base import array_stats
 
 from .arguments import check_flag
-from .effects import spread_tolerance, warn_constant_effect
+from .heterogeneity import spread_tolerance, warn_constant_effect
 from .scenarios import effect_request, through_pipeline
 from .layout import is_dask_collection
 from .schema import Labels
@@ -416,7 +416,7 @@ class EffectSummarySink:
     @property
     def varies_by_row(self):
         """Whether the effect differs between the rows received in at least one draw, as
-        :func:`skimpact.effects.effect_varies_by_row` of the full draws (from each draw's
+        :func:`skimpact.heterogeneity.effect_varies_by_row` of the full draws (from each draw's
         smallest and largest row effect)."""
         if self.count < 2:
             return False
