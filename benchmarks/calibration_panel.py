@@ -208,7 +208,7 @@ def plain_nuts_seconds(make_estimator, simulate, seed=0):
     final = _final(est)
     Xt = est[:-1].transform(X) if hasattr(est, "steps") else X
     program = final.predictor_.program
-    rows = final.predictor_.rows(Xt, {})
+    rows = final.predictor_.scenario(Xt, {}).rows
     kwargs = {program.outcome: np.asarray(final.predictor_.encode_outcome(y, rows.n)),
               **program.inputs(rows.inputs)}
     start = time.perf_counter()

@@ -21,7 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from skimpact import ImpactRegressor, Model, effect, summarize_effect
 from skimpact.metrics import neg_crps_scorer
-from skimpact.model import linear_model
+from skimpact.builtin_models import linear_model
 
 TRUE_PRICE_EFFECT = -3.0
 

@@ -6,7 +6,10 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_flag", "check_n_jobs", "check_seed", "check_site_names"]
+__all__ = [
+    "check_coverage", "check_flag", "check_n_jobs", "check_prob", "check_quantiles", "check_seed",
+    "check_site_names",
+]
 
 
 def check_flag(value, name):
@@ -50,3 +53,32 @@ def check_seed(value, name="random_state"):
             f"Generator, or None; got {value!r}."
         )
     return value
+
+
+def check_prob(prob):
+    """``prob`` as a float if it is a number in (0, 1) (an interval's probability mass),
+    else a ValueError that says so."""
+    if isinstance(prob, (bool, np.bool_)) or not isinstance(prob, numbers.Real) \
+            or not 0 < prob < 1:
+        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
+    return float(prob)
+
+
+def check_quantiles(q):
+    """``q`` as a 1-D float array of numbers in [0, 1]; a ValueError otherwise."""
+    try:
+        q = np.atleast_1d(np.asarray(q, dtype=float))
+    except (TypeError, ValueError):
+        raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q!r}.") from None
+    if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
+        raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
+    return q
+
+
+def check_coverage(coverage):
+    """The quantiles ``(1 -+ coverage) / 2`` of a central interval; ``coverage`` must be a
+    number in (0, 1)."""
+    if isinstance(coverage, (bool, np.bool_)) or not isinstance(coverage, numbers.Real) \
+            or not 0 < coverage < 1:
+        raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
+    return np.array([(1 - coverage) / 2, (1 + coverage) / 2])

@@ -25,7 +25,7 @@ from arviz_stats.base import array_stats
 from joblib import Parallel, delayed
 from sklearn.base import clone
 
-from .arguments import check_n_jobs, check_seed
+from .arguments import check_n_jobs, check_prob, check_seed
 from .effects import effect
 
 __all__ = ["CalibrationResult", "calibrate_effect"]
@@ -128,9 +128,7 @@ def calibrate_effect(
     if isinstance(n_simulations, bool) or not isinstance(n_simulations, (int, np.integer)) \
             or n_simulations < 1:
         raise ValueError(f"`n_simulations` must be a positive integer; got {n_simulations!r}.")
-    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) \
-            or not 0 < prob < 1:
-        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
+    prob = check_prob(prob)
     if not callable(simulate):
         raise ValueError(
             f"`simulate` must be a callable simulate(rng) -> (X, y, true_effect); got "

@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 
 import jax
 
-from .model import potential_grad, start_point
+from .inspection import potential_grad, start_point
 
 __all__ = [
     "NUTS_SETTINGS",
@@ -123,7 +123,7 @@ def latent_dimension(site_shapes, latent_sites):
     Parameters
     ----------
     site_shapes : dict
-        ``{site: shape}`` of a traced model (:attr:`skimpact.model.ModelInfo.site_shapes`).
+        ``{site: shape}`` of a traced model (:attr:`skimpact.inspection.ModelInfo.site_shapes`).
     latent_sites : sequence of str
 
     Returns

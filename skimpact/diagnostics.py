@@ -27,7 +27,7 @@ from scipy.stats import kruskal, norm
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
-from .model import potential_hessian
+from .inspection import potential_hessian
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 

@@ -35,22 +35,23 @@ import numpy as np
 import pandas as pd
 
 from ._sinks import ZarrSink, check_target
+from .arguments import (
+    check_coverage, check_flag, check_prob, check_quantiles, check_site_names,
+)
+from .blockwise import plan_prediction, stream_effect
 from .heterogeneity import warn_constant_effect
-from .scenarios import effect_request, final_estimator
-from .schema import Labels, effect_tree, predictive_tree
 from .interventions import describe
 from .propagation import check_semantics
-from .streaming import (
-    EffectSummarySink, by_labels, check_interval, check_prob, outcome_labels, plan_prediction,
-    scenario_rows, stream_effect,
-)
+from .scenarios import effect_request, final_estimator, fitted_scenario
+from .schema import Labels, effect_tree, predictive_tree
+from .summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
 
 __all__ = [
     "counterfactual_predict",
     "effect",
     "effect_summary",
-    "in_sample_error",
     "predict",
+    "predict_interval",
     "predict_proba",
     "predict_quantiles",
 ]
@@ -118,34 +119,32 @@ def _fitted(estimator):
     return est.predictor_
 
 
-def in_sample_error():
-    """The error for ``in_sample=True`` with a Dask X.
-
-    Examples
-    --------
-    >>> from skimpact.distributed import in_sample_error
-    >>> "in_sample" in str(in_sample_error())
-    True
-    """
-    return ValueError(
-        "in_sample=True is not available for a Dask X: the training rows were fitted in "
-        "memory, so predict them in memory (pass X as a NumPy array or pandas DataFrame)."
-    )
+def _check_out_of_sample(in_sample):
+    """The training rows were fitted in memory: ``in_sample=True`` is refused."""
+    if check_flag(in_sample, "in_sample"):
+        raise ValueError(
+            "in_sample=True is not available for a Dask X: the training rows were fitted in "
+            "memory, so predict them in memory (pass X as a NumPy array or pandas DataFrame)."
+        )
 
 
 def _check_call(estimator, table, intervention, baseline, inputs):
     """Refuse what cannot be split by partition, before anything runs."""
-    layout = _fitted(estimator).layout
+    pred = _fitted(estimator)
+    layout, row_axis = pred.layout, pred.info.site_row_axis
     n = table.total
     for side, scenario in (("intervention", intervention), ("baseline", baseline)):
         for name, value in (scenario or {}).items() if isinstance(scenario, dict) else ():
             if callable(value):
                 continue
             # a column or input takes a scalar here: an array as long as a partition was
-            # given whole to every partition (or refused as "expected ... shape (45,)")
+            # given whole to every partition (or refused as "expected ... shape (45,)");
+            # a site's value varies by row if it has entries along the site's row axis
             of_rows = name in layout.columns_ or name in layout.input_names_
+            ax = row_axis.get(name)
+            by_row = ax is not None and np.ndim(value) >= -ax and np.shape(value)[ax] > 1
             if dask.is_dask_collection(value) or isinstance(value, (pd.Series, pd.DataFrame)) \
-                    or (n > 1 and n in np.shape(value)) or (of_rows and np.size(value) > 1):
+                    or by_row or (of_rows and np.size(value) > 1):
                 raise ValueError(
                     f"The {side} value of {name!r} has shape {np.shape(value)}, not a scalar: "
                     "with a Dask X, values with one entry per row (of X or of a partition) "
@@ -154,9 +153,7 @@ def _check_call(estimator, table, intervention, baseline, inputs):
                     f"{{{name!r}: lambda v: v + 1.0}}; other per-row values need X in memory "
                     "(X.compute())."
                 )
-    lengths = {k for k in set(table.lengths) | {n} if k > 1}
-    per_row = [k for k, v in inputs.items()
-               if k in layout.row_inputs_ or (np.ndim(v) >= 1 and np.shape(v)[0] in lengths)]
+    per_row = [k for k in inputs if k in layout.row_inputs_]
     if per_row:
         raise ValueError(
             f"Per-row input(s) {per_row} cannot be passed as keyword arguments with a Dask "
@@ -164,6 +161,7 @@ def _check_call(estimator, table, intervention, baseline, inputs):
             "them columns of the Dask DataFrame and name them in the estimator's `inputs=` "
             "before fitting, so each partition carries its own."
         )
+    layout.check_inputs(inputs)
     if n == 0:
         raise ValueError("X has no rows; a Dask X needs at least one row.")
 
@@ -236,11 +234,10 @@ class _ReduceSink:
 
 
 def _reduce_part(estimator, part, rows_of, key, intervention, inputs, stat, reduce):
-    pred, rows = scenario_rows(estimator, part, intervention, inputs)
-    site = pred.info.outcome_site
-    request = pred.request(return_sites=(site,), intervention=rows.intervention,
-                           outcome_stat=stat)
-    out, _ = pred.predict(rows, request, np.asarray(key), sink=_ReduceSink(site, reduce),
+    site = _fitted(estimator).info.outcome_site
+    pred, scenario = fitted_scenario(estimator, part, intervention, inputs,
+                                     return_sites=(site,), outcome_stat=stat)
+    out, _ = pred.predict(scenario, np.asarray(key), sink=_ReduceSink(site, reduce),
                           rows_of=rows_of)
     return out
 
@@ -343,8 +340,8 @@ def predict(estimator, X, intervention=None, **inputs):
     pred = _fitted(estimator)
     if pred.classes is not None:
         return _proba(estimator, X, intervention, inputs, _Labels(pred.classes))
-    stat = "mean" if "mean" in pred.info.outcome_stats else "sample"
-    return _point(estimator, X, intervention, inputs, stat, _mean, _identity, np.float32)
+    return _point(estimator, X, intervention, inputs, pred.mean_stat(), _mean, _identity,
+                  np.float32)
 
 
 def predict_proba(estimator, X, intervention=None, **inputs):
@@ -380,7 +377,7 @@ def _proba(estimator, X, intervention, inputs, labels):
                   width=len(pred.classes))
 
 
-def predict_quantiles(estimator, X, q, intervention=None, *, columns=None, **inputs):
+def predict_quantiles(estimator, X, q, intervention=None, **inputs):
     """``predict_quantiles`` for a Dask X: quantiles of the posterior predictive draws of
     each row, the same numbers as in memory.
 
@@ -388,15 +385,32 @@ def predict_quantiles(estimator, X, q, intervention=None, *, columns=None, **inp
     ----------
     estimator : fitted skimpact estimator or Pipeline ending in one
     X : dask.dataframe.DataFrame or dask.array.Array
-    q : ndarray of float in [0, 1]
+    q : float or array-like of float in [0, 1]
     intervention : dict, optional
-    columns : list, optional
-        Column names of the result for a DataFrame X (default ``list(q)``).
     **inputs
 
     Returns
     -------
     dask.array.Array of shape (n_samples, n_quantiles), or a Dask DataFrame indexed like X
+    with one column per quantile
+
+    Examples
+    --------
+    >>> import dask.array as da, numpy as np
+    >>> from skimpact import ImpactRegressor, predict_quantiles
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=300, num_samples=20, random_state=0).fit(X, y)
+    >>> out = predict_quantiles(est, da.from_array(X, chunks=16), [0.1, 0.9])
+    >>> bool(np.array_equal(out.compute(), predict_quantiles(est, X, [0.1, 0.9])))
+    True
+    """
+    q = check_quantiles(q)
+    return _quantiles(estimator, X, q, intervention, inputs, list(q))
+
+
+def predict_interval(estimator, X, coverage=0.9, intervention=None, **inputs):
+    """``predict_interval`` for a Dask X: the central interval of the posterior predictive
+    draws of each row, columns ``lower`` and ``upper`` for a Dask DataFrame.
 
     Examples
     --------
@@ -408,10 +422,14 @@ def predict_quantiles(estimator, X, q, intervention=None, *, columns=None, **inp
     >>> bool(np.array_equal(out.compute(), est.predict_interval(X, coverage=0.8)))
     True
     """
-    q = np.atleast_1d(np.asarray(q, dtype=float))
+    return _quantiles(estimator, X, check_coverage(coverage), intervention, inputs,
+                      ["lower", "upper"])
+
+
+def _quantiles(estimator, X, q, intervention, inputs, columns):
     dtype = np.quantile(np.zeros((2, 1), np.float32), q, axis=0).dtype
     return _point(estimator, X, intervention, inputs, "sample", _Quantiles(q), _identity,
-                  dtype, width=len(q), columns=list(q) if columns is None else list(columns))
+                  dtype, width=len(q), columns=columns)
 
 
 # --------------------------------------------------------------------- trees
@@ -523,11 +541,11 @@ def _stitch(array, name, axis, c0, c1, *pieces):
 def _tree_part(estimator, part, rows_of, key, job, arrays, n_chain):
     sink = _RegionSink(arrays, n_chain, rows_of)
     key = np.asarray(key)
-    if job["kind"] == "predict":
-        pred, rows = scenario_rows(estimator, part, job["intervention"], job["inputs"])
-        request = pred.request(return_sites=job["sites"], intervention=rows.intervention,
-                               semantics=job["semantics"])
-        return pred.predict(rows, request, key, sink=sink, rows_of=rows_of)[0]
+    if not job["contrast"]:
+        pred, scenario = fitted_scenario(estimator, part, job["intervention"], job["inputs"],
+                                         return_sites=job["sites"],
+                                         semantics=job["semantics"])
+        return pred.predict(scenario, key, sink=sink, rows_of=rows_of)[0]
     return stream_effect(estimator, part, job["intervention"], job["baseline"], sink=sink,
                          kind=job["kind"], return_sites=job["sites"], key=key,
                          rows_of=rows_of, semantics=job["semantics"], **job["inputs"])[0]
@@ -546,12 +564,10 @@ def _write_tree(estimator, X, job, store, build_tree, group):
     _check_call(estimator, table, job["intervention"], job.get("baseline"), job["inputs"])
     pred = final_estimator(estimator).predictor_
     key = _key(estimator)
-    head_pred, rows = scenario_rows(estimator, table.head(), job["intervention"],
-                                    job["inputs"])
-    stat = "sample" if job["kind"] in ("predict", "predictive") else job["kind"]
-    request = pred.request(return_sites=job["sites"], intervention=rows.intervention,
-                           outcome_stat=stat, semantics=job["semantics"])
-    plan = plan_prediction(head_pred, rows, request, key, rows_of=(0, table.total))
+    head_pred, head = fitted_scenario(estimator, table.head(), job["intervention"],
+                                      job["inputs"], return_sites=job["sites"],
+                                      outcome_stat=job["stat"], semantics=job["semantics"])
+    plan = plan_prediction(head_pred, head, key, rows_of=(0, table.total))
     shapes = {}
     for k, s in plan.shapes.items():
         ax = plan.row_axes.get(k)
@@ -588,8 +604,8 @@ def _guarded(fn, *args):
         return _Failure(exc)
 
 
-def counterfactual_predict(estimator, X, intervention, *, return_sites=None, store=None,
-                           semantics="counterfactual", **inputs):
+def counterfactual_predict(estimator, X, intervention, *, in_sample=False, return_sites=None,
+                           store=None, semantics="counterfactual", **inputs):
     """:func:`skimpact.counterfactual_predict` for a Dask X, written to ``store``.
 
     Parameters
@@ -624,9 +640,11 @@ def counterfactual_predict(estimator, X, intervention, *, return_sites=None, sto
     >>> bool((tree["predictions"]["y"] == in_memory["predictions"]["y"]).all())
     True
     """
+    _check_out_of_sample(in_sample)
+    return_sites = check_site_names(return_sites, "return_sites")
     pred = _fitted(estimator)
     est = final_estimator(estimator)
-    job = {"kind": "predict", "intervention": intervention, "inputs": inputs,
+    job = {"contrast": False, "stat": "sample", "intervention": intervention, "inputs": inputs,
            "sites": pred.return_sites(return_sites), "semantics": check_semantics(semantics)}
     posterior = est.posterior_["posterior"].to_dataset()
     info = pred.info
@@ -642,12 +660,12 @@ def counterfactual_predict(estimator, X, intervention, *, return_sites=None, sto
     return _write_tree(estimator, X, job, store, build, "predictions")
 
 
-def effect(estimator, X, intervention, baseline=None, *, kind=None, return_sites=None,
-           store=None, semantics="counterfactual", **inputs):
+def effect(estimator, X, intervention, baseline=None, *, kind=None, in_sample=False,
+           return_sites=None, store=None, semantics="counterfactual", **inputs):
     """:func:`skimpact.effect` for a Dask X, written to ``store``.
 
     Each partition predicts both scenarios one batch at a time with the same keys and
-    writes their difference (:func:`skimpact.streaming.stream_effect`): neither scenario is
+    writes their difference (:func:`skimpact.blockwise.stream_effect`): neither scenario is
     stored.
 
     Returns
@@ -667,11 +685,13 @@ def effect(estimator, X, intervention, baseline=None, *, kind=None, return_sites
     ...       ["y"]).all())
     True
     """
-    pred, kind, _, sites = effect_request(estimator, intervention, baseline, kind,
-                                          return_sites)
+    _check_out_of_sample(in_sample)
+    return_sites = check_site_names(return_sites, "return_sites")
+    pred, kind, stat, sites = effect_request(estimator, intervention, baseline, kind,
+                                             return_sites)
     site = pred.info.outcome_site
-    job = {"kind": kind, "intervention": intervention, "baseline": baseline,
-           "inputs": inputs, "sites": pred.return_sites(sites),
+    job = {"contrast": True, "kind": kind, "stat": stat, "intervention": intervention,
+           "baseline": baseline, "inputs": inputs, "sites": pred.return_sites(sites),
            "semantics": check_semantics(semantics)}
     posterior = final_estimator(estimator).posterior_["posterior"].to_dataset()
     info = pred.info
@@ -732,6 +752,7 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     """
     check_prob(prob)
     check_interval(interval)
+    per_row = check_flag(per_row, "per_row")
     table = _Table(X)
     _check_call(estimator, table, intervention, baseline, inputs)
     pred, kind, _, _ = effect_request(estimator, intervention, baseline, kind)

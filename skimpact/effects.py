@@ -14,15 +14,15 @@ import warnings
 import numpy as np
 import pandas as pd
 import xarray as xr
-from arviz_stats.base import array_stats
 from sklearn.utils.validation import check_is_fitted
 
-from .arguments import check_flag, check_site_names
+from .arguments import check_flag, check_prob, check_site_names
 from .heterogeneity import ConstantEffectWarning, effect_varies_by_row, warn_constant_effect
 from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
-from .layout import is_dask_collection
-from .scenarios import effect_request, final_estimator, through_pipeline
+from .dask_dispatch import accepts_dask
+from .scenarios import effect_request, final_estimator, fitted_scenario
+from .summaries import summary_stats
 from .schema import (
     PREDICTIVE_GROUPS, Labels, effect_tree, effect_tree_of, predictive_group, predictive_tree,
 )
@@ -32,6 +32,7 @@ __all__ = [
     "estimate_effect", "summarize_effect", "outcome_draws",
 ]
 
+@accepts_dask("counterfactual_predict")
 def counterfactual_predict(
     estimator, X, intervention, *, in_sample=False, return_sites=None, store=None,
     semantics="counterfactual", **inputs
@@ -90,19 +91,12 @@ def counterfactual_predict(
     """
     in_sample = check_flag(in_sample, "in_sample")
     return_sites = check_site_names(return_sites, "return_sites")
-    if is_dask_collection(X):
-        from . import distributed
-
-        if in_sample:
-            raise distributed.in_sample_error()
-        return distributed.counterfactual_predict(estimator, X, intervention,
-                                                  return_sites=return_sites, store=store,
-                                                  semantics=semantics, **inputs)
     if store is not None:
         check_target(store)
-    pred, rows = fitted_rows(estimator, X, intervention, inputs)
-    request = pred.request(return_sites=return_sites, intervention=rows.intervention,
-                           in_sample=in_sample, semantics=semantics)
+    pred, scenario = fitted_scenario(estimator, X, intervention, inputs,
+                                     return_sites=return_sites, in_sample=in_sample,
+                                     semantics=semantics)
+    rows = scenario.rows
     labels = _labels(pred, rows.labels)
     posterior = _posterior(estimator)
     attrs = {**pred.attrs, "intervention": describe(intervention),
@@ -114,7 +108,7 @@ def counterfactual_predict(
 
     sink = None if store is None else ZarrSink(
         store, build, group=predictive_group(in_sample), n_chain=pred.n_chain)
-    out, row_axes = pred.predict(rows, request, pred.key(), sink=sink, in_sample=in_sample)
+    out, row_axes = pred.predict(scenario, pred.key(), sink=sink)
     return out if store is not None else build(out, row_axes)
 
 
@@ -144,15 +138,17 @@ def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
     >>> outcome_draws(est, X[:4], stat="mean").shape
     (20, 4)
     """
-    pred, rows = fitted_rows(estimator, X, intervention, inputs)
-    site = pred.info.outcome_site
-    request = pred.request(return_sites=(site,), intervention=rows.intervention,
-                           outcome_stat=stat)
-    out, _ = pred.predict(rows, request, pred.key())
+    est = final_estimator(estimator)
+    check_is_fitted(est, "predictor_")
+    site = est.predictor_.info.outcome_site
+    pred, scenario = fitted_scenario(estimator, X, intervention, inputs, return_sites=(site,),
+                                     outcome_stat=stat)
+    out, _ = pred.predict(scenario, pred.key())
     values = out[site]
     return values.reshape((-1,) + values.shape[2:])
 
 
+@accepts_dask("effect")
 def effect(
     estimator,
     X,
@@ -230,14 +226,6 @@ def effect(
     """
     in_sample = check_flag(in_sample, "in_sample")
     return_sites = check_site_names(return_sites, "return_sites")
-    if is_dask_collection(X):
-        from . import distributed
-
-        if in_sample:
-            raise distributed.in_sample_error()
-        return distributed.effect(estimator, X, intervention, baseline, kind=kind,
-                                  return_sites=return_sites, store=store,
-                                  semantics=semantics, **inputs)
     if store is not None:
         check_target(store)
     pred, kind, stat, sites = effect_request(estimator, intervention, baseline, kind,
@@ -247,15 +235,13 @@ def effect(
     scratch = scratch_dir(store)
     try:
         # Both scenarios in one compiled pass over the batches, with the same keys.
-        (_, rows_i), (_, rows) = (fitted_rows(estimator, X, s, inputs)
-                                  for s in (intervention, baseline))
-        req_i, req_b = (pred.request(return_sites=sites, intervention=r.intervention,
-                                     outcome_stat=stat, in_sample=in_sample,
-                                     semantics=semantics)
-                        for r in (rows_i, rows))
-        diff, row_axes = pred.predict_contrast(rows_i, req_i, rows, req_b, key,
-                                               sink=scratch_sink_in(scratch),
-                                               in_sample=in_sample)
+        (_, treated), (_, base) = (
+            fitted_scenario(estimator, X, s, inputs, return_sites=sites, outcome_stat=stat,
+                            in_sample=in_sample, semantics=semantics)
+            for s in (intervention, baseline))
+        diff, row_axes = pred.predict_contrast(treated, base, key,
+                                               sink=scratch_sink_in(scratch))
+        rows = base.rows
     except BaseException:
         if scratch is not None:
             scratch.cleanup()
@@ -454,9 +440,7 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
             f"summarize_effect takes the xarray.DataTree that effect() or estimate_effect() "
             f"returns; got {type(tree).__name__}."
         )
-    if isinstance(prob, bool) or not isinstance(prob, (int, float, np.floating)) \
-            or not 0 < prob < 1:
-        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
+    prob = check_prob(prob)
     group = _group_of(tree)
     ds = tree[group].to_dataset()
     if tree.attrs.get("inference") == "map":
@@ -579,17 +563,8 @@ def _stats(draws, prob, index):
             "on a Cauchy outcome, say), or parameters outside their domain. Check the model, "
             "or use kind='predictive'."
         )
-    hdi = array_stats.hdi(draws, prob, axis=0)
-    return pd.DataFrame(
-        {
-            "mean": draws.mean(0),
-            "sd": draws.std(0, ddof=1),
-            "hdi_lower": hdi[..., 0],
-            "hdi_upper": hdi[..., 1],
-            "prob_positive": (draws > 0).mean(0),
-        },
-        index=index,
-    )
+    columns = ["mean", "sd", "hdi_lower", "hdi_upper", "prob_positive"]
+    return pd.DataFrame(dict(zip(columns, summary_stats(draws, prob))), index=index)
 
 
 def _default_var(tree, ds):
@@ -685,22 +660,14 @@ def _posterior(estimator):
     return final_estimator(estimator).posterior_["posterior"].to_dataset()
 
 
-def fitted_rows(estimator, X, intervention, inputs):
-    """The fitted posterior of ``estimator`` and its validated rows for ``X``."""
-    est, Xt, rest, raw, factual = through_pipeline(estimator, X, intervention)
-    check_is_fitted(est, "predictor_")
-    pred = est.predictor_
-    return pred, pred.rows(Xt, inputs, rest, raw_columns=raw, factual=factual)
-
-
 def _predict_scenario(estimator, X, intervention, inputs, *, in_sample, sites, stat, key,
                       sink=None, semantics="counterfactual"):
     """Predict one scenario with ``key``: ``(arrays, row axes, rows)``."""
-    pred, rows = fitted_rows(estimator, X, intervention, inputs)
-    request = pred.request(return_sites=sites, intervention=rows.intervention,
-                           outcome_stat=stat, in_sample=in_sample, semantics=semantics)
-    out, row_axes = pred.predict(rows, request, key, sink=sink, in_sample=in_sample)
-    return out, row_axes, rows
+    pred, scenario = fitted_scenario(estimator, X, intervention, inputs, return_sites=sites,
+                                     outcome_stat=stat, in_sample=in_sample,
+                                     semantics=semantics)
+    out, row_axes = pred.predict(scenario, key, sink=sink)
+    return out, row_axes, scenario.rows
 
 
 def _group_of(tree):

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
+from .dask_dispatch import accepts_dask
 from .choice import (
     NUTS_SETTINGS, SVI_SETTINGS, choose_inference, latent_dimension, switch_to_svi,
 )
@@ -46,10 +47,10 @@ from .experiments import (
 )
 from .diagnostics import finish_fit, summary
 from .inference import NutsOverBudget, run_inference
-from .layout import InputLayout, is_dask_collection
-from .model import (
-    Model, ModelRef, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
-)
+from .layout import InputLayout
+from .builtin_models import builtin_offsets, builtin_scales, linear_model, logistic_model
+from .inspection import ModelRef
+from .model import Model, as_model
 from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
 from .program import build_program, training_model
 from .schema import DeferredTree, Labels, log_likelihood_tree, posterior_tree, prior_tree
@@ -127,6 +128,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         "target_accept_prob": [Interval(Real, 0, 1, closed="neither")],
         "reparam": [dict, None],
         "outcome": [str],
+        "row_plate": [str, None],
         "inputs": [list, tuple, None],
         "missing": [StrOptions({"error", "mask"})],
         "batch_size": [Interval(Integral, 1, INT32_MAX, closed="both"), None],
@@ -173,6 +175,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         target_accept_prob=0.8,
         reparam=None,
         outcome="y",
+        row_plate=None,
         inputs=None,
         missing="error",
         batch_size=None,
@@ -192,6 +195,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         self.target_accept_prob = target_accept_prob
         self.reparam = reparam
         self.outcome = outcome
+        self.row_plate = row_plate
         self.inputs = inputs
         self.missing = missing
         self.batch_size = batch_size
@@ -330,9 +334,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         program = build_program(
             spec, Xm, jnp.asarray(y_model), inputs, reparam=self.reparam,
             outcome=self.outcome, scales=scales, row_inputs=layout.row_inputs_,
-            offsets=offsets,
+            offsets=offsets, row_plate=self.row_plate,
         )
         info = program.info
+        layout.keep_whole(info.row_inputs)
         program.check_indices(Xm, inputs, layout.row_inputs_)
         experiments = as_list(experiments or [])
         measured = resolve_experiments(experiments, layout, program,
@@ -523,7 +528,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         if store is not None:
             check_target(store)
         info = pred.info
-        rows = pred.rows(X, inputs)
+        rows = pred.scenario(X, inputs).rows
         sites = info.sites if return_sites is None else pred.return_sites(return_sites)
         draws = pred.prior(rows, int(n), sites, pred.key("prior"))
         labels = _labels(pred, rows.labels)
@@ -763,13 +768,16 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         pred = self._predictor()
         if store is not None:
             check_target(store)
-        rows = pred.rows(X, inputs)
+        site, outcome = pred.info.outcome_site, pred.program.outcome
+        scenario = pred.scenario(X, inputs, return_sites=(site,), outcome_stat="log_prob",
+                                 in_sample=in_sample)
+        rows = scenario.rows
         if pd.isna(np.asarray(y, dtype=object)).any():
             raise ValueError("y contains NaN; the log-likelihood needs every outcome observed.")
-        site, outcome = pred.info.outcome_site, pred.program.outcome
         y_model = pred.encode_outcome(y, rows.n)
-        rows = replace(rows, inputs={**rows.inputs, outcome: jnp.asarray(y_model)},
-                       row_inputs=rows.row_inputs + (outcome,))
+        scenario = replace(scenario, rows=replace(
+            rows, inputs={**rows.inputs, outcome: jnp.asarray(y_model)},
+            row_inputs=rows.row_inputs + (outcome,)))
         labels = _labels(pred, rows.labels)
         posterior = self.posterior_["posterior"].to_dataset()
 
@@ -779,9 +787,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
 
         sink = None if store is None else ZarrSink(store, build, group="log_likelihood",
                                                    n_chain=pred.n_chain)
-        request = pred.request(return_sites=(site,), outcome_stat="log_prob",
-                               in_sample=in_sample)
-        out, row_axes = pred.predict(rows, request, pred.key(), sink=sink, in_sample=in_sample)
+        out, row_axes = pred.predict(scenario, pred.key(), sink=sink)
         return out if store is not None else build(out, row_axes)
 
     def loo(self, X, y, *, pointwise=False, **inputs):
@@ -809,7 +815,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         from arviz_stats import loo
 
         pred = self._predictor()
-        rows = pred.rows(X, inputs)
+        rows = pred.scenario(X, inputs).rows
         if not pred.layout.is_training_rows(rows):
             raise ValueError(
                 f"loo needs the training rows in their training order (PSIS-LOO leaves each "
@@ -935,7 +941,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         A :class:`~skimpact.Model` (factory and hyperparameters, tunable as
         ``model__<name>``), a bare NumPyro model ``model(X, y=None, **inputs)``, or
         ``None`` for a Bayesian linear regression with weakly informative priors scaled to
-        the data (:func:`skimpact.model.linear_model`).
+        the data (:func:`skimpact.builtin_models.linear_model`).
     inference : {"auto", "svi", "nuts", "map"}, default="auto"
         Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, or
         ``"auto"``: chosen per fit by :mod:`skimpact.choice`. ``"auto"`` times one
@@ -971,7 +977,13 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``{site: Reparam}`` applied with ``numpyro.handlers.reparam``, e.g.
         ``{"theta": LocScaleReparam(centered=0)}``; every key must be a latent site.
     outcome : str, default="y"
-        The model's keyword argument that receives ``y``.
+        The model's keyword argument that receives ``y``; the outcome site is the sample
+        site that observes it as given (``numpyro.sample("y", ..., obs=y)``).
+    row_plate : str, optional
+        Name of the plate over the rows of X. By default the outcome site's plate over its
+        first batch axis (the axis of y), whatever its name; a model without one has its
+        rows in a dim named ``"obs"``. Sample sites inside the row plate are local latents,
+        one value per row; output dims are named after it.
     inputs : list of str, optional
         Columns of a DataFrame X passed to the model as keyword inputs of the same name
         rather than as features, so one DataFrame drives the model (and a Pipeline).
@@ -1045,6 +1057,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
     def _encode_fit_outcome(self, y, sample_weight):
         return np.asarray(y, dtype=np.float32), None
 
+    @accepts_dask("predict")
     def predict(self, X, intervention=None, **inputs):
         """Posterior mean of the outcome's expected value per row.
 
@@ -1074,18 +1087,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         >>> est.predict(X[:3], intervention={0: 0.0}).round(1)   # column 0 set to zero
         array([0.6, 1.1, 1.6])
         """
-        info = self._predictor().info
-        if "undefined_mean" in info.outcome_stats:
-            raise ValueError(
-                f"The outcome {info.outcome_site!r} has a distribution without a finite mean "
-                "(a Cauchy, say), so the posterior mean that predict returns is undefined. "
-                "Use predict_quantiles(X, 0.5) for the posterior predictive median."
-            )
-        stat = "mean" if "mean" in info.outcome_stats else "sample"
-        if is_dask_collection(X):
-            from . import distributed
-
-            return distributed.predict(self, X, intervention, **inputs)
+        stat = self._predictor().mean_stat()
         return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
 
 
@@ -1095,7 +1097,7 @@ class ImpactClassifier(ClassifierMixin, _ImpactBase):
     Labels of any type are encoded as ``0 .. n_classes - 1`` before the model sees them.
     With ``model=None`` the model is a Bayesian logistic (two classes) or multinomial
     logistic regression with weakly informative priors on standardised features
-    (:func:`skimpact.model.logistic_model`). The parameters are those of
+    (:func:`skimpact.builtin_models.logistic_model`). The parameters are those of
     :class:`ImpactRegressor`.
 
     Attributes
@@ -1176,6 +1178,7 @@ n_features_in_, feature_names_in_
         codes[observed] = np.searchsorted(classes, y[observed])
         return codes, classes
 
+    @accepts_dask("predict_proba")
     def predict_proba(self, X, intervention=None, **inputs):
         """Posterior mean class probabilities per row.
 
@@ -1198,10 +1201,6 @@ n_features_in_, feature_names_in_
                [0.18, 0.82]])
         """
         pred = self._predictor()
-        if is_dask_collection(X):
-            from . import distributed
-
-            return distributed.predict_proba(self, X, intervention, **inputs)
         if "probs" in pred.info.outcome_stats:
             probs = effects.outcome_draws(self, X, intervention, stat="probs", **inputs)
             return np.asarray(probs, dtype=np.float64).mean(0)
@@ -1209,6 +1208,7 @@ n_features_in_, feature_names_in_
         draws = effects.outcome_draws(self, X, intervention, **inputs).astype(int)
         return np.stack([(draws == k).mean(0) for k in range(len(pred.classes))], -1)
 
+    @accepts_dask("predict")
     def predict(self, X, intervention=None, **inputs):
         """Most probable class label per row (posterior mean probabilities).
 
@@ -1224,9 +1224,5 @@ n_features_in_, feature_names_in_
         >>> clf.predict(X[:4])
         array(['no', 'yes', 'no', 'yes'], dtype='<U3')
         """
-        if is_dask_collection(X):
-            from . import distributed
-
-            return distributed.predict(self, X, intervention, **inputs)
         classes = self._predictor().classes
         return classes[np.argmax(self.predict_proba(X, intervention, **inputs), axis=1)]

@@ -64,8 +64,8 @@ class Grounding:
 
     def treatment_of(self, X, inputs):
         """The treatment's value in each row."""
-        kind, where = self.treatment
-        return X[:, where] if kind == "column" else jnp.asarray(inputs[where])
+        source, where = self.treatment
+        return X[:, where] if source == "column" else jnp.asarray(inputs[where])
 
     def shift(self, values, X, inputs, factual_X, factual_inputs):
         """``delta(x) (t - t_f)`` per row: what the model's prediction under ``X`` and

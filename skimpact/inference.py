@@ -28,7 +28,7 @@ from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
 from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
-from .model import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
+from .inspection import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
 
 __all__ = ["InferenceError", "InferenceResult", "NutsOverBudget", "run_inference"]
 
@@ -637,7 +637,7 @@ def _deterministic_sites(model, args, kwargs, latent, names, key):
 @partial(jax.jit, static_argnums=(0, 1))
 def _deterministic_draws(model, names, key, draws, args, kwargs):
     """The sites ``names`` for each of ``draws``: one program per model (a
-    :class:`~skimpact.model.ModelRef`) and shape, which refits of the model share."""
+    :class:`~skimpact.inspection.ModelRef`) and shape, which refits of the model share."""
     return Predictive(model, posterior_samples=draws, return_sites=list(names))(
         key, *args, **kwargs)
 

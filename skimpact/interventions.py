@@ -92,7 +92,7 @@ def resolve_intervention(intervention, *, info, input_names, columns, n_rows, ra
     ----------
     intervention : dict or None
         ``{name: value}``. ``None`` and ``{}`` mean no intervention.
-    info : skimpact.model.ModelInfo
+    info : skimpact.inspection.ModelInfo
     input_names : iterable of str
         Keyword inputs of the model (given at fit).
     columns : sequence
@@ -384,7 +384,7 @@ def site_shape(name, info, n_rows):
     Parameters
     ----------
     name : str
-    info : skimpact.model.ModelInfo
+    info : skimpact.inspection.ModelInfo
     n_rows : int
 
     Returns
@@ -411,7 +411,7 @@ def _as_dict(intervention):
     return dict(intervention)
 
 
-def _kind(key):
+def _label_type(key):
     if isinstance(key, (bool, np.bool_)):
         return "bool"
     if isinstance(key, (int, np.integer)):
@@ -427,21 +427,21 @@ def _find_column(key, columns):
     Keys and labels match when equal and of one kind (bool, integer, float or other), so a
     NumPy integer names an int position, while ``True`` or ``1.0`` never names column 1.
     """
-    kind = _kind(key)
-    if kind == "int" and isinstance(columns, range):
+    label_type = _label_type(key)
+    if label_type == "int" and isinstance(columns, range):
         return int(key) if int(key) in columns else _MISSING
     for label in columns:
-        if _kind(label) == kind and label == key:
+        if _label_type(label) == label_type and label == key:
             return label
     return _MISSING
 
 
 def _check_key_type(key):
     """Raise a TypeError for a bool or float key, which names no column (found none)."""
-    kind = _kind(key)
-    if kind in ("bool", "float"):
+    label_type = _label_type(key)
+    if label_type in ("bool", "float"):
         raise TypeError(
-            f"Intervention key {key!r} is a {kind}, and no column of X has that label. Name "
+            f"Intervention key {key!r} is a {label_type}, and no column of X has that label. Name "
             "a model site or input by its name, a DataFrame column by its label, or a column "
             "of an array X by its int position (e.g. 1, not 1.0 or True)."
         )
@@ -582,9 +582,9 @@ def _broadcasts(shape, expected):
 def _json_key(key):
     if isinstance(key, str):
         return str(key)
-    if _kind(key) == "int":
+    if _label_type(key) == "int":
         return str(int(key))
-    if _kind(key) == "float":
+    if _label_type(key) == "float":
         return repr(float(key))
     return str(key)
 

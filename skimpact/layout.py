@@ -20,7 +20,7 @@ from sklearn.utils.validation import validate_data
 
 from .interventions import apply_to_columns, apply_to_inputs, resolve_intervention
 
-__all__ = ["InputLayout", "Rows", "FLOAT32_RESOLUTION", "is_dask_collection"]
+__all__ = ["InputLayout", "Rows", "FLOAT32_RESOLUTION"]
 
 #: The largest float32 spacing, relative to a column's spread, that keeps its signal:
 #: beyond it the float32 values a model computes with lose most digits of the variation.
@@ -89,8 +89,8 @@ class InputLayout(BaseEstimator):
     input_names_ : tuple of str
         The model's keyword inputs.
     row_inputs_ : tuple of str
-        Inputs with one entry per training row: batched with the rows and checked for
-        length on every call.
+        Inputs the model uses one entry per row (see :meth:`keep_whole`): batched with the
+        rows and checked for length on every call.
     x_loc_ : ndarray of float64 or None
         Column means subtracted when ``center``.
     labels_ : ndarray
@@ -157,7 +157,11 @@ class InputLayout(BaseEstimator):
         )
         self.input_names_ = tuple(inputs)
         arrays = {k: _input_array(k, v) for k, v in inputs.items()}
+        self.input_shapes_ = {k: v.shape for k, v in arrays.items()}
+        # one entry per training row: candidates, until the model's trace says which it
+        # uses per row (keep_whole)
         self.row_inputs_ = tuple(k for k, v in arrays.items() if v.ndim >= 1 and v.shape[0] == n)
+        self.fingerprinted_inputs_ = self.row_inputs_
         weights = None
         if sample_weight is not None:
             weights = _validated_sample_weight(sample_weight, n)
@@ -166,7 +170,7 @@ class InputLayout(BaseEstimator):
         if self.center:
             w = np.ones(n) if weights is None else weights.astype(np.float64)
             self.x_loc_ = (w * ~pd.isna(y)) @ X / (w * ~pd.isna(y)).sum()
-        self.fingerprint_ = _fingerprint(X, arrays, self.row_inputs_)
+        self.fingerprint_ = _fingerprint(X, arrays, self.fingerprinted_inputs_)
         self.outcome_fingerprint_ = _outcome_fingerprint(y, weights)
         if not self.center:
             _warn_float32_range(X, self.columns_, "X")
@@ -185,7 +189,7 @@ class InputLayout(BaseEstimator):
         inputs : dict
             The model's keyword inputs for these rows.
         intervention : dict or None
-        info : skimpact.model.ModelInfo
+        info : skimpact.inspection.ModelInfo
             The fitted model's sites (to sort the intervention's names).
         raw_columns : sequence, optional
             Columns of a Pipeline's raw input, listed in the message for an unknown name.
@@ -206,7 +210,7 @@ class InputLayout(BaseEstimator):
             intervention, info=info, input_names=self.input_names_, columns=self.columns_,
             n_rows=n, raw_columns=raw_columns,
         )
-        self._check_inputs(inputs)
+        self.check_inputs(inputs)
         _check_columns(X, "X")
         _check_finite(X, "X")
         Xf = self._validate(X, reset=False, dtype=np.float64)
@@ -224,7 +228,7 @@ class InputLayout(BaseEstimator):
                 self._validate(factual_X, reset=False, dtype=np.float64),
                 {k: _input_array(k, v) for k, v in factual_inputs.items()},
             )
-        fingerprint = _fingerprint(*fingerprinted, self.row_inputs_)
+        fingerprint = _fingerprint(*fingerprinted, self.fingerprinted_inputs_)
         before = None
         if factual is not None or resolved.columns or resolved.inputs:
             before = (self.cast(np.asarray(fingerprinted[0], dtype=np.float64)),
@@ -246,6 +250,13 @@ class InputLayout(BaseEstimator):
             row_inputs=self.row_inputs_,
             factual=before,
         )
+
+    def keep_whole(self, row_inputs):
+        """Take only ``row_inputs`` (of :attr:`row_inputs_`) as per-row inputs: the others
+        the model uses whole (e.g. one value per group, as many groups as rows), found when
+        the model is inspected (:func:`skimpact.inspection.inspect_model`). Part of fitting."""
+        self.row_inputs_ = tuple(k for k in self.row_inputs_ if k in row_inputs)
+        return self
 
     def is_training_rows(self, rows):
         """Whether ``rows`` (from :meth:`transform`) are the training rows, in order."""
@@ -322,7 +333,10 @@ class InputLayout(BaseEstimator):
                 "features as input."
             )
 
-    def _check_inputs(self, inputs):
+    def check_inputs(self, inputs):
+        """Refuse keyword inputs other than those of the fit, and an input the model uses
+        whole (not per row) given in another shape than at fit: only per-row inputs change
+        length with the rows."""
         missing = [k for k in self.input_names_ if k not in inputs]
         extra = [k for k in inputs if k not in self.input_names_]
         if missing or extra:
@@ -331,6 +345,17 @@ class InputLayout(BaseEstimator):
                 + (f"missing {missing}. " if missing else "")
                 + (f"unexpected {extra}. " if extra else "")
                 + "Pass the same keyword inputs as at fit."
+            )
+        for k, v in inputs.items():
+            fitted = self.input_shapes_.get(k)
+            if k in self.row_inputs_ or fitted is None or np.shape(v) == fitted:
+                continue
+            raise ValueError(
+                f"Input {k!r} has shape {np.shape(v)}, but at fit it had shape {fitted} and the "
+                f"model uses it whole, not one entry per row (the per-row inputs are "
+                f"{list(self.row_inputs_)}). Pass {k!r} as at fit; to give it per row, "
+                "refit with one entry per training row (or make it a column of X named in "
+                "the estimator's `inputs=`)."
             )
 
     def cast(self, X):
@@ -345,23 +370,6 @@ class InputLayout(BaseEstimator):
                 "computes in. Rescale them first (e.g. sklearn.preprocessing.StandardScaler)."
             )
         return np.asarray(X, dtype=np.float32)
-
-
-def is_dask_collection(X):
-    """Whether ``X`` is a Dask collection (such input is predicted partition by partition
-    by :mod:`skimpact.distributed`); never imports Dask for other input.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> is_dask_collection(np.zeros((2, 2)))
-    False
-    """
-    if type(X).__module__.partition(".")[0] != "dask":
-        return False
-    import dask
-
-    return dask.is_dask_collection(X)
 
 
 # ---------------------------------------------------------------------- checks

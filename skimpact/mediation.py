@@ -17,14 +17,12 @@ intervention follow it: :mod:`skimpact.propagation`), so the three worlds are th
 :func:`skimpact.effect`.
 """
 
-from dataclasses import replace
 
 from .arguments import check_flag
-from .effects import fitted_rows
 from .interventions import describe
-from .scenarios import effect_request, final_estimator
+from .scenarios import effect_request, final_estimator, fitted_scenario
 from .schema import Labels, effect_tree
-from .streaming import plan_prediction
+from .blockwise import plan_prediction
 
 __all__ = ["mediation"]
 
@@ -118,28 +116,26 @@ def mediation(estimator, X, intervention, baseline=None, *, mediators, kind=None
             f"{sorted(allowed)}."
         )
     site = info.outcome_site
-    (_, treated), (_, control) = (fitted_rows(estimator, X, s, inputs)
-                                  for s in (intervention, baseline))
-    req_t, req_c = (pred.request(return_sites=(site,), intervention=r.intervention,
-                                 outcome_stat=stat, in_sample=in_sample, semantics=semantics)
-                    for r in (treated, control))
-    req_m = pred.request(return_sites=mediators, intervention=control.intervention,
-                         in_sample=in_sample, semantics=semantics)
+    (_, treated), (_, control) = (
+        fitted_scenario(estimator, X, s, inputs, return_sites=(site,), outcome_stat=stat,
+                        in_sample=in_sample, semantics=semantics)
+        for s in (intervention, baseline))
     # one key and one batch size for every pass: the mediators drawn for new rows under
     # the baseline are the ones its world in the contrasts draws
     key = pred.key()
-    size = plan_prediction(pred, control, req_c, key).batch_size
-    held, _ = pred.predict(control, req_m, key, batch_size=size, in_sample=in_sample)
-    common = {"batch_size": size, "in_sample": in_sample}
-    total, row_axes = pred.predict_contrast(treated, req_t, control, req_c, key, **common)
-    direct, _ = pred.predict_contrast(treated, replace(req_t, held=mediators), control,
-                                      req_c, key, held=held, **common)
+    size = plan_prediction(pred, control, key).batch_size
+    held, _ = pred.predict(
+        control.with_request(return_sites=mediators, outcome_stat="sample"), key,
+        batch_size=size)
+    total, row_axes = pred.predict_contrast(treated, control, key, batch_size=size)
+    direct, _ = pred.predict_contrast(treated.with_request(held=mediators), control, key,
+                                      held=held, batch_size=size)
     arrays = {"total": total[site], "direct": direct[site],
               "indirect": total[site] - direct[site]}
     probs = kind == "probs" and pred.classes is not None
     plates = info.site_plates.get(site, {})
     labels = Labels(
-        info.row_dim, control.labels, site_plates={k: plates for k in EFFECTS},
+        info.row_dim, control.rows.labels, site_plates={k: plates for k in EFFECTS},
         feature_names=getattr(pred.layout, "feature_names_in_", None),
         trailing={k: ("class",) for k in EFFECTS} if probs else None,
         dim_coords={"class": pred.classes} if probs else None,

@@ -26,16 +26,16 @@ more than a Pipeline's methods (:func:`sklearn.inspection.partial_dependence`,
 code, so both spellings give identical results.
 """
 
-from numbers import Real
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from .arguments import check_coverage, check_quantiles
+from .dask_dispatch import accepts_dask
 from .effects import counterfactual_predict, outcome_draws
 from .scenarios import final_estimator, through_pipeline
-from .layout import is_dask_collection
 
 __all__ = [
     "log_likelihood",
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 
+@accepts_dask("predict_quantiles")
 def predict_quantiles(estimator, X, q, intervention=None, **inputs):
     """Quantiles of the posterior predictive distribution of the outcome per row.
 
@@ -82,16 +83,7 @@ def predict_quantiles(estimator, X, q, intervention=None, **inputs):
     (2, 3)
     """
     _check_fitted(estimator)
-    try:
-        q = np.atleast_1d(np.asarray(q, dtype=float))
-    except (TypeError, ValueError):
-        raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q!r}.") from None
-    if q.ndim != 1 or q.size == 0 or np.any((q < 0) | (q > 1) | np.isnan(q)):
-        raise ValueError(f"Quantiles must be numbers in [0, 1]; got {q}.")
-    if is_dask_collection(X):
-        from . import distributed
-
-        return distributed.predict_quantiles(estimator, X, q, intervention, **inputs)
+    q = check_quantiles(q)
     draws = outcome_draws(estimator, X, intervention, **inputs)
     out = np.quantile(draws, q, axis=0).T
     if isinstance(X, pd.DataFrame):
@@ -99,6 +91,7 @@ def predict_quantiles(estimator, X, q, intervention=None, **inputs):
     return out
 
 
+@accepts_dask("predict_interval")
 def predict_interval(estimator, X, coverage=0.9, intervention=None, **inputs):
     """Central posterior predictive interval of the outcome per row.
 
@@ -133,15 +126,7 @@ def predict_interval(estimator, X, coverage=0.9, intervention=None, **inputs):
     >>> predict_interval(pipe, X.head(2), coverage=0.9).columns.tolist()
     ['lower', 'upper']
     """
-    if isinstance(coverage, bool) or not isinstance(coverage, Real) or not 0 < coverage < 1:
-        raise ValueError(f"coverage must be a number in (0, 1); got {coverage!r}.")
-    q = [(1 - coverage) / 2, (1 + coverage) / 2]
-    if is_dask_collection(X):
-        from . import distributed
-
-        return distributed.predict_quantiles(estimator, X, np.asarray(q), intervention,
-                                             columns=["lower", "upper"], **inputs)
-    out = predict_quantiles(estimator, X, q, intervention, **inputs)
+    out = predict_quantiles(estimator, X, check_coverage(coverage), intervention, **inputs)
     if isinstance(out, pd.DataFrame):
         out.columns = ["lower", "upper"]
     return out

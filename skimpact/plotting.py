@@ -381,7 +381,7 @@ def render_model(estimator, X, y=None, *, filename=None, render_distributions=Fa
 
     check_is_fitted(estimator, "predictor_")
     pred = estimator.predictor_
-    rows = pred.rows(X, inputs)
+    rows = pred.scenario(X, inputs).rows
     kwargs = pred.program.inputs(rows.inputs)
     if y is not None:
         kwargs[pred.program.outcome] = pred.encode_outcome(y, rows.n)

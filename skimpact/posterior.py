@@ -9,7 +9,7 @@ nothing here knows of scikit-learn estimators.
 
 import numbers
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import jax
@@ -21,7 +21,7 @@ from ._sinks import OffsetSink, ProgressSink
 from .predictive import PredictiveEngine, Request
 from .propagation import DATA, check_semantics, dependency_graph, downstream
 
-__all__ = ["FittedPosterior", "NUMPYRO_LOCK", "make_key"]
+__all__ = ["FittedPosterior", "NUMPYRO_LOCK", "Scenario", "make_key"]
 
 _SALT = {"fit": 0, "predict": 1, "prior": 2}
 
@@ -29,6 +29,29 @@ _SALT = {"fit": 0, "predict": 1, "prior": 2}
 #: once corrupt each other (threaded joblib or Dask workers). Everything that traces a
 #: model (fit, predictions, prior draws, rendering) holds this lock.
 NUMPYRO_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario to predict: validated rows and what the engine returns for them.
+
+    Made by :meth:`FittedPosterior.scenario`, predicted by :meth:`FittedPosterior.predict`
+    (or, against a baseline, :meth:`FittedPosterior.predict_contrast`).
+
+    Attributes
+    ----------
+    rows : skimpact.layout.Rows
+        X, the keyword inputs and the resolved intervention.
+    request : skimpact.predictive.Request
+        Sites, statistic and semantics of the prediction.
+    """
+
+    rows: object
+    request: object
+
+    def with_request(self, **changes):
+        """The same rows with ``changes`` to the request (e.g. ``held=`` sites)."""
+        return replace(self, request=replace(self.request, **changes))
 
 
 class FittedPosterior:
@@ -82,12 +105,53 @@ class FittedPosterior:
         """A JAX key for ``purpose``: fixed for an int ``random_state``, fresh otherwise."""
         return make_key(self.random_state, purpose)
 
-    def rows(self, X, inputs, intervention=None, *, raw_columns=(), factual=None):
-        """Validate ``X`` and ``inputs`` for this posterior and resolve ``intervention``
-        (see :meth:`skimpact.layout.InputLayout.transform`)."""
-        return self.layout.transform(
+    def scenario(self, X, inputs, intervention=None, *, raw_columns=(), factual=None,
+                 return_sites=None, outcome_stat="sample", in_sample=False,
+                 semantics="counterfactual"):
+        """The rows of ``X`` under ``intervention``, and what to predict for them.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+            Rows in the model's columns (after a Pipeline's transformers).
+        inputs : dict
+            The model's keyword inputs.
+        intervention : dict, optional
+            ``{site, input or column: value}``, resolved and validated against the model
+            (see :meth:`skimpact.layout.InputLayout.transform`).
+        raw_columns : sequence, optional
+            Columns a Pipeline changed before its transformers (named in errors).
+        factual : tuple, optional
+            ``(X, inputs)`` of the factual world when the intervention changed data.
+        return_sites : list of str, optional
+            Default: the outcome and the local latent sites.
+        outcome_stat : {"sample", "mean", "probs", "log_prob"}, default="sample"
+            What to return for the outcome: draws, their conditional mean or class
+            probabilities, or the log-likelihood of the outcome given as an input.
+        in_sample : bool, default=False
+            The rows are the training rows (checked at prediction): local latent sites keep
+            their fitted values.
+        semantics : {"counterfactual", "interventional"}, default="counterfactual"
+            How latent sites downstream of the intervention move (see
+            :mod:`skimpact.propagation`).
+
+        Returns
+        -------
+        Scenario
+        """
+        rows = self.layout.transform(
             X, inputs, intervention, info=self.info, raw_columns=raw_columns, factual=factual,
         )
+        resolved = rows.intervention
+        return Scenario(rows, Request(
+            return_sites=self.return_sites(return_sites),
+            do_sites=tuple(resolved.sites) if resolved else (),
+            fixed_sites=tuple(resolved.fixed) if resolved else (),
+            shifts=resolved.shifts if resolved else (),
+            outcome_stat=outcome_stat,
+            local_from_posterior=bool(in_sample),
+            semantics=check_semantics(semantics),
+        ))
 
     def encode_outcome(self, y, n):
         """``y`` as the model observes it: class codes for a classifier, else float32 less
@@ -108,23 +172,26 @@ class FittedPosterior:
 
     @property
     def info(self):
-        """The program's :class:`~skimpact.model.ModelInfo`."""
+        """The program's :class:`~skimpact.inspection.ModelInfo`."""
         return self.program.info
 
-    def request(self, *, return_sites=None, intervention=None, outcome_stat="sample",
-                in_sample=False, semantics="counterfactual"):
-        """The engine request for ``return_sites`` under a resolved ``intervention``;
-        ``semantics`` says how latent sites downstream of it move (see
-        :mod:`skimpact.propagation`)."""
-        return Request(
-            return_sites=self.return_sites(return_sites),
-            do_sites=tuple(intervention.sites) if intervention else (),
-            fixed_sites=tuple(intervention.fixed) if intervention else (),
-            shifts=intervention.shifts if intervention else (),
-            outcome_stat=outcome_stat,
-            local_from_posterior=bool(in_sample),
-            semantics=check_semantics(semantics),
-        )
+    def mean_stat(self):
+        """The outcome statistic whose posterior mean a point prediction is: its expected
+        value where the program computes one, else its draws.
+
+        Raises
+        ------
+        ValueError
+            The outcome's distribution has no finite mean (a Cauchy, say).
+        """
+        info = self.info
+        if "undefined_mean" in info.outcome_stats:
+            raise ValueError(
+                f"The outcome {info.outcome_site!r} has a distribution without a finite mean "
+                "(a Cauchy, say), so the posterior mean that predict returns is undefined. "
+                "Use predict_quantiles(X, 0.5) for the posterior predictive median."
+            )
+        return "mean" if "mean" in info.outcome_stats else "sample"
 
     def return_sites(self, sites=None):
         """Sites to return: by default the outcome and the local latent sites."""
@@ -141,8 +208,8 @@ class FittedPosterior:
         return tuple(sites)
 
     def prior(self, rows, num_samples, sites, key):
-        """Draws of ``sites`` from the program's prior for ``rows``: ``{site: (1, draw,
-        ...)}``."""
+        """Draws of ``sites`` from the program's prior for ``rows`` (a scenario's): ``{site:
+        (1, draw, ...)}``."""
         with NUMPYRO_LOCK:
             draws = Predictive(self.program.model, num_samples=num_samples,
                                return_sites=list(sites))(
@@ -151,22 +218,20 @@ class FittedPosterior:
         return {k: np.asarray(v)[None]
                 for k, v in self.program.add_offsets(draws).items() if k in sites}
 
-    def predict(self, rows, request, key, *, batch_size=None, sink=None, in_sample=False,
-                rows_of=None):
-        """Run the engine for ``rows`` (a :class:`skimpact.layout.Rows`) and ``request``.
+    def predict(self, scenario, key, *, batch_size=None, sink=None, rows_of=None):
+        """Run the engine for a :class:`Scenario`.
 
         Parameters
         ----------
-        rows : skimpact.layout.Rows
-        request : skimpact.predictive.Request
+        scenario : Scenario
+            From :meth:`scenario`; for ``in_sample=True`` its rows are checked to be the
+            training rows (by fingerprint when the model has local latent sites, whose
+            fitted values belong to those rows).
         key : jax.random key
             The same key gives the same random numbers per draw and row.
         batch_size : int, optional
         sink : object, optional
             See :meth:`skimpact.predictive.PredictiveEngine.run`.
-        in_sample : bool
-            The rows are the training rows (checked by fingerprint when the model has
-            local latent sites, whose fitted values belong to those rows).
         rows_of : tuple of (int, int), optional
             ``(offset, total)`` when ``rows`` are a part of a larger table: its rows get the
             random numbers of that table (see
@@ -178,7 +243,8 @@ class FittedPosterior:
             sink's ``close()`` returns
         row_axes : dict of str to int or None
         """
-        self._check_in_sample(rows, in_sample)
+        rows, request = scenario.rows, scenario.request
+        self._check_in_sample(scenario)
         offsets = self.program.offsets_for(request.return_sites, request.outcome_stat)
         if offsets:
             sink = OffsetSink(sink, offsets)
@@ -192,21 +258,23 @@ class FittedPosterior:
             )
         return self._by_chain(out), row_axes
 
-    def predict_contrast(self, rows, request, base_rows, base_request, key, *,
-                         batch_size=None, sink=None, in_sample=False, rows_of=None,
-                         held=None):
-        """Predict ``rows`` under ``request`` minus ``base_rows`` under ``base_request`` in
-        one pass over the batches, with the same random numbers for both (see
+    def predict_contrast(self, scenario, baseline, key, *, batch_size=None, sink=None,
+                         rows_of=None, held=None):
+        """Predict ``scenario`` minus ``baseline`` (both :class:`Scenario`) in one pass over
+        the batches, with the same random numbers for both (see
         :meth:`skimpact.predictive.PredictiveEngine.run_contrast`); arguments and returns
         as in :meth:`predict` (the sites' offsets cancel in the difference). ``held``:
-        ``{site: (chain, draw, ...) values}`` of the sites ``request.held`` sets per draw."""
-        self._check_in_sample(rows, in_sample)
-        self._check_in_sample(base_rows, in_sample)
+        ``{site: (chain, draw, ...) values}`` of the sites ``scenario.request.held`` sets
+        per draw."""
+        self._check_in_sample(scenario)
+        self._check_in_sample(baseline)
+        rows = scenario.rows
         if self.progress_bar:
             sink = ProgressSink(sink, rows.n)
         with NUMPYRO_LOCK:
             out, row_axes = self._engine.run_contrast(
-                self.draws, self._scenario(rows, request), self._scenario(base_rows, base_request),
+                self.draws, self._scenario(rows, scenario.request),
+                self._scenario(baseline.rows, baseline.request),
                 key, batch_size=self.batch_size if batch_size is None else batch_size,
                 sink=sink, row_inputs=rows.row_inputs, rows_of=rows_of,
                 held=None if held is None else {
@@ -271,9 +339,9 @@ class FittedPosterior:
             out = {k: v.reshape((self.n_chain, -1) + v.shape[1:]) for k, v in out.items()}
         return out
 
-    def _check_in_sample(self, rows, in_sample):
-        info = self.info
-        if in_sample and not self.layout.is_training_rows(rows):
+    def _check_in_sample(self, scenario):
+        info, rows = self.info, scenario.rows
+        if scenario.request.local_from_posterior and not self.layout.is_training_rows(rows):
             raise ValueError(
                 "in_sample=True means X (and the per-row inputs) are the training rows in "
                 f"their training order, but these {rows.n} rows differ from the "

@@ -90,7 +90,7 @@ class PredictiveEngine:
     cache_key : hashable
         Equal for models that build the same program; compiled functions are shared
         between engines (and estimator clones) with equal keys.
-    info : skimpact.model.ModelInfo
+    info : skimpact.inspection.ModelInfo
         Sites of the model found when it was fitted.
     grounding : skimpact.grounding.Grounding, optional
         The bias term of a fit grounded on experiments, for requests that are ``grounded``.

@@ -2,7 +2,7 @@
 
 A :class:`Program` holds the NumPyro model as fitted (the factory's model with
 ``handlers.reparam`` applied), the name of the argument that receives the outcome, what
-tracing the model found (:class:`~skimpact.model.ModelInfo`), the key under which compiled
+tracing the model found (:class:`~skimpact.inspection.ModelInfo`), the key under which compiled
 programs are shared, and the data scales the built-in models take as inputs. The estimator
 builds it once in ``fit``; changing the estimator's parameters afterwards changes nothing
 until the next ``fit``.
@@ -17,7 +17,7 @@ from jax.experimental import checkify
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
-from .model import ModelRef, inspect_model, trace_model
+from .inspection import ModelRef, inspect_model, trace_model
 
 __all__ = ["Program", "build_program", "training_model"]
 
@@ -32,7 +32,7 @@ class Program:
         The NumPyro model with ``reparam`` applied.
     outcome : str
         The model's keyword argument that receives the outcome.
-    info : skimpact.model.ModelInfo
+    info : skimpact.inspection.ModelInfo
         Sites, plates and row axes found by tracing the model on the training data.
     cache_key : hashable
         Equal for programs that compile to the same code (same factory, hyperparameters,
@@ -48,7 +48,7 @@ class Program:
     offsets : dict, optional
         ``{site: offset}`` added (in float64) to a site's values after the model runs: the
         model observes the outcome less its offset (see
-        :func:`skimpact.model.builtin_offsets`).
+        :func:`skimpact.builtin_models.builtin_offsets`).
     grounding : skimpact.grounding.Grounding, optional
         The bias term of a fit grounded on experiments: predictions under a changed
         treatment are corrected by it.
@@ -213,7 +213,7 @@ _FLOAT_INDEX_OK = set()
 
 
 def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales=None,
-                  row_inputs=(), offsets=None):
+                  row_inputs=(), offsets=None, row_plate=None):
     """Build the model of ``model_spec`` and trace it once on the training data.
 
     Parameters
@@ -232,10 +232,13 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
     scales : dict, optional
         Keyword inputs fixed at fit.
     row_inputs : tuple of str
-        Inputs with one entry per row.
+        Inputs with one entry per row; those the model uses whole are found when it is
+        inspected (``info.row_inputs`` holds the rest).
     offsets : dict, optional
         ``{site: offset}`` added to the sites' values after the model runs (``y`` is
         already less the outcome's offset).
+    row_plate : str, optional
+        The plate over the rows (see :func:`skimpact.inspection.inspect_model`).
 
     Returns
     -------
@@ -250,13 +253,13 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
     base = model_spec.build()
     _check_outcome_argument(base, outcome)
     kwargs = {outcome: y, **scales, **inputs}
-    cache_key = (model_spec.cache_key(), _reparam_key(reparam), outcome)
+    cache_key = (model_spec.cache_key(), _reparam_key(reparam), outcome, row_plate)
     if reparam:
         _check_reparam(ModelRef(base, (cache_key, "without reparam")), X, kwargs, reparam)
     model = _reparameterised(base, reparam)
     # models of one program share the compiled trace that inspects them
     info = inspect_model(ModelRef(model, cache_key), X, outcome, y, {**scales, **inputs},
-                         row_inputs=row_inputs)
+                         row_inputs=row_inputs, row_plate=row_plate)
     return Program(
         model=model,
         outcome=outcome,

@@ -32,9 +32,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .arguments import check_n_jobs, check_seed
-from .effects import effect, fitted_rows, summarize_effect
-from .scenarios import final_estimator
+from .arguments import check_n_jobs, check_prob, check_seed
+from .effects import effect, summarize_effect
+from .scenarios import final_estimator, fitted_scenario
 from .interventions import columns_of, describe, split_columns
 
 __all__ = ["METHODS", "Refutation", "Sensitivity", "refute", "sensitivity"]
@@ -187,7 +187,7 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
     if isinstance(subset_fraction, bool) or not isinstance(subset_fraction, numbers.Real) \
             or not 0 < subset_fraction < 1:
         raise ValueError(f"`subset_fraction` must be a number in (0, 1); got {subset_fraction!r}.")
-    _check_prob(prob)
+    check_prob(prob)
     _check_scenario(intervention, baseline)
     n = _num_rows(X)
     columns = _intervened_columns(X, intervention, baseline)
@@ -202,6 +202,7 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
     w = None if sample_weight is None else np.asarray(sample_weight)
     original, kind = _original(estimator, X, y, inputs, w, kind, rng)
     orig = _ate(original, X, intervention, baseline, kind, inputs, semantics)
+    per_row = final_estimator(original).predictor_.layout.row_inputs_
     jobs = []
     for method in methods:
         for _ in range(n_refits):
@@ -217,7 +218,7 @@ def refute(estimator, X, y, intervention, baseline=None, methods=METHODS, *, n_r
                                           replace=False))
                 job = (_take_rows(X, rows), _take_rows(y, rows),
                        None if w is None else _take_rows(w, rows),
-                       _row_inputs(inputs, rows, n), X, inputs)
+                       _row_inputs(inputs, rows, per_row), X, inputs)
             else:  # the weights stay with their rows, the outcome is permuted
                 job = (X, _take_rows(y, rng.permutation(n)), w, inputs, X, inputs)
             jobs.append((method, seed, job))
@@ -315,7 +316,7 @@ def sensitivity(estimator, X, y, intervention, baseline=None, *,
     [0.0, 0.3, 0.6]
     """
     n_refits = _check_count(n_refits, "n_refits")
-    _check_prob(prob)
+    check_prob(prob)
     _check_scenario(intervention, baseline)
     grid = _check_strengths(strengths)
     columns = _intervened_columns(X, intervention, baseline)
@@ -415,7 +416,7 @@ def _original(estimator, X, y, inputs, sample_weight, kind, rng):
 def _check_fitted_on(estimator, X, y, inputs, sample_weight):
     """Refuse a fitted ``estimator`` whose fit is not the one the refits repeat: its
     effect would be compared with refits on other data."""
-    pred, rows = fitted_rows(estimator, X, None, inputs)
+    pred, scenario = fitted_scenario(estimator, X, None, inputs)
     if pred.attrs.get("experiments"):
         raise ValueError(
             f"`estimator` was fitted with {pred.attrs['experiments']} experiment(s). These "
@@ -425,7 +426,7 @@ def _check_fitted_on(estimator, X, y, inputs, sample_weight):
             "`experiments`."
         )
     differ = [name for name, same in (
-        ("X (and the per-row inputs)", pred.layout.is_training_rows(rows)),
+        ("X (and the per-row inputs)", pred.layout.is_training_rows(scenario.rows)),
         ("y and sample_weight", pred.layout.is_training_outcome(y, sample_weight)),
     ) if not same]
     if differ:
@@ -502,9 +503,10 @@ def _take_rows(a, rows):
     return np.asarray(a)[rows]
 
 
-def _row_inputs(inputs, rows, n):
-    return {k: (_take_rows(v, rows) if np.ndim(v) >= 1 and np.shape(v)[0] == n else v)
-            for k, v in inputs.items()}
+def _row_inputs(inputs, rows, per_row):
+    """The inputs of ``rows``: those the model uses per row (``per_row``) cut, the rest
+    (one value per group, say) whole."""
+    return {k: (_take_rows(v, rows) if k in per_row else v) for k, v in inputs.items()}
 
 
 def _permute_columns(X, columns, perm):
@@ -601,11 +603,6 @@ def _check_count(value, name):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
     return int(value)
-
-
-def _check_prob(prob):
-    if isinstance(prob, bool) or not isinstance(prob, numbers.Real) or not 0 < prob < 1:
-        raise ValueError(f"`prob` must be a number in (0, 1); got {prob!r}.")
 
 
 def _check_strengths(strengths):

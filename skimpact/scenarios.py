@@ -2,8 +2,9 @@
 
 A Pipeline's raw-column interventions are applied before its transformers
 (:func:`through_pipeline`), the skimpact estimator at its end does the rest
-(:func:`final_estimator`), and :func:`effect_request` checks the two scenarios of an effect
-and its ``kind``. The effect functions, their streaming and their Dask versions all build on
+(:func:`final_estimator`), :func:`fitted_scenario` validates the rows of one scenario for its
+fitted posterior, and :func:`effect_request` checks the two scenarios of an effect and its
+``kind``. The effect functions, their streaming and their Dask versions all build on
 these, so none of them needs another.
 """
 
@@ -14,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .interventions import apply_to_columns, split_columns
 
-__all__ = ["effect_request", "final_estimator", "through_pipeline"]
+__all__ = ["effect_request", "final_estimator", "fitted_scenario", "through_pipeline"]
 
 
 def effect_request(estimator, intervention, baseline=None, kind=None, return_sites=None):
@@ -353,3 +354,26 @@ def _with_labels_of(X, Xt):
     if isinstance(Xt, np.ndarray) and Xt.ndim == 2 and Xt.shape[0] == len(X):
         return pd.DataFrame(Xt, index=X.index)
     return Xt
+
+
+def fitted_scenario(estimator, X, intervention, inputs, **request):
+    """The fitted posterior of ``estimator`` (or a Pipeline's last step) and its
+    :class:`~skimpact.posterior.Scenario` for ``X`` under ``intervention`` (raw columns of a
+    Pipeline changed before its transformers); ``request``: what to predict, as in
+    :meth:`skimpact.posterior.FittedPosterior.scenario`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.scenarios import fitted_scenario
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> pred, scenario = fitted_scenario(est, X[:5], {0: 0.0}, {}, outcome_stat="mean")
+    >>> scenario.rows.n, scenario.request.outcome_stat
+    (5, 'mean')
+    """
+    est, Xt, rest, raw, factual = through_pipeline(estimator, X, intervention)
+    check_is_fitted(est, "predictor_")
+    pred = est.predictor_
+    return pred, pred.scenario(Xt, inputs, rest, raw_columns=raw, factual=factual, **request)

@@ -1178,7 +1178,7 @@ EFFECT_CASES = [
          _dask_partition_length(lambda fx, ddf: fit_quick(
              ImpactRegressor(dose_model, **FAST), XK, dose=1.0).predict(
                  ddf[["age", "bmi"]], dose=DOSE[:50])),
-         ValueError, r"Per-row input\(s\) \['dose'\].*columns of the Dask DataFrame.*"
+         ValueError, r"Input 'dose' has shape \(50,\), but at fit it had shape \(\).*whole.*"
                      r"`inputs=`"),
     case("estimate-effect-mixed-in-sample", _mixed_groups,
          ValueError, r"same in_sample"),
@@ -1569,6 +1569,7 @@ ESTIMATOR_HOSTILE = {
     "target_accept_prob": [0, 1, 1.5, -0.1, np.nan, np.inf, True, "high", None],
     "reparam": ["x", 5, True, [1], {"alpha": 5}, {5: LocScaleReparam(0)}],
     "outcome": [5, None, True, "", "zz"],
+    "row_plate": [5, True, "", "zz", ["obs"]],
     "inputs": ["dose", 5, True, [1], ["nope"], [None]],
     "missing": ["drop", "", 5, True, None],
     "batch_size": [0, -1, 2.5, True, np.nan, "8", 2**40],

@@ -14,7 +14,9 @@ from numpyro.infer.reparam import LocScaleReparam
 
 from skimpact import ImpactRegressor, Model
 from skimpact.layout import InputLayout
-from skimpact.model import _eager_trace, as_model, inspect_model, linear_model, trace_model
+from skimpact.builtin_models import linear_model
+from skimpact.inspection import _eager_trace, inspect_model, trace_model
+from skimpact.model import as_model
 from skimpact.posterior import FittedPosterior
 from skimpact.program import build_program
 from skimpact.schema import Labels, posterior_tree, predictive_tree
@@ -211,9 +213,8 @@ def posterior():
 
 def test_posterior_predict_mean_is_linear_in_the_draws(posterior):
     pred, X = posterior
-    rows = pred.rows(X[:5], {})
-    request = pred.request(return_sites=("y",), outcome_stat="mean")
-    out, axes = pred.predict(rows, request, pred.key())
+    scenario = pred.scenario(X[:5], {}, return_sites=("y",), outcome_stat="mean")
+    out, axes = pred.predict(scenario, pred.key())
     assert out["y"].shape == (2, 10, 5) and axes["y"] == -1
     a, b = pred.draws["a"].reshape(2, 10, 1), pred.draws["b"].reshape(2, 10, 1)
     np.testing.assert_allclose(out["y"], a + b * X[:5, 0], rtol=1e-5)
@@ -221,10 +222,9 @@ def test_posterior_predict_mean_is_linear_in_the_draws(posterior):
 
 def test_posterior_in_sample_requires_training_rows(posterior):
     pred, X = posterior
-    request = pred.request(in_sample=True)
     with pytest.raises(ValueError, match="in_sample=True means X"):
-        pred.predict(pred.rows(X[::-1], {}), request, pred.key(), in_sample=True)
-    out, _ = pred.predict(pred.rows(X, {}), request, pred.key(), in_sample=True)
+        pred.predict(pred.scenario(X[::-1], {}, in_sample=True), pred.key())
+    out, _ = pred.predict(pred.scenario(X, {}, in_sample=True), pred.key())
     assert out["y"].shape == (2, 10, 50)
 
 

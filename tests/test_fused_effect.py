@@ -80,7 +80,5 @@ def test_cpu_batches_fit_the_cache():
 def test_contrast_of_different_rows_is_refused(fitted):
     est, X = fitted
     pred = est.predictor_
-    request = pred.request()
     with pytest.raises(ValueError, match="same rows; got 5 and 150"):
-        pred.predict_contrast(pred.rows(X[:5], {}), request, pred.rows(X, {}), request,
-                              pred.key())
+        pred.predict_contrast(pred.scenario(X[:5], {}), pred.scenario(X, {}), pred.key())

@@ -20,7 +20,7 @@ from skimpact.interventions import (
     resolve_intervention,
     split_columns,
 )
-from skimpact.model import ModelInfo, inspect_model
+from skimpact.inspection import ModelInfo, inspect_model
 
 N = 4
 # y ~ Normal(mu, s), mu = a + X @ b + t + u; m2 holds 3 values per row (rows on axis -2).

@@ -15,7 +15,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import skimpact
 from skimpact import ImpactClassifier, ImpactRegressor, Model
 from skimpact.metrics import log_score_scorer, neg_crps_scorer
-from skimpact.model import linear_model
+from skimpact.builtin_models import linear_model
 
 MAP = dict(inference="map", num_steps=300, num_samples=1, learning_rate=0.05, random_state=0)
 SVI = dict(inference="svi", num_steps=300, num_samples=50, learning_rate=0.05, random_state=0)

@@ -13,7 +13,7 @@ import numpyro.distributions as dist
 import pytest
 
 from skimpact import ImpactClassifier, ImpactRegressor, Model
-from skimpact.model import linear_model
+from skimpact.builtin_models import linear_model
 
 MAP = dict(inference="map", num_steps=300, num_samples=1, learning_rate=0.05, random_state=0)
 

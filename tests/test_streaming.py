@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 
 from skimpact import ConstantEffectWarning, ImpactRegressor, effect, summarize_effect
-from skimpact.streaming import EffectSummarySink, effect_summary, scenario_rows, stream_effect
+from skimpact.blockwise import stream_effect
+from skimpact.scenarios import fitted_scenario
+from skimpact.streaming import effect_summary
+from skimpact.summaries import EffectSummarySink
 
 SVI = dict(inference="svi", num_steps=150, num_samples=40, random_state=0)
 
@@ -30,16 +33,14 @@ def rows():
 
 def test_parts_get_the_random_numbers_of_the_table(reg, rows):
     pred = reg.predictor_
-    request = pred.request()
-    whole, _ = pred.predict(scenario_rows(reg, rows, None, {})[1], request, pred.key())
+    whole, _ = pred.predict(fitted_scenario(reg, rows, None, {})[1], pred.key())
     parts = []
     for lo, hi in ((0, 5), (5, 40), (40, 41), (41, 101)):  # across batch boundaries
-        part = scenario_rows(reg, rows.iloc[lo:hi], None, {})[1]
-        parts.append(pred.predict(part, request, pred.key(), rows_of=(lo, 101))[0]["y"])
+        part = fitted_scenario(reg, rows.iloc[lo:hi], None, {})[1]
+        parts.append(pred.predict(part, pred.key(), rows_of=(lo, 101))[0]["y"])
     np.testing.assert_array_equal(np.concatenate(parts, -1), whole["y"])
     with pytest.raises(ValueError, match="does not hold 101 rows"):
-        pred.predict(scenario_rows(reg, rows, None, {})[1], request, pred.key(),
-                     rows_of=(10, 101))
+        pred.predict(fitted_scenario(reg, rows, None, {})[1], pred.key(), rows_of=(10, 101))
 
 
 def _constant_effect_warning(kw):

@@ -1,0 +1,308 @@
+"""Summaries of effect draws: the statistics, their checks, and a sink that summarises in
+one pass.
+
+:func:`summary_stats` gives the mean, sd, interval and P(> 0) of draws per cell, for
+:func:`skimpact.summarize_effect` (all draws in memory) and for :class:`EffectSummarySink`,
+which keeps per-draw sums of the blocks of differences it receives (see
+:mod:`skimpact.blockwise`), never the draws, so :func:`skimpact.streaming.effect_summary`
+summarises any number of rows in bounded memory with the same numbers.
+"""
+
+import numpy as np
+import pandas as pd
+from arviz_stats.base import array_stats
+
+from .arguments import check_prob
+from .heterogeneity import spread_tolerance
+from .schema import Labels
+
+__all__ = [
+    "EffectSummarySink", "by_labels", "check_interval", "outcome_labels", "summary_stats",
+]
+
+
+INTERVALS = ("hdi", "quantile")
+
+
+class EffectSummarySink:
+    """Summaries of an effect from its blocks of per-draw differences, in one pass.
+
+    Kept per draw: the sum of the differences over all rows (and over the rows of each
+    group of ``by``) and the row counts, so the average effect of every draw is exact and
+    the summaries over draws (mean, sd, interval, P(> 0)) are those of the full arrays.
+    Per-row summaries (``per_row=True``) are computed from each row's draws as its block
+    arrives. Memory: the draw count times the groups, plus the per-row table if asked.
+
+    Parameters
+    ----------
+    var : str
+        The site summarised; other outputs are ignored.
+    prob : float, default=0.94
+        Probability mass of the interval.
+    interval : {"hdi", "quantile"}, default="hdi"
+        ``"hdi"``: the highest-density interval of the draws (the narrowest interval
+        holding ``prob`` of them, :func:`arviz_stats.base.array_stats.hdi`, as
+        :func:`skimpact.summarize_effect`); ``"quantile"``: the equal-tailed interval
+        between the ``(1 - prob) / 2`` and ``(1 + prob) / 2`` quantiles
+        (:func:`numpy.quantile`, linear interpolation).
+    by : array-like, optional
+        A label per row of the rows this sink receives: summaries per label too.
+    by_name : str, default="group"
+        Index name of the per-label table.
+    per_row : bool, default=False
+        Also keep the summary of every row (its CATE).
+    row_labels : array-like, optional
+        Labels of the rows (index of the per-row table); default positions.
+    labels : skimpact.schema.Labels, optional
+        Names and labels of the site's dims beyond the row (e.g. ``class``); default
+        ``<var>_dim_<i>`` with positions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.summaries import EffectSummarySink
+    >>> draws = np.random.default_rng(0).normal(2.0, 0.1, size=(400, 6))
+    >>> sink = EffectSummarySink("y", by=["a", "a", "b", "b", "b", "a"])
+    >>> sink.allocate({"y": draws.shape}, {"y": draws.dtype}, row_axes={"y": -1})
+    >>> sink.write("y", (slice(None), slice(0, 4)), draws[:, :4])
+    >>> sink.write("y", (slice(None), slice(4, 6)), draws[:, 4:])
+    >>> bool(np.isclose(sink.close().frame()["mean"].iloc[0], draws.mean()))
+    True
+    >>> sink.frame(by=True).index.tolist()
+    ['a', 'b']
+    """
+
+    def __init__(self, var, *, prob=0.94, interval="hdi", by=None, by_name="group",
+                 per_row=False, row_labels=None, labels=None):
+        self.var = var
+        self.prob = check_prob(prob)
+        self.interval = check_interval(interval)
+        self.by = None if by is None else np.asarray(by)
+        self.by_name = by_name
+        self.per_row = per_row
+        self.row_labels = None if row_labels is None else np.asarray(row_labels)
+        self.labels = Labels("", []) if labels is None else labels
+
+    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
+        """Start the sums for ``var`` (draws, and the dims beyond the row)."""
+        if self.var not in shapes:
+            raise KeyError(f"No output {self.var!r} to summarise; the outputs are {list(shapes)}.")
+        shape = shapes[self.var]
+        self.row_axis = (row_axes or {}).get(self.var)
+        if self.row_axis is None:
+            raise ValueError(f"{self.var!r} does not vary by row; there is no effect to average.")
+        axis = len(shape) + self.row_axis
+        self.n_rows = shape[axis]
+        self.rest = tuple(s for i, s in enumerate(shape) if i not in (0, axis))
+        names = [d for i, d in enumerate(self.labels.dims(self.var, shape[1:], self.row_axis))
+                 if i != axis - 1]
+        self.dims = [(d, self.labels.dim_coords.get(d, np.arange(size)))
+                     for d, size in zip(names, self.rest)]
+        if self.by is not None and self.by.shape != (self.n_rows,):
+            raise ValueError(
+                f"`by` needs one label per row ({self.n_rows}); got shape {self.by.shape}."
+            )
+        self.sums = np.zeros((shape[0],) + self.rest)
+        self.lo = np.full((shape[0],) + self.rest, np.inf)
+        self.hi = np.full((shape[0],) + self.rest, -np.inf)
+        self.count = 0
+        self.credible = np.zeros(self.rest)
+        self.groups = {}
+        self.group_credible = {}
+        if self.per_row:
+            self.rows = {c: np.full((self.n_rows,) + self.rest, np.nan) for c in self.columns}
+
+    @property
+    def columns(self):
+        """Column names of the tables."""
+        tag = "hdi" if self.interval == "hdi" else "eti"
+        return ["mean", "sd", f"{tag}_lower", f"{tag}_upper", "prob_positive"]
+
+    def write(self, name, index, array):
+        """Add one block of differences (draw axis first) to the sums."""
+        if name != self.var:
+            return
+        arr = np.asarray(array)
+        axis = arr.ndim + self.row_axis
+        rows = index[axis]
+        arr = np.moveaxis(arr, axis, 1)
+        self.sums += arr.sum(1, dtype=np.float64)
+        self.lo = np.minimum(self.lo, arr.min(1))
+        self.hi = np.maximum(self.hi, arr.max(1))
+        self.count += arr.shape[1]
+        credible = (arr > 0).mean(0) >= self.prob  # (rows,) + rest
+        self.credible = self.credible + credible.sum(0)
+        if self.by is not None:
+            labels = self.by[rows]
+            for g in pd.unique(labels):
+                mask = labels == g
+                n, sums = self.groups.get(g, (0, 0.0))
+                part = arr[:, mask].sum(1, dtype=np.float64)
+                self.groups[g] = (n + int(mask.sum()), sums + part)
+                self.group_credible[g] = self.group_credible.get(g, 0) + credible[mask].sum(0)
+        if self.per_row:
+            values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
+            stats = summary_stats(values, self.prob, self.interval)
+            for c, values in zip(self.columns, stats):
+                self.rows[c][rows] = values.reshape((arr.shape[1],) + self.rest)
+
+    def merge(self, other):
+        """Add the sums of ``other`` (the same site, other rows: another partition)."""
+        self.sums = self.sums + other.sums
+        self.lo, self.hi = np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi)
+        self.count += other.count
+        self.credible = self.credible + other.credible
+        for g, (n, sums) in other.groups.items():
+            m, mine = self.groups.get(g, (0, 0.0))
+            self.groups[g] = (m + n, mine + sums)
+            self.group_credible[g] = self.group_credible.get(g, 0) + other.group_credible[g]
+        return self
+
+    def close(self):
+        """Return the sink itself: its tables are :meth:`frame` and :meth:`row_frame`."""
+        return self
+
+    @property
+    def varies_by_row(self):
+        """Whether the effect differs between the rows received in at least one draw, as
+        :func:`skimpact.heterogeneity.effect_varies_by_row` of the full draws (from each draw's
+        smallest and largest row effect)."""
+        if self.count < 2:
+            return False
+        return not bool(np.all(self.hi - self.lo <= spread_tolerance(self.lo, self.hi)))
+
+    def frame(self, by=False):
+        """The average effect (``by=False``) or the average per label of ``by``.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``mean``, ``sd``, the interval bounds (``hdi_lower`` and ``hdi_upper``,
+            or ``eti_lower`` and ``eti_upper``), ``prob_positive`` and
+            ``credibly_positive`` (the share of the rows whose own P(effect > 0) is at
+            least ``prob``, as :func:`skimpact.summarize_effect`); indexed by ``"ATE"``
+            (level ``effect``) or the labels, with a level per dim in ``dims``.
+        """
+        if not by:
+            draws = (self.sums / self.count)[:, None]
+            share = (self.credible / self.count)[None]
+            levels = [("effect", np.array(["ATE"]))]
+        else:
+            labels = list(self.groups)
+            draws = np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1)
+            share = np.stack([self.group_credible[g] / self.groups[g][0] for g in labels])
+            levels = [(self.by_name, pd.Index(labels).to_numpy())]
+        table = self._table(draws.reshape(draws.shape[0], -1), levels)
+        table["credibly_positive"] = share.reshape(-1)
+        return table
+
+    def row_frame(self):
+        """Summary of each row's effect (its CATE), indexed by the row labels."""
+        labels = np.arange(self.n_rows) if self.row_labels is None else self.row_labels
+        values = {c: self.rows[c].reshape(-1) for c in self.columns}
+        return self._with_attrs(pd.DataFrame(
+            values, index=self._index([(self.labels.row_dim or None, labels)])))
+
+    def _table(self, draws, levels):
+        stats = summary_stats(draws, self.prob, self.interval)
+        return self._with_attrs(
+            pd.DataFrame(dict(zip(self.columns, stats)), index=self._index(levels)))
+
+    def _with_attrs(self, table):
+        table.attrs["effect_varies_by_row"] = self.varies_by_row
+        return table
+
+    def _index(self, levels):
+        levels = levels + [(name, np.asarray(values)) for name, values in self.dims]
+        if len(levels) == 1:
+            return pd.Index(levels[0][1], name=levels[0][0])
+        return pd.MultiIndex.from_product([v for _, v in levels], names=[n for n, _ in levels])
+
+
+def summary_stats(draws, prob, interval="hdi"):
+    """Mean, sd (ddof 1), interval bounds and P(> 0) of ``(draw, cell)`` draws, per cell.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.summaries import summary_stats
+    >>> mean, sd, lo, hi, pos = summary_stats(np.arange(100.0)[:, None], 0.9, "quantile")
+    >>> [round(float(v[0]), 2) for v in (mean, lo, hi, pos)]
+    [49.5, 4.95, 94.05, 0.99]
+    """
+    if interval == "hdi":
+        bounds = array_stats.hdi(draws, prob, axis=0)
+        lower, upper = bounds[..., 0], bounds[..., 1]
+    else:
+        lower, upper = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return draws.mean(0), draws.std(0, ddof=1), lower, upper, (draws > 0).mean(0)
+
+
+def check_interval(interval):
+    """``interval`` if it is ``"hdi"`` or ``"quantile"``, else a ValueError that says so."""
+    if interval not in INTERVALS:
+        raise ValueError(
+            f"`interval` must be 'hdi' (highest-density) or 'quantile' (equal-tailed); got "
+            f"{interval!r}."
+        )
+    return interval
+
+
+def by_labels(X, by, estimator):
+    """Split ``by`` (a column label of a DataFrame X, or one label per row) into the labels,
+    their name, and X without that column when the model does not take it.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from skimpact.summaries import by_labels
+    >>> X = pd.DataFrame({"x": [1.0, 2.0], "g": ["a", "b"]})
+    >>> labels, name, rest = by_labels(X, "g", None)
+    >>> labels.tolist(), name, list(rest.columns)
+    (['a', 'b'], 'g', ['x'])
+    """
+    if by is None:
+        return None, "group", X
+    if isinstance(X, pd.DataFrame) and isinstance(by, str):
+        if by not in X.columns:
+            raise KeyError(
+                f"`by={by!r}` is neither a column of X nor one label per row; X has columns "
+                f"{list(X.columns)}."
+            )
+        labels = X[by].to_numpy()
+        if by not in model_columns(estimator):
+            X = X.drop(columns=[by])
+        return labels, by, X
+    name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
+    return np.asarray(by), name, X
+
+
+def model_columns(estimator):
+    """Columns of X that ``estimator`` takes (features and ``inputs=`` columns), or every
+    column when it was fitted without names."""
+    if estimator is None:
+        return ()
+    names = list(getattr(estimator, "feature_names_in_", []))
+    last = estimator[-1] if hasattr(estimator, "steps") else estimator
+    return names + list(getattr(last, "input_names_", ()))
+
+
+def outcome_labels(pred, kind):
+    """How to name the outcome's dims in an effect of ``kind``: the classes for
+    ``kind="probs"`` of a classifier, else as the output schema names them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact import ImpactRegressor
+    >>> from skimpact.summaries import outcome_labels
+    >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
+    >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
+    >>> outcome_labels(est.predictor_, "mean").row_dim
+    'obs'
+    """
+    site = pred.info.outcome_site
+    probs = kind == "probs" and pred.classes is not None
+    return Labels(pred.info.row_dim, [], site_plates=pred.info.site_plates,
+                  trailing={site: ("class",)} if probs else None,
+                  dim_coords={"class": pred.classes} if probs else None)
