@@ -178,7 +178,7 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
     >>> import numpy as np
     >>> from skimpact import ImpactRegressor
     >>> from skimpact.blockwise import stream_effect
-    >>> from skimpact.summaries import EffectSummarySink
+    >>> from skimpact.effect_summaries import EffectSummarySink
     >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
     >>> est = ImpactRegressor(num_steps=500, num_samples=50, random_state=0).fit(X, y)
     >>> sink, _ = stream_effect(est, X, {0: X[:, 0] + 1.0}, kind="mean",

@@ -44,7 +44,7 @@ from .interventions import describe
 from .propagation import check_semantics
 from .scenarios import effect_request, final_estimator, fitted_scenario
 from .schema import Labels, effect_tree, predictive_tree
-from .summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
+from .effect_summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
 
 __all__ = [
     "counterfactual_predict",

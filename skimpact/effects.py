@@ -22,7 +22,7 @@ from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_
 from .interventions import describe
 from .dask_dispatch import accepts_dask
 from .scenarios import effect_request, final_estimator, fitted_scenario
-from .summaries import summary_stats
+from .effect_summaries import summary_stats
 from .schema import (
     PREDICTIVE_GROUPS, Labels, effect_tree, effect_tree_of, predictive_group, predictive_tree,
 )

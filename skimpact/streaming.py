@@ -3,7 +3,7 @@
 :func:`effect_summary` summarises an effect over any number of rows with neither scenario
 stored: :func:`stream_effect` (from :mod:`skimpact.blockwise`) predicts both scenarios one
 block of rows at a time with common random numbers, and an :class:`EffectSummarySink` (from
-:mod:`skimpact.summaries`) keeps per-draw sums of their differences, never the draws. Its
+:mod:`skimpact.effect_summaries`) keeps per-draw sums of their differences, never the draws. Its
 numbers equal :func:`skimpact.summarize_effect` of :func:`skimpact.effect` for the same
 ``random_state``. The pieces are importable from here too.
 """
@@ -15,7 +15,7 @@ from .blockwise import Plan, plan_prediction, stream_effect
 from .dask_dispatch import accepts_dask
 from .heterogeneity import warn_constant_effect
 from .scenarios import effect_request
-from .summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
+from .effect_summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
 
 __all__ = ["EffectSummarySink", "Plan", "effect_summary", "plan_prediction", "stream_effect"]
 

@@ -11,7 +11,7 @@ from skimpact import ConstantEffectWarning, ImpactRegressor, effect, summarize_e
 from skimpact.blockwise import stream_effect
 from skimpact.scenarios import fitted_scenario
 from skimpact.streaming import effect_summary
-from skimpact.summaries import EffectSummarySink
+from skimpact.effect_summaries import EffectSummarySink
 
 SVI = dict(inference="svi", num_steps=150, num_samples=40, random_state=0)
 

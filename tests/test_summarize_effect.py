@@ -67,7 +67,7 @@ def test_share_of_rows_credibly_positive_has_the_known_value():
     # about 0.5, so at prob=0.4 every row counts
     assert summarize_effect(tree, prob=0.4).loc["ATE", "credibly_positive"] == 1.0
 
-    from skimpact.summaries import EffectSummarySink
+    from skimpact.effect_summaries import EffectSummarySink
 
     sink = EffectSummarySink("y", by=groups)
     flat = draws[0]

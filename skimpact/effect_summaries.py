@@ -60,7 +60,7 @@ class EffectSummarySink:
     Examples
     --------
     >>> import numpy as np
-    >>> from skimpact.summaries import EffectSummarySink
+    >>> from skimpact.effect_summaries import EffectSummarySink
     >>> draws = np.random.default_rng(0).normal(2.0, 0.1, size=(400, 6))
     >>> sink = EffectSummarySink("y", by=["a", "a", "b", "b", "b", "a"])
     >>> sink.allocate({"y": draws.shape}, {"y": draws.dtype}, row_axes={"y": -1})
@@ -225,7 +225,7 @@ def summary_stats(draws, prob, interval="hdi"):
     Examples
     --------
     >>> import numpy as np
-    >>> from skimpact.summaries import summary_stats
+    >>> from skimpact.effect_summaries import summary_stats
     >>> mean, sd, lo, hi, pos = summary_stats(np.arange(100.0)[:, None], 0.9, "quantile")
     >>> [round(float(v[0]), 2) for v in (mean, lo, hi, pos)]
     [49.5, 4.95, 94.05, 0.99]
@@ -255,7 +255,7 @@ def by_labels(X, by, estimator):
     Examples
     --------
     >>> import pandas as pd
-    >>> from skimpact.summaries import by_labels
+    >>> from skimpact.effect_summaries import by_labels
     >>> X = pd.DataFrame({"x": [1.0, 2.0], "g": ["a", "b"]})
     >>> labels, name, rest = by_labels(X, "g", None)
     >>> labels.tolist(), name, list(rest.columns)
@@ -295,7 +295,7 @@ def outcome_labels(pred, kind):
     --------
     >>> import numpy as np
     >>> from skimpact import ImpactRegressor
-    >>> from skimpact.summaries import outcome_labels
+    >>> from skimpact.effect_summaries import outcome_labels
     >>> X = np.linspace(-1, 1, 40)[:, None]; y = 2 * X[:, 0]
     >>> est = ImpactRegressor(num_steps=100, num_samples=10, random_state=0).fit(X, y)
     >>> outcome_labels(est.predictor_, "mean").row_dim
