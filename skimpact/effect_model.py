@@ -92,6 +92,8 @@ class EffectModel(Model):
         ps_loc, ps_scale = _loc_scale(pi[:, None], w)
         y_loc, y_scale = _loc_scale(np.where(w > 0, y, 0.0)[:, None], w)
         t_unit = 1.0 if binary else float(_loc_scale(T[:, None], w)[1][0])
+        Z_mu = np.column_stack([Z, (pi - ps_loc[0]) / ps_scale[0]])
+        index_loc, knots = _index_start(Z_mu, T, (y - y_loc[0]) / y_scale[0], w)
         rng = np.random.default_rng(hp["seed"])
         inputs = {
             "x_loc": x_loc, "x_scale": x_scale, "t_mask": mask, "t_unit": t_unit,
@@ -102,6 +104,7 @@ class EffectModel(Model):
             "phase_mu": rng.uniform(0, 2 * np.pi, hp["mu_features"]),
             "omega_tau": rng.normal(size=(p, hp["tau_features"])),
             "phase_tau": rng.uniform(0, 2 * np.pi, hp["tau_features"]),
+            "index_loc": index_loc, "index_knots": knots,
         }
         return {k: jnp.asarray(v, dtype=jnp.float32) for k, v in inputs.items()}
 
@@ -186,7 +189,7 @@ def effect_model_factory(treatment, mu_features=50, tau_features=50, mu_scale=1.
 
     def model(X, y=None, *, x_loc, x_scale, t_mask, t_unit, y_loc, y_scale, ps_coef,
               ps_intercept, ps_binary, ps_loc, ps_scale, omega_mu, phase_mu, omega_tau,
-              phase_tau):
+              phase_tau, index_loc, index_knots):
         n = X.shape[0]
         T = X @ t_mask
         Z = (X - x_loc) / x_scale * (1.0 - t_mask)
@@ -194,7 +197,7 @@ def effect_model_factory(treatment, mu_features=50, tau_features=50, mu_scale=1.
         pi = jnp.where(ps_binary > 0, jax.nn.sigmoid(score), score)
         Z_mu = jnp.concatenate([Z, ((pi - ps_loc) / ps_scale)[:, None]], axis=1)
         f_mu = _function("mu", Z_mu, omega_mu, phase_mu, 1.0, mu_scale, lengthscale_prior)
-        f_mu = f_mu + _single_index("mu", Z_mu, mu_scale)
+        f_mu = f_mu + _single_index("mu", Z_mu, mu_scale, index_loc, index_knots)
         f_tau = _function("tau", Z, omega_tau, phase_tau, 1.0, tau_scale, lengthscale_prior)
         # effects that scale with the prognosis: tau may follow mu itself
         prognostic = numpyro.sample("tau_prognostic", dist.Normal(0.0, tau_scale))
@@ -226,20 +229,19 @@ def _function(name, Z, omega, phase, mean_scale, scale, lengthscale_prior):
     return intercept + linear_scale * (Z @ beta) + amplitude * (features @ weights)
 
 
-def _single_index(name, Z, scale, n_frequencies=8):
+def _single_index(name, Z, scale, loc, knots, n_frequencies=8):
     """``g(Z @ direction)``: a smooth function of one learned direction of the covariates,
     from sines and cosines of growing frequency (damped as 1 / frequency) and softplus
     hinges at knots along the direction (which keep rising beyond the data, as an
     exponential does, where the sines turn back)."""
     d = Z.shape[1]
     with numpyro.plate(f"{name}_covariate", d):
-        direction = numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
+        direction = loc + numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
     amplitude = numpyro.sample(f"{name}_index_amplitude", dist.HalfNormal(scale))
     with numpyro.plate(f"{name}_index_feature", 3 * n_frequencies):
         weights = numpyro.sample(f"{name}_index_weights", dist.Normal(0.0, 1.0))
     freq = jnp.arange(1, n_frequencies + 1) / 4.0
     index = (Z @ direction / jnp.sqrt(d))[:, None]
-    knots = jnp.linspace(-2.0, 2.0, n_frequencies)
     basis = jnp.concatenate([jnp.cos(index * freq), jnp.sin(index * freq),
                              jax.nn.softplus(index - knots) - jax.nn.softplus(-knots)], axis=1)
     damping = 4.0 * jnp.sqrt(n_frequencies) * jnp.concatenate(
@@ -287,6 +289,22 @@ def _propensity(C, T, w, binary, penalty):
         return np.zeros(C.shape[1]), 0.0
     fit = Ridge(alpha=1.0 / penalty).fit(C[keep], T[keep], sample_weight=w[keep])
     return fit.coef_, float(fit.intercept_)
+
+
+def _index_start(Z, T, y, w, n_knots=8):
+    """Least-squares direction of y on Z (T adjusted for), scaled so that
+    ``Z @ loc / sqrt(d)`` has sd 1, and knots spanning that index over the data."""
+    keep = w > 0
+    d = Z.shape[1]
+    A = np.column_stack([np.ones(n := keep.sum()), T[keep], Z[keep]])
+    coef = np.linalg.solve(A.T @ A + 1e-3 * n * np.eye(A.shape[1]), A.T @ y[keep])[2:]
+    index = Z[keep] @ coef
+    sd = index.std()
+    if not sd > 0:
+        return np.zeros(d), np.linspace(-2.0, 2.0, n_knots)
+    loc = coef * np.sqrt(d) / sd
+    index = (index - index.mean()) / sd
+    return loc, np.linspace(index.min(), index.max(), n_knots)
 
 
 def _loc_scale(X, w):
