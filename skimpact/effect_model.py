@@ -10,17 +10,20 @@ random Fourier features of a squared-exponential Gaussian process with one inver
 scale per covariate (ARD: a covariate that does not matter gets a scale near zero). ``mu``
 adds a single-index term, a smooth function of one learned direction of the covariates: an
 outcome that rises steeply along one combination of many covariates (an exponential of a
-linear score, say) is what random features in many dimensions follow worst. ``tau``
-adds ``gamma * mu(x)``, an effect that scales with the prognosis (an outcome that the
-treatment multiplies, or replaces by a surface of its own: then ``gamma`` is -1 and the
-treated arm needs none of ``mu``'s shape). ``tau`` has its own, smaller prior scales, so
-the effect is shrunk towards a common value unless the data say otherwise, and ``mu`` also
-sees the estimated propensity ``pi_hat(x)`` (a
-logistic regression of a binary treatment on the covariates, a ridge regression for a
-continuous one), which guards the effect against regularisation-induced confounding.
+linear score, say) is what random features in many dimensions follow worst. The
+direction's prior is centred at the least-squares direction of ``y`` on the covariates
+(which points along the score when ``y`` is a monotone function of it), and the knots of
+its hinges span that index over the data, so SVI starts from a fit rather than from no
+index at all. ``tau`` adds ``gamma * mu(x)``, an effect that scales with the prognosis
+(an outcome that the treatment multiplies, or replaces by a surface of its own: then
+``gamma`` is -1 and the treated arm needs none of ``mu``'s shape). ``tau`` has its own,
+smaller prior scales, so the effect is shrunk towards a common value unless the data say
+otherwise, and ``mu`` also sees the estimated propensity ``pi_hat(x)`` (a logistic
+regression of a binary treatment on the covariates, a ridge regression for a continuous
+one), which guards the effect against regularisation-induced confounding.
 
-The data-dependent parts (column scales, the propensity model's coefficients and the random
-frequencies) are computed at ``fit`` by :meth:`EffectModel.fit_inputs` and enter the model
+The data-dependent parts (column scales, the propensity model's coefficients, the random
+frequencies and the single index's starting direction and knots) are computed at ``fit`` by :meth:`EffectModel.fit_inputs` and enter the model
 as fixed keyword inputs, so ``pi_hat`` is recomputed for any new rows inside the model and
 an intervention on the treatment column leaves it unchanged.
 """
@@ -118,7 +121,8 @@ def effect_model(treatment, *, mu_features=50, tau_features=50, mu_scale=1.0,
     estimated propensity ``pi_hat(x)``, ``tau`` the effect of one unit of the treatment
     ``T``. Both are an intercept, a linear term and ``*_features`` random Fourier features
     of a Gaussian process with one inverse length scale per covariate; ``mu`` also has a
-    smooth function of one learned direction of the covariates (a single index), and
+    smooth function of one learned direction of the covariates (a single index, its prior
+    centred at the least-squares direction of ``y``), and
     ``tau`` a term ``tau_prognostic * mu(x)``, an effect proportional to the prognosis. ``tau`` has
     the smaller prior scales, so effects are shrunk towards their average unless the data
     show them varying. Works on the data's scale (covariates and outcome standardised at fit),
@@ -230,22 +234,23 @@ def _function(name, Z, omega, phase, mean_scale, scale, lengthscale_prior):
 
 
 def _single_index(name, Z, scale, loc, knots, n_frequencies=8):
-    """``g(Z @ direction)``: a smooth function of one learned direction of the covariates,
-    from sines and cosines of growing frequency (damped as 1 / frequency) and softplus
-    hinges at knots along the direction (which keep rising beyond the data, as an
-    exponential does, where the sines turn back)."""
+    """``g(Z @ direction)``: a smooth function of one learned direction of the covariates
+    (``loc`` plus an order-one deviation), from sines and cosines of growing frequency
+    (damped as 1 / frequency) and softplus hinges at ``knots`` along the direction (which
+    keep rising beyond the data, as an exponential does, where the sines turn back)."""
     d = Z.shape[1]
     with numpyro.plate(f"{name}_covariate", d):
         direction = loc + numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
     amplitude = numpyro.sample(f"{name}_index_amplitude", dist.HalfNormal(scale))
-    with numpyro.plate(f"{name}_index_feature", 3 * n_frequencies):
+    n_knots = knots.shape[0]
+    with numpyro.plate(f"{name}_index_feature", 2 * n_frequencies + n_knots):
         weights = numpyro.sample(f"{name}_index_weights", dist.Normal(0.0, 1.0))
     freq = jnp.arange(1, n_frequencies + 1) / 4.0
     index = (Z @ direction / jnp.sqrt(d))[:, None]
     basis = jnp.concatenate([jnp.cos(index * freq), jnp.sin(index * freq),
                              jax.nn.softplus(index - knots) - jax.nn.softplus(-knots)], axis=1)
-    damping = 4.0 * jnp.sqrt(n_frequencies) * jnp.concatenate(
-        [freq, freq, jnp.full_like(freq, 0.25)])
+    damping = jnp.concatenate([4.0 * jnp.sqrt(n_frequencies) * jnp.concatenate([freq, freq]),
+                               jnp.full(n_knots, jnp.sqrt(n_knots))])
     return amplitude * (basis @ (weights / damping))
 
 
@@ -292,19 +297,24 @@ def _propensity(C, T, w, binary, penalty):
 
 
 def _index_start(Z, T, y, w, n_knots=8):
-    """Least-squares direction of y on Z (T adjusted for), scaled so that
-    ``Z @ loc / sqrt(d)`` has sd 1, and knots spanning that index over the data."""
+    """Where the single index starts: the weighted least-squares coefficients of ``y`` on
+    ``Z`` (with an intercept and ``T``, a small ridge), scaled so that ``Z @ loc /
+    sqrt(d)`` has sd 1 over the data, and ``n_knots`` knots spanning that index.
+
+    For an outcome that is a monotone function of one linear score, the least-squares
+    coefficients point along the score (Brillinger 1983): the index starts near it."""
     keep = w > 0
     d = Z.shape[1]
-    A = np.column_stack([np.ones(n := keep.sum()), T[keep], Z[keep]])
-    coef = np.linalg.solve(A.T @ A + 1e-3 * n * np.eye(A.shape[1]), A.T @ y[keep])[2:]
+    A = np.column_stack([np.ones(keep.sum()), T[keep], Z[keep]])
+    Aw = A * w[keep, None]
+    ridge = 1e-3 * w[keep].sum() * np.eye(A.shape[1])
+    coef = np.linalg.solve(A.T @ Aw + ridge, Aw.T @ y[keep])[2:]
     index = Z[keep] @ coef
-    sd = index.std()
-    if not sd > 0:
+    sd = np.sqrt(w[keep] @ (index - w[keep] @ index / w[keep].sum()) ** 2 / w[keep].sum())
+    if not sd > 1e-12:  # y does not move with Z: no direction to start from
         return np.zeros(d), np.linspace(-2.0, 2.0, n_knots)
-    loc = coef * np.sqrt(d) / sd
-    index = (index - index.mean()) / sd
-    return loc, np.linspace(index.min(), index.max(), n_knots)
+    index = index / sd
+    return coef * np.sqrt(d) / sd, np.linspace(index.min(), index.max(), n_knots)
 
 
 def _loc_scale(X, w):
