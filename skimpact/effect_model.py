@@ -23,9 +23,10 @@ regression of a binary treatment on the covariates, a ridge regression for a con
 one), which guards the effect against regularisation-induced confounding.
 
 The data-dependent parts (column scales, the propensity model's coefficients, the random
-frequencies and the single index's starting direction and knots) are computed at ``fit`` by :meth:`EffectModel.fit_inputs` and enter the model
-as fixed keyword inputs, so ``pi_hat`` is recomputed for any new rows inside the model and
-an intervention on the treatment column leaves it unchanged.
+frequencies and the single index's starting direction and knots) are computed at ``fit``
+by :meth:`EffectModel.fit_inputs` and enter the model as fixed keyword inputs, so
+``pi_hat`` is recomputed for any new rows inside the model and an intervention on the
+treatment column leaves it unchanged.
 """
 
 import jax
@@ -41,7 +42,8 @@ __all__ = ["EffectModel", "effect_model", "effect_model_factory"]
 
 class EffectModel(Model):
     """A :class:`~skimpact.Model` of :func:`effect_model_factory` that computes its data
-    inputs (scales, propensity coefficients, random frequencies) from the training data.
+    inputs (scales, propensity coefficients, random frequencies, the single index's start
+    and knots) from the training data.
 
     Build it with :func:`effect_model`.
     """
