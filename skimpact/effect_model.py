@@ -10,19 +10,23 @@ random Fourier features of a squared-exponential Gaussian process with one inver
 scale per covariate (ARD: a covariate that does not matter gets a scale near zero). ``mu``
 adds a single-index term, a smooth function of one learned direction of the covariates: an
 outcome that rises steeply along one combination of many covariates (an exponential of a
-linear score, say) is what random features in many dimensions follow worst. ``tau``
-adds ``gamma * mu(x)``, an effect that scales with the prognosis (an outcome that the
-treatment multiplies, or replaces by a surface of its own: then ``gamma`` is -1 and the
-treated arm needs none of ``mu``'s shape). ``tau`` has its own, smaller prior scales, so
-the effect is shrunk towards a common value unless the data say otherwise, and ``mu`` also
-sees the estimated propensity ``pi_hat(x)`` (a
-logistic regression of a binary treatment on the covariates, a ridge regression for a
-continuous one), which guards the effect against regularisation-induced confounding.
+linear score, say) is what random features in many dimensions follow worst. The
+direction's prior is centred at the least-squares direction of ``y`` on the covariates
+(which points along the score when ``y`` is a monotone function of it), and the knots of
+its hinges span that index over the data, so SVI starts from a fit rather than from no
+index at all. ``tau`` adds ``gamma * mu(x)``, an effect that scales with the prognosis
+(an outcome that the treatment multiplies, or replaces by a surface of its own: then
+``gamma`` is -1 and the treated arm needs none of ``mu``'s shape). ``tau`` has its own,
+smaller prior scales, so the effect is shrunk towards a common value unless the data say
+otherwise, and ``mu`` also sees the estimated propensity ``pi_hat(x)`` (a logistic
+regression of a binary treatment on the covariates, a ridge regression for a continuous
+one), which guards the effect against regularisation-induced confounding.
 
-The data-dependent parts (column scales, the propensity model's coefficients and the random
-frequencies) are computed at ``fit`` by :meth:`EffectModel.fit_inputs` and enter the model
-as fixed keyword inputs, so ``pi_hat`` is recomputed for any new rows inside the model and
-an intervention on the treatment column leaves it unchanged.
+The data-dependent parts (column scales, the propensity model's coefficients, the random
+frequencies and the single index's starting direction and knots) are computed at ``fit``
+by :meth:`EffectModel.fit_inputs` and enter the model as fixed keyword inputs, so
+``pi_hat`` is recomputed for any new rows inside the model and an intervention on the
+treatment column leaves it unchanged.
 """
 
 import jax
@@ -38,7 +42,8 @@ __all__ = ["EffectModel", "effect_model", "effect_model_factory"]
 
 class EffectModel(Model):
     """A :class:`~skimpact.Model` of :func:`effect_model_factory` that computes its data
-    inputs (scales, propensity coefficients, random frequencies) from the training data.
+    inputs (scales, propensity coefficients, random frequencies, the single index's start
+    and knots) from the training data.
 
     Build it with :func:`effect_model`.
     """
@@ -92,6 +97,8 @@ class EffectModel(Model):
         ps_loc, ps_scale = _loc_scale(pi[:, None], w)
         y_loc, y_scale = _loc_scale(np.where(w > 0, y, 0.0)[:, None], w)
         t_unit = 1.0 if binary else float(_loc_scale(T[:, None], w)[1][0])
+        Z_mu = np.column_stack([Z, (pi - ps_loc[0]) / ps_scale[0]])
+        index_loc, knots = _index_start(Z_mu, T, (y - y_loc[0]) / y_scale[0], w)
         rng = np.random.default_rng(hp["seed"])
         inputs = {
             "x_loc": x_loc, "x_scale": x_scale, "t_mask": mask, "t_unit": t_unit,
@@ -102,6 +109,7 @@ class EffectModel(Model):
             "phase_mu": rng.uniform(0, 2 * np.pi, hp["mu_features"]),
             "omega_tau": rng.normal(size=(p, hp["tau_features"])),
             "phase_tau": rng.uniform(0, 2 * np.pi, hp["tau_features"]),
+            "index_loc": index_loc, "index_knots": knots,
         }
         return {k: jnp.asarray(v, dtype=jnp.float32) for k, v in inputs.items()}
 
@@ -115,7 +123,8 @@ def effect_model(treatment, *, mu_features=50, tau_features=50, mu_scale=1.0,
     estimated propensity ``pi_hat(x)``, ``tau`` the effect of one unit of the treatment
     ``T``. Both are an intercept, a linear term and ``*_features`` random Fourier features
     of a Gaussian process with one inverse length scale per covariate; ``mu`` also has a
-    smooth function of one learned direction of the covariates (a single index), and
+    smooth function of one learned direction of the covariates (a single index, its prior
+    centred at the least-squares direction of ``y``), and
     ``tau`` a term ``tau_prognostic * mu(x)``, an effect proportional to the prognosis. ``tau`` has
     the smaller prior scales, so effects are shrunk towards their average unless the data
     show them varying. Works on the data's scale (covariates and outcome standardised at fit),
@@ -186,7 +195,7 @@ def effect_model_factory(treatment, mu_features=50, tau_features=50, mu_scale=1.
 
     def model(X, y=None, *, x_loc, x_scale, t_mask, t_unit, y_loc, y_scale, ps_coef,
               ps_intercept, ps_binary, ps_loc, ps_scale, omega_mu, phase_mu, omega_tau,
-              phase_tau):
+              phase_tau, index_loc, index_knots):
         n = X.shape[0]
         T = X @ t_mask
         Z = (X - x_loc) / x_scale * (1.0 - t_mask)
@@ -194,7 +203,7 @@ def effect_model_factory(treatment, mu_features=50, tau_features=50, mu_scale=1.
         pi = jnp.where(ps_binary > 0, jax.nn.sigmoid(score), score)
         Z_mu = jnp.concatenate([Z, ((pi - ps_loc) / ps_scale)[:, None]], axis=1)
         f_mu = _function("mu", Z_mu, omega_mu, phase_mu, 1.0, mu_scale, lengthscale_prior)
-        f_mu = f_mu + _single_index("mu", Z_mu, mu_scale)
+        f_mu = f_mu + _single_index("mu", Z_mu, mu_scale, index_loc, index_knots)
         f_tau = _function("tau", Z, omega_tau, phase_tau, 1.0, tau_scale, lengthscale_prior)
         # effects that scale with the prognosis: tau may follow mu itself
         prognostic = numpyro.sample("tau_prognostic", dist.Normal(0.0, tau_scale))
@@ -226,24 +235,24 @@ def _function(name, Z, omega, phase, mean_scale, scale, lengthscale_prior):
     return intercept + linear_scale * (Z @ beta) + amplitude * (features @ weights)
 
 
-def _single_index(name, Z, scale, n_frequencies=8):
-    """``g(Z @ direction)``: a smooth function of one learned direction of the covariates,
-    from sines and cosines of growing frequency (damped as 1 / frequency) and softplus
-    hinges at knots along the direction (which keep rising beyond the data, as an
-    exponential does, where the sines turn back)."""
+def _single_index(name, Z, scale, loc, knots, n_frequencies=8):
+    """``g(Z @ direction)``: a smooth function of one learned direction of the covariates
+    (``loc`` plus an order-one deviation), from sines and cosines of growing frequency
+    (damped as 1 / frequency) and softplus hinges at ``knots`` along the direction (which
+    keep rising beyond the data, as an exponential does, where the sines turn back)."""
     d = Z.shape[1]
     with numpyro.plate(f"{name}_covariate", d):
-        direction = numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
+        direction = loc + numpyro.sample(f"{name}_direction", dist.Normal(0.0, 1.0))
     amplitude = numpyro.sample(f"{name}_index_amplitude", dist.HalfNormal(scale))
-    with numpyro.plate(f"{name}_index_feature", 3 * n_frequencies):
+    n_knots = knots.shape[0]
+    with numpyro.plate(f"{name}_index_feature", 2 * n_frequencies + n_knots):
         weights = numpyro.sample(f"{name}_index_weights", dist.Normal(0.0, 1.0))
     freq = jnp.arange(1, n_frequencies + 1) / 4.0
     index = (Z @ direction / jnp.sqrt(d))[:, None]
-    knots = jnp.linspace(-2.0, 2.0, n_frequencies)
     basis = jnp.concatenate([jnp.cos(index * freq), jnp.sin(index * freq),
                              jax.nn.softplus(index - knots) - jax.nn.softplus(-knots)], axis=1)
-    damping = 4.0 * jnp.sqrt(n_frequencies) * jnp.concatenate(
-        [freq, freq, jnp.full_like(freq, 0.25)])
+    damping = jnp.concatenate([4.0 * jnp.sqrt(n_frequencies) * jnp.concatenate([freq, freq]),
+                               jnp.full(n_knots, jnp.sqrt(n_knots))])
     return amplitude * (basis @ (weights / damping))
 
 
@@ -287,6 +296,27 @@ def _propensity(C, T, w, binary, penalty):
         return np.zeros(C.shape[1]), 0.0
     fit = Ridge(alpha=1.0 / penalty).fit(C[keep], T[keep], sample_weight=w[keep])
     return fit.coef_, float(fit.intercept_)
+
+
+def _index_start(Z, T, y, w, n_knots=8):
+    """Where the single index starts: the weighted least-squares coefficients of ``y`` on
+    ``Z`` (with an intercept and ``T``, a small ridge), scaled so that ``Z @ loc /
+    sqrt(d)`` has sd 1 over the data, and ``n_knots`` knots spanning that index.
+
+    For an outcome that is a monotone function of one linear score, the least-squares
+    coefficients point along the score (Brillinger 1983): the index starts near it."""
+    keep = w > 0
+    d = Z.shape[1]
+    A = np.column_stack([np.ones(keep.sum()), T[keep], Z[keep]])
+    Aw = A * w[keep, None]
+    ridge = 1e-3 * w[keep].sum() * np.eye(A.shape[1])
+    coef = np.linalg.solve(A.T @ Aw + ridge, Aw.T @ y[keep])[2:]
+    index = Z[keep] @ coef
+    sd = np.sqrt(w[keep] @ (index - w[keep] @ index / w[keep].sum()) ** 2 / w[keep].sum())
+    if not sd > 1e-12:  # y does not move with Z: no direction to start from
+        return np.zeros(d), np.linspace(-2.0, 2.0, n_knots)
+    index = index / sd
+    return coef * np.sqrt(d) / sd, np.linspace(index.min(), index.max(), n_knots)
 
 
 def _loc_scale(X, w):

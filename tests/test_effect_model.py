@@ -85,3 +85,36 @@ def test_hyperparameters_clone_pickle_and_refusals(binary):
         ImpactRegressor(effect_model("T"), **SVI).fit(X.to_numpy(), y)
     with pytest.raises(ValueError, match=r"position in 0\.\.2; got 5"):
         ImpactRegressor(effect_model(5), **SVI).fit(X.to_numpy(), y)
+
+
+def test_single_index_starts_along_the_score_of_a_steep_prognosis():
+    """A control outcome that is an exponential of one linear score of many covariates (as
+    in IHDP's response surface B) is followed by the single index of ``mu``: its direction
+    starts at the least-squares one, which points along the score, and its knots span the
+    data. Rows of weight zero (y unobserved, NaN) are left out."""
+    rng = np.random.default_rng(4)
+    n, p = 400, 12
+    x = rng.normal(size=(n, p))
+    beta = np.where(np.arange(p) < 6, 0.3, 0.0)
+    score = x @ beta
+    t = rng.binomial(1, 1 / (1 + np.exp(-x[:, 0]))).astype(float)
+    y = np.exp(score) + (score - np.exp(score)) * t + rng.normal(0, 0.1, n)
+    X = np.column_stack([t, x])
+    weights = np.ones(n)
+    weights[:10], y[:10] = 0.0, np.nan
+    inputs = effect_model(0).fit_inputs(X, y, weights)
+    loc = np.asarray(inputs["index_loc"], dtype=float)
+    assert loc[0] == 0.0 and np.all(np.isfinite(loc))  # the treatment is no covariate
+    along = loc[1:p + 1] / np.asarray(inputs["x_scale"])[1:]  # per unit of raw x
+    cosine = along @ beta / np.linalg.norm(along) / np.linalg.norm(beta)
+    assert cosine > 0.98
+    # the index Z @ loc / sqrt(d) starts with sd 1, and the knots run from its min to max
+    Z = (X[10:] - np.asarray(inputs["x_loc"])) / np.asarray(inputs["x_scale"])
+    Z[:, 0] = 0.0
+    pi = 1 / (1 + np.exp(-(Z @ np.asarray(inputs["ps_coef"]) + float(inputs["ps_intercept"]))))
+    Z_mu = np.column_stack([Z, (pi - float(inputs["ps_loc"])) / float(inputs["ps_scale"])])
+    index = Z_mu @ loc / np.sqrt(Z_mu.shape[1])
+    knots = np.asarray(inputs["index_knots"])
+    np.testing.assert_allclose(index.std(), 1.0, rtol=1e-3)
+    np.testing.assert_allclose([knots[0], knots[-1]], [index.min(), index.max()], rtol=1e-3)
+    assert np.all(np.diff(knots) > 0)
