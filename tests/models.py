@@ -18,6 +18,18 @@ def linear(prior_scale=1.0):
     return model
 
 
+def slopes(prior_scale=1.0):
+    """Factory of the linear model without intercept: y ~ Normal(X b, sigma)."""
+
+    def model(X, y=None):
+        b = numpyro.sample("b", dist.Normal(0, prior_scale).expand([X.shape[1]]).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+
+    return model
+
+
 def linear_with_input(X, y=None, C=None):
     """A bare model with an extra keyword input ``C`` (one value per row)."""
     b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))

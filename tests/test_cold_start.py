@@ -9,8 +9,6 @@ import textwrap
 
 import jax
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import numpyro.infer.autoguide as autoguide
 import pytest
 from numpyro.infer import SVI, Trace_ELBO, init_to_median
@@ -21,6 +19,8 @@ from sklearn.base import clone
 from skimpact import ImpactRegressor, Model
 from skimpact._compilation_cache import default_cache_dir, enable_compilation_cache
 from skimpact.inference import run_inference
+
+from models import slopes
 
 _EVENTS = {"compile": 0}
 
@@ -33,11 +33,7 @@ def _count(name, *args, **kwargs):
 jax.monitoring.register_event_duration_secs_listener(_count)
 
 
-def _linear(X, y=None):
-    b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
-    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
-    with numpyro.plate("obs", X.shape[0]):
-        numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+_linear = slopes()
 
 
 def _data(n, seed=0):
