@@ -71,6 +71,7 @@ def reg():
     return ImpactRegressor(**SVI, batch_size=32).fit(X, y)
 
 
+@pytest.mark.slow
 def test_point_predictions_equal_in_memory(client, reg):
     X = _new_rows()[["x", "z"]]
     ddf = _partitioned(X)
@@ -124,6 +125,7 @@ def test_summaries_equal_those_of_the_full_arrays(client, reg):
     np.testing.assert_allclose(rows.to_numpy(), want.to_numpy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_classifier_and_pipeline_equal_in_memory(client):
     X, y = _data(seed=3)
     clf = ImpactClassifier(**SVI).fit(X, np.where(y > 1, "yes", "no"))

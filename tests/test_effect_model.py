@@ -54,6 +54,7 @@ def test_propensity_and_scales_come_from_the_training_data(binary):
     assert coef[1] == 0.0 and coef[0] > 0.5 > abs(coef[2])  # T depends on x1 only
 
 
+@pytest.mark.slow
 def test_continuous_treatment_by_position():
     rng = np.random.default_rng(2)
     x = rng.normal(size=N)
