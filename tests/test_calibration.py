@@ -30,6 +30,7 @@ def result():
                             random_state=0)
 
 
+@pytest.mark.slow
 def test_table_and_summary_are_consistent(result):
     table, s = result.table, result.summary
     assert list(table.index) == [0, 1, 2, 3] and table.index.name == "simulation"
@@ -99,6 +100,7 @@ def test_effects_with_a_class_dim_are_refused():
                          n_simulations=1)
 
 
+@pytest.mark.slow
 def test_rank_plot_counts_the_ranks(result):
     import matplotlib
 

@@ -88,6 +88,7 @@ def test_point_predictions_equal_in_memory(client, reg):
     np.testing.assert_array_equal(reg.predict_quantiles(arr, [0.1, 0.5]).compute(), want)
 
 
+@pytest.mark.slow
 def test_trees_equal_in_memory_with_dask_index(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     ddf = _partitioned(X)
@@ -104,6 +105,7 @@ def test_trees_equal_in_memory_with_dask_index(client, reg, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["cf.zarr", "effect.zarr"]  # no partial store left
 
 
+@pytest.mark.slow
 def test_summaries_equal_those_of_the_full_arrays(client, reg):
     X = _new_rows()
     ddf = _partitioned(X)
@@ -143,6 +145,7 @@ def test_classifier_and_pipeline_equal_in_memory(client):
         summarize_effect(effect(pipe, new, {"z": 1.0}, {"z": 0.0}, kind="mean")), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_input_columns_travel_with_their_partition(client):
     X, y = _data(seed=4)
     X["C"] = np.random.default_rng(4).normal(size=len(X))
@@ -154,6 +157,7 @@ def test_input_columns_travel_with_their_partition(client):
             .predict(_partitioned(new[["x", "z"]]), C=new["C"].to_numpy())
 
 
+@pytest.mark.slow
 def test_empty_partitions_are_skipped(client, reg):
     X = _new_rows()[["x", "z"]]
     parts = [X.iloc[:0], X.iloc[:90], X.iloc[:0], X.iloc[90:]]  # as a filter leaves them
@@ -161,6 +165,7 @@ def test_empty_partitions_are_skipped(client, reg):
     np.testing.assert_array_equal(reg.predict(ddf).compute(), reg.predict(X))
 
 
+@pytest.mark.slow
 def test_failed_partition_leaves_nothing(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     X.iloc[120, 0] = np.nan  # in the third partition
@@ -176,6 +181,7 @@ def _die_on_marker(values):
     return values + 1.0
 
 
+@pytest.mark.slow
 def test_killed_worker_leaves_nothing(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     X.iloc[150, 1] = 1000.0  # in the third partition

@@ -116,6 +116,7 @@ def test_seed_linear_model_recovered_by_nuts(nuts_fit):
     assert nuts_fit.posterior_["sample_stats"]["diverging"].shape == (2, 300)
 
 
+@pytest.mark.slow
 def test_default_linear_model_recovers_coefficients_with_map(frame_fit):
     X, y, _ = frame_fit
     est = ImpactRegressor(inference="map", num_steps=2000, num_samples=20, random_state=0)

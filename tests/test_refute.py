@@ -39,6 +39,7 @@ def _est():
                            random_state=0)
 
 
+@pytest.mark.slow
 def test_null_effect_placebo_and_dummy_outcome_pass(data):
     result = refute(_est(), data["X"], data["null"], SHIFT,
                     methods=("placebo", "dummy_outcome"), n_refits=2, random_state=0)

@@ -184,6 +184,7 @@ def test_interrupted_zarr_run_leaves_nothing(fitted, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_minibatch_svi_recovers_coefficients():
     X, y = _data(5000, seed=3)
     est = ImpactRegressor(

@@ -81,6 +81,7 @@ def test_log_starts_and_ends_its_own_run(fitted, store):
 
 
 
+@pytest.mark.slow
 def test_example_runs(store, tmp_path):
     path = Path(__file__).resolve().parents[1] / "examples" / "mlflow_tracking.py"
     spec = importlib.util.spec_from_file_location("_example_mlflow_tracking", path)
