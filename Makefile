@@ -33,8 +33,8 @@ quickstart: $(VENV)/.core
 test: $(VENV)/.test
 	$(PY) -m pytest -n 2 --dist loadscope --durations=15
 
-# The fast tier, for the edit-test loop: tests/ without the statistical tests marked slow
-# and without the doctests of skimpact/ (`make test`, which CI runs, runs them all).
+# The fast tier, for the edit-test loop: tests/ without the tests marked slow (pyproject.toml
+# says which) and without the doctests of skimpact/; `make test`, which CI runs, runs them all.
 test-fast: $(VENV)/.test
 	$(PY) -m pytest tests -m "not slow" -n 2 --dist loadscope --durations=10
 
