@@ -26,12 +26,17 @@ $(VENV)/.docs: $(VENV)/.core
 $(VENV)/.installed: $(VENV)/.test $(VENV)/.docs
 	touch $@
 
-.PHONY: quickstart test docs
+.PHONY: quickstart test test-fast docs
 quickstart: $(VENV)/.core
 	$(PY) examples/quickstart.py
 
 test: $(VENV)/.test
 	$(PY) -m pytest -n 2 --dist loadscope --durations=15
+
+# The fast tier, for the edit-test loop: tests/ without the tests marked slow (pyproject.toml
+# says which) and without the doctests of skimpact/; `make test`, which CI runs, runs them all.
+test-fast: $(VENV)/.test
+	$(PY) -m pytest tests -m "not slow" -n 2 --dist loadscope --durations=10
 
 docs: $(VENV)/.docs
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html

@@ -1,8 +1,14 @@
 """Small NumPyro models and data used across the tests (importable, hence picklable)."""
 
+import warnings
+
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+
+from skimpact import ImpactRegressor
 
 
 def linear(prior_scale=1.0):
@@ -14,6 +20,18 @@ def linear(prior_scale=1.0):
         sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
         with numpyro.plate("obs", X.shape[0]):
             numpyro.sample("y", dist.Normal(a + X @ b, sigma), obs=y)
+
+    return model
+
+
+def slopes(prior_scale=1.0):
+    """Factory of the linear model without intercept: y ~ Normal(X b, sigma)."""
+
+    def model(X, y=None):
+        b = numpyro.sample("b", dist.Normal(0, prior_scale).expand([X.shape[1]]).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
 
     return model
 
@@ -82,6 +100,24 @@ def mediator(X, y=None, M=None):
     with numpyro.plate("obs", X.shape[0]):
         m = numpyro.sample("m", dist.Normal(alpha * X[:, 0] + X[:, 1], s_m), obs=M)
         numpyro.sample("y", dist.Normal(beta * m + gamma * X[:, 0], s), obs=y)
+
+
+def dose_age_data(n=80, seed=0):
+    """A DataFrame with columns dose and age: y = 1 + 2 dose - 0.5 age, noise sd 0.5."""
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, 2)), columns=["dose", "age"])
+    y = 1.0 + 2.0 * X["dose"].to_numpy() - 0.5 * X["age"].to_numpy() + rng.normal(0, 0.5, n)
+    return X, y
+
+
+def fit_dose_age(**params):
+    """The default model fitted to :func:`dose_age_data` with ``params``: the estimator and
+    the ConvergenceWarnings its fit raised."""
+    X, y = dose_age_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est = ImpactRegressor(random_state=0, **params).fit(X, y)
+    return est, [w for w in caught if issubclass(w.category, ConvergenceWarning)]
 
 
 def chain_data(n=200, seed=0):

@@ -63,6 +63,8 @@ from skimpact.calibration import calibrate_effect
 from skimpact.streaming import effect_summary
 from skimpact.posterior import FittedPosterior
 
+from models import payments_model
+
 pytestmark = pytest.mark.filterwarnings("error")
 
 FAST = {"inference": "svi", "guide": "AutoNormal", "num_steps": 500, "num_samples": 50, "random_state": 0}
@@ -122,12 +124,6 @@ def plain_model(X, y=None):
     a = numpyro.sample("a", dist.Normal(0.0, 5.0))
     with numpyro.plate("obs", X.shape[0]):
         numpyro.sample("y", dist.Normal(a + X @ b, 1.0), obs=y)
-
-
-def payments_model(X, payments=None):
-    b = numpyro.sample("b", dist.Normal(0.0, 2.0).expand([X.shape[1]]).to_event(1))
-    with numpyro.plate("obs", X.shape[0]):
-        numpyro.sample("payments", dist.Normal(X @ b, 1.0), obs=payments)
 
 
 def negative_scale_model(X, y=None):

@@ -30,6 +30,7 @@ def result():
                             random_state=0)
 
 
+@pytest.mark.slow
 def test_table_and_summary_are_consistent(result):
     table, s = result.table, result.summary
     assert list(table.index) == [0, 1, 2, 3] and table.index.name == "simulation"
@@ -48,6 +49,7 @@ def test_table_and_summary_are_consistent(result):
     assert 0.04 < s["mean_sd"] < 0.1 and abs(s["mean_bias_sd"]) < 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_table_and_parallel_agrees(result):
     again = calibrate_effect(ImpactRegressor(**FAST), simulate, SHIFT, BASE, n_simulations=2,
                              random_state=0, n_jobs=2)
@@ -55,6 +57,7 @@ def test_same_seed_same_table_and_parallel_agrees(result):
     pd.testing.assert_frame_equal(again.table[cols], result.table[cols].iloc[:2])
 
 
+@pytest.mark.slow
 def test_pipelines_and_classifiers_are_calibrated_through_their_seeds():
     def simulate_binary(rng):
         X = rng.normal(size=(80, 1))
@@ -97,6 +100,7 @@ def test_effects_with_a_class_dim_are_refused():
                          n_simulations=1)
 
 
+@pytest.mark.slow
 def test_rank_plot_counts_the_ranks(result):
     import matplotlib
 

@@ -49,6 +49,7 @@ def test_auto_picks_nuts_for_a_small_regression_and_records_why(auto_fit):
     assert est.effect(*_data()[:1], {0: 1.0}).attrs["inference"] == "nuts"
 
 
+@pytest.mark.slow
 def test_auto_picks_svi_with_a_full_rank_guide_when_nuts_is_too_slow(monkeypatch):
     monkeypatch.setattr(choice, "NUTS_BUDGET_SECONDS", 0.0)
     X, y = _data()
@@ -63,6 +64,7 @@ def test_auto_picks_svi_with_a_full_rank_guide_when_nuts_is_too_slow(monkeypatch
     assert est.diagnostics_["guide"] == "AutoLowRankMultivariateNormal"
 
 
+@pytest.mark.slow
 def test_explicit_settings_win():
     X, y = _data()
     svi = ImpactRegressor(inference="svi", guide="AutoNormal", **SMALL_SVI).fit(X, y)
@@ -77,6 +79,7 @@ def test_explicit_settings_win():
     assert batched.diagnostics_["inference_choice"]["reason"].startswith("fit_batch_size")
 
 
+@pytest.mark.slow
 def test_settings_only_one_method_reads_decide_auto():
     X, y = _data()
     svi = ImpactRegressor(num_steps=1500, learning_rate=0.02, num_samples=50,
@@ -141,6 +144,7 @@ def _correlated(n=400, seed=0):
     return X, X.sum(axis=1) + rng.normal(size=n)
 
 
+@pytest.mark.slow
 def test_auto_measures_nuts_and_switches_to_svi_when_trees_run_deep(monkeypatch):
     # the guess thinks every tree takes one step, so it picks NUTS for both data sets;
     # the first warm-up loop measures the steps the posterior really needs

@@ -9,8 +9,6 @@ import textwrap
 
 import jax
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import numpyro.infer.autoguide as autoguide
 import pytest
 from numpyro.infer import SVI, Trace_ELBO, init_to_median
@@ -21,6 +19,8 @@ from sklearn.base import clone
 from skimpact import ImpactRegressor, Model
 from skimpact._compilation_cache import default_cache_dir, enable_compilation_cache
 from skimpact.inference import run_inference
+
+from models import slopes
 
 _EVENTS = {"compile": 0}
 
@@ -33,11 +33,7 @@ def _count(name, *args, **kwargs):
 jax.monitoring.register_event_duration_secs_listener(_count)
 
 
-def _linear(X, y=None):
-    b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
-    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
-    with numpyro.plate("obs", X.shape[0]):
-        numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+_linear = slopes()
 
 
 def _data(n, seed=0):
@@ -51,6 +47,7 @@ def _settings(guide, steps):
             "progress_bar": False, "fit_batch_size": None}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guide", ["AutoLowRankMultivariateNormal", "AutoDelta",
                                    "AutoMultivariateNormal"])
 def test_compiled_init_equals_numpyro_eager_init(guide):
@@ -100,6 +97,7 @@ def test_the_elbo_is_trace_elbo_summed_in_site_order(guide):
     assert out["mutable_state"] == {"calls": {"n": 1.0}}
 
 
+@pytest.mark.slow
 def test_fits_leak_no_tracers_and_repeat_exactly():
     X, y = _data(64)
     est = ImpactRegressor(Model(lambda: _linear), inference="svi", num_steps=200,
@@ -135,6 +133,7 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_second_process_reads_every_program_from_the_cache(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("SKIMPACT_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR")}
@@ -222,6 +221,7 @@ _FIRST_FITS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_first_fits_compile_whole_programs_and_refits_nothing():
     # A fresh process without the cache: NumPyro's eager NUTS set-up, the model's first
     # trace and the Laplace check of a mean-field guide once compiled one program per
@@ -237,6 +237,7 @@ def test_first_fits_compile_whole_programs_and_refits_nothing():
     assert method == "svi" and first <= 4 and refit == 0
 
 
+@pytest.mark.slow
 def test_nuts_and_laplace_check_leak_no_tracers():
     X, y = _data(48)
     with jax.checking_leaks():
@@ -249,6 +250,7 @@ def test_nuts_and_laplace_check_leak_no_tracers():
     assert -1 <= svi.diagnostics_["laplace_corr"] <= 1
 
 
+@pytest.mark.slow
 def test_the_svi_chunk_schedule_changes_nothing_of_the_fit(monkeypatch):
     # The chunk lengths follow the clock; the fit must not: one compiled loop runs every
     # chunk, so a first chunk of 3 steps and then chunks of one step (each planned to last

@@ -4,7 +4,6 @@ progress bar of batched predictions."""
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import xarray as xr
 from arviz_stats.base import array_stats
@@ -24,30 +23,17 @@ from skimpact.diagnostics import (
 )
 from skimpact.tracking import diagnostic_metrics
 
-
-def _data(n=80, seed=0):
-    rng = np.random.default_rng(seed)
-    X = pd.DataFrame(rng.normal(size=(n, 2)), columns=["dose", "age"])
-    y = 1.0 + 2.0 * X["dose"].to_numpy() - 0.5 * X["age"].to_numpy() + rng.normal(0, 0.5, n)
-    return X, y
-
-
-def _fit(**params):
-    X, y = _data()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est = ImpactRegressor(random_state=0, **params).fit(X, y)
-    return est, [w for w in caught if issubclass(w.category, ConvergenceWarning)]
+from models import dose_age_data, fit_dose_age
 
 
 @pytest.fixture(scope="module")
-def svi():
-    return _fit(inference="svi", num_steps=1500, num_samples=100)
+def svi(dose_age_svi):
+    return dose_age_svi
 
 
 @pytest.fixture(scope="module")
-def nuts():
-    return _fit(inference="nuts", num_warmup=150, num_samples=150, num_chains=2)
+def nuts(dose_age_nuts):
+    return dose_age_nuts
 
 
 def test_svi_converged_fit_has_no_warning(svi):
@@ -63,7 +49,7 @@ def test_svi_converged_fit_has_no_warning(svi):
 
 
 def test_svi_too_few_steps_warns_what_to_change():
-    est, caught = _fit(inference="svi", num_steps=100, num_samples=20)
+    est, caught = fit_dose_age(inference="svi", num_steps=100, num_samples=20)
     assert len(caught) == 1
     message = str(caught[0].message)
     assert "num_steps" in message and "has not settled" in message
@@ -116,7 +102,7 @@ def test_loss_window():
 
 
 def test_tiny_learning_rate_stalls():
-    est, caught = _fit(inference="svi", num_steps=300, num_samples=20, learning_rate=1e-7)
+    est, caught = fit_dose_age(inference="svi", num_steps=300, num_samples=20, learning_rate=1e-7)
     diag = est.diagnostics_
     assert diag["elbo_problem"] == "stalled" and diag["converged"] is False
     assert diag["elbo_drop_ratio"] < 3
@@ -271,7 +257,7 @@ def test_summary_table(nuts, svi):
 
 
 def test_progress_bar_on_batched_predictions(capsys):
-    X, y = _data()
+    X, y = dose_age_data()
     params = dict(inference="svi", num_steps=200, num_samples=20, random_state=0)
     plain = ImpactRegressor(**params).fit(X, y).predict(X)
     est = ImpactRegressor(progress_bar=True, batch_size=30, **params).fit(X, y)

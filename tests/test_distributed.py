@@ -71,6 +71,7 @@ def reg():
     return ImpactRegressor(**SVI, batch_size=32).fit(X, y)
 
 
+@pytest.mark.slow
 def test_point_predictions_equal_in_memory(client, reg):
     X = _new_rows()[["x", "z"]]
     ddf = _partitioned(X)
@@ -87,6 +88,7 @@ def test_point_predictions_equal_in_memory(client, reg):
     np.testing.assert_array_equal(reg.predict_quantiles(arr, [0.1, 0.5]).compute(), want)
 
 
+@pytest.mark.slow
 def test_trees_equal_in_memory_with_dask_index(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     ddf = _partitioned(X)
@@ -103,6 +105,7 @@ def test_trees_equal_in_memory_with_dask_index(client, reg, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["cf.zarr", "effect.zarr"]  # no partial store left
 
 
+@pytest.mark.slow
 def test_summaries_equal_those_of_the_full_arrays(client, reg):
     X = _new_rows()
     ddf = _partitioned(X)
@@ -124,6 +127,7 @@ def test_summaries_equal_those_of_the_full_arrays(client, reg):
     np.testing.assert_allclose(rows.to_numpy(), want.to_numpy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_classifier_and_pipeline_equal_in_memory(client):
     X, y = _data(seed=3)
     clf = ImpactClassifier(**SVI).fit(X, np.where(y > 1, "yes", "no"))
@@ -141,6 +145,7 @@ def test_classifier_and_pipeline_equal_in_memory(client):
         summarize_effect(effect(pipe, new, {"z": 1.0}, {"z": 0.0}, kind="mean")), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_input_columns_travel_with_their_partition(client):
     X, y = _data(seed=4)
     X["C"] = np.random.default_rng(4).normal(size=len(X))
@@ -152,6 +157,7 @@ def test_input_columns_travel_with_their_partition(client):
             .predict(_partitioned(new[["x", "z"]]), C=new["C"].to_numpy())
 
 
+@pytest.mark.slow
 def test_empty_partitions_are_skipped(client, reg):
     X = _new_rows()[["x", "z"]]
     parts = [X.iloc[:0], X.iloc[:90], X.iloc[:0], X.iloc[90:]]  # as a filter leaves them
@@ -159,6 +165,7 @@ def test_empty_partitions_are_skipped(client, reg):
     np.testing.assert_array_equal(reg.predict(ddf).compute(), reg.predict(X))
 
 
+@pytest.mark.slow
 def test_failed_partition_leaves_nothing(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     X.iloc[120, 0] = np.nan  # in the third partition
@@ -174,6 +181,7 @@ def _die_on_marker(values):
     return values + 1.0
 
 
+@pytest.mark.slow
 def test_killed_worker_leaves_nothing(client, reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     X.iloc[150, 1] = 1000.0  # in the third partition

@@ -29,6 +29,7 @@ def binary():
     return X, y, tau, ImpactRegressor(effect_model("T"), **SVI).fit(X, y)
 
 
+@pytest.mark.slow
 def test_recovers_a_known_heterogeneous_effect(binary):
     X, y, tau, est = binary
     eff = effect(est, X, {"T": 1.0}, {"T": 0.0})
@@ -46,6 +47,7 @@ def test_recovers_a_known_heterogeneous_effect(binary):
     np.testing.assert_allclose(site, rows["mean"], atol=1e-3)
 
 
+@pytest.mark.slow
 def test_propensity_and_scales_come_from_the_training_data(binary):
     X, _, _, est = binary
     inputs = est.predictor_.program.scales
@@ -54,6 +56,7 @@ def test_propensity_and_scales_come_from_the_training_data(binary):
     assert coef[1] == 0.0 and coef[0] > 0.5 > abs(coef[2])  # T depends on x1 only
 
 
+@pytest.mark.slow
 def test_continuous_treatment_by_position():
     rng = np.random.default_rng(2)
     x = rng.normal(size=N)
@@ -70,6 +73,7 @@ def test_continuous_treatment_by_position():
     assert ate["hdi_lower"] <= slope.mean() <= ate["hdi_upper"]
 
 
+@pytest.mark.slow
 def test_hyperparameters_clone_pickle_and_refusals(binary):
     X, y, _, est = binary
     params = est.get_params()

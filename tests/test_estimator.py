@@ -85,6 +85,7 @@ def test_clone_is_independent_and_unfitted(svi_fit):
     assert "prior_scale=1.0" in repr(svi_fit)
 
 
+@pytest.mark.slow
 def test_grid_search_over_factory_hyperparameters(data):
     X, y = data
     est = ImpactRegressor(Model(linear, prior_scale=1.0), inference="svi", num_steps=300, num_samples=50,
@@ -115,6 +116,7 @@ def test_seed_linear_model_recovered_by_nuts(nuts_fit):
     assert nuts_fit.posterior_["sample_stats"]["diverging"].shape == (2, 300)
 
 
+@pytest.mark.slow
 def test_default_linear_model_recovers_coefficients_with_map(frame_fit):
     X, y, _ = frame_fit
     est = ImpactRegressor(inference="map", num_steps=2000, num_samples=20, random_state=0)
@@ -152,6 +154,7 @@ def test_classifier_recovers_logistic_coefficients_with_string_labels():
     assert clf.score(X, y) > 0.7
 
 
+@pytest.mark.slow
 def test_multiclass_classifier_predicts_labels():
     rng = np.random.default_rng(4)
     centers = np.array([[0, 3], [3, 0], [-3, -3]])

@@ -29,6 +29,7 @@ def confounder():
     return module, module.main(num_samples=100)
 
 
+@pytest.mark.slow
 def test_confounder_trees_are_as_documented(confounder):
     _, result = confounder
     for how in ("eager", "lazy", "mixed"):
@@ -45,6 +46,7 @@ def test_confounder_trees_are_as_documented(confounder):
         assert json.loads(tree.attrs["intervention"]) == {"z": "array of shape (100,)"}
 
 
+@pytest.mark.slow
 def test_confounder_eager_lazy_and_mixed_agree(confounder):
     module, result = confounder
     _, _, _, Z = module.simulate()
@@ -58,6 +60,7 @@ def test_confounder_eager_lazy_and_mixed_agree(confounder):
     assert set(np.unique(eager["y"].values)) <= {-1, 0, 1}
 
 
+@pytest.mark.slow
 def test_confounder_effect_of_z_is_positive(confounder):
     module, result = confounder
     X, _, C, Z = module.simulate()

@@ -66,6 +66,7 @@ def test_one_experiment_removes_the_confounding_bias_with_nuts():
     assert width < 0.5 * (observational["hdi_upper"] - observational["hdi_lower"])
 
 
+@pytest.mark.slow
 def test_an_experiment_moves_the_svi_fit_to_the_truth(small):
     X, y, experiment = small
     plain = _ate(_svi().fit(X, y), X)
@@ -79,6 +80,7 @@ def test_an_experiment_moves_the_svi_fit_to_the_truth(small):
         "alpha", "beta", "noise", "coef", "intercept", "sigma"}
 
 
+@pytest.mark.slow
 def test_experiments_are_fit_data_for_clone_and_grid_search(small):
     X, y, experiment = small
     est = _svi()
@@ -99,6 +101,7 @@ def test_an_experiment_in_a_pipeline_is_given_in_the_final_estimator_columns(sma
     assert abs(_ate(pipe, X)["mean"] - TAU) < 0.3
 
 
+@pytest.mark.slow
 def test_an_experiment_with_a_baseline():
     """An experiment's intervention and baseline are scenarios as in effect()."""
     rng = np.random.default_rng(0)
@@ -224,6 +227,7 @@ def test_grounded_predictions_are_corrected_by_the_treatment_change(confounded):
     assert bias > 2.0
 
 
+@pytest.mark.slow
 def test_an_experiment_that_agrees_narrows_the_interval_without_a_warning():
     X, _, _, rng = _hidden_confounder()
     y = 1.0 * X[:, 0] + X[:, 1] + 0.5 * rng.normal(size=len(X))  # no confounder: 1.0

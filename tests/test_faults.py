@@ -104,6 +104,7 @@ def test_chunked_svi_is_deterministic():
     np.testing.assert_array_equal(fits[0].predict(X), fits[1].predict(X))
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:r_hat above:sklearn.exceptions.ConvergenceWarning")
 def test_chunked_nuts_concatenates_draws_and_divergences():
     X, y = _data()

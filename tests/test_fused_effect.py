@@ -3,13 +3,13 @@ separate predictions with the same key, and one program is compiled, not two."""
 
 import jax
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import pytest
 
 from skimpact import ImpactRegressor, Model, counterfactual_predict, effect
 from skimpact.effects import outcome_draws
 from skimpact.predictive import memory_budget
+
+from models import slopes
 
 _COMPILES = [0]
 
@@ -22,11 +22,7 @@ def _count(name, *args, **kwargs):
 jax.monitoring.register_event_duration_secs_listener(_count)
 
 
-def _model(X, y=None):
-    b = numpyro.sample("b", dist.Normal(0, 1).expand([X.shape[1]]).to_event(1))
-    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
-    with numpyro.plate("obs", X.shape[0]):
-        numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+_model = slopes()
 
 
 @pytest.fixture(scope="module")

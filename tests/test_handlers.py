@@ -82,6 +82,7 @@ def test_return_sites_deterministic_on_every_prediction_method(fitted):
         est.sample_posterior_predictive(X, return_sites=["nope"])
 
 
+@pytest.mark.slow
 def test_missing_outcomes_masked_equals_fit_on_observed_rows():
     X, y = _data(n=80, seed=2)
     missing = np.zeros(80, bool)

@@ -102,6 +102,7 @@ def test_scorers_equal_the_metrics_on_the_estimators_draws(fitted):
     assert -neg_crps_scorer(est, X, y) == pytest.approx(0.5 / np.sqrt(np.pi), rel=0.15)
 
 
+@pytest.mark.slow
 def test_loo_ranks_the_true_model_above_a_wrong_one(fitted):
     est, X, y = fitted
     good = est.loo(X, y, pointwise=True)
@@ -113,6 +114,7 @@ def test_loo_ranks_the_true_model_above_a_wrong_one(fitted):
     assert good.elpd_i.shape == (80,) and float(good.pareto_k.max()) < 0.7
 
 
+@pytest.mark.slow
 def test_classifier_log_likelihood_uses_the_labels():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(60, 1))

@@ -101,6 +101,7 @@ def _routing_data(n=100, seed=1):
     return X, C, y
 
 
+@pytest.mark.slow
 def test_model_inputs_route_through_pipeline_and_grid_search():
     X, C, y = _routing_data()
     with sklearn.config_context(enable_metadata_routing=True):
@@ -134,6 +135,7 @@ def test_request_setters_need_routing_enabled():
 
 
 # ---------------------------------------------------------------------------- searches
+@pytest.mark.slow
 def test_grid_search_over_model_and_inference_parameters_with_probabilistic_scorers():
     X, y = _frame(n=90)
     search = GridSearchCV(
@@ -156,6 +158,7 @@ def test_grid_search_over_model_and_inference_parameters_with_probabilistic_scor
     assert res["mean_test_crps"][best] < 0 < res["mean_test_r2"][best]
 
 
+@pytest.mark.slow
 def test_randomized_search_samples_hyperparameters_and_inference_settings():
     X, y = _frame(n=90)
     search = RandomizedSearchCV(
@@ -186,6 +189,7 @@ def _cv(n_jobs=None):
     )
 
 
+@pytest.mark.slow
 def test_cross_validate_in_processes_and_on_dask_equals_sequential():
     import distributed
     import joblib
@@ -208,6 +212,7 @@ def test_cross_validate_in_processes_and_on_dask_equals_sequential():
 
 
 # ------------------------------------------------------------------------ sample_weight
+@pytest.mark.slow
 @pytest.mark.parametrize("model", [None, Model(offset_model)])
 def test_weighted_fit_equals_repeated_rows(model):
     X, C, y = _routing_data(n=40, seed=2)
@@ -232,6 +237,7 @@ def test_weighted_fit_equals_repeated_rows(model):
     assert not np.allclose(plain.predict(X, **inputs), weighted.predict(X, **inputs), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_weighted_classifier_matches_repeated_rows():
     rng = np.random.default_rng(4)
     X = rng.normal(size=(50, 2))
@@ -243,6 +249,7 @@ def test_weighted_classifier_matches_repeated_rows():
 
 
 # ----------------------------------------------------------------------------- example
+@pytest.mark.slow
 def test_pipeline_search_example_runs_and_recovers_the_price_effect(capsys):
     import pathlib
     import runpy

@@ -18,6 +18,7 @@ from skimpact.builtin_models import linear_model
 MAP = dict(inference="map", num_steps=300, num_samples=1, learning_rate=0.05, random_state=0)
 
 
+@pytest.mark.slow
 def test_saved_estimator_predicts_identically_in_a_fresh_process(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(50, 2))

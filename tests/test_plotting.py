@@ -1,7 +1,5 @@
 """Plots render headless (Agg): each is saved as a PNG of the expected size."""
 
-import warnings
-
 import matplotlib
 
 matplotlib.use("Agg")
@@ -12,37 +10,21 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from skimpact import ImpactRegressor  # noqa: E402
 from skimpact import plotting  # noqa: E402
+
+from models import dose_age_data  # noqa: E402
 
 DPI = 50
 
 
-def _data():
-    rng = np.random.default_rng(2)
-    X = pd.DataFrame({"dose": rng.normal(size=60), "age": rng.normal(size=60)})
-    y = 1.0 + 2.0 * X["dose"].to_numpy() + rng.normal(0, 0.5, 60)
-    return X, y
+@pytest.fixture(scope="module")
+def fits(dose_age_svi):
+    return (dose_age_svi[0], *dose_age_data())
 
 
 @pytest.fixture(scope="module")
-def fits():
-    X, y = _data()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        svi = ImpactRegressor(inference="svi", num_steps=300, num_samples=60,
-                             random_state=0).fit(X, y)
-    return svi, X, y
-
-
-@pytest.fixture(scope="module")
-def nuts():
-    X, y = _data()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ImpactRegressor(
-            inference="nuts", num_warmup=30, num_samples=30, num_chains=2, random_state=0
-        ).fit(X, y)
+def nuts(dose_age_nuts):
+    return dose_age_nuts[0]
 
 
 def _saved(fig, tmp_path, size=(4, 3)):
@@ -82,23 +64,23 @@ def test_plot_effect_forest_and_dist(fits, tmp_path):
 def test_plot_effect_by_feature_scatters_rows_and_bins_averages(fits, tmp_path):
     svi, X, _ = fits
     eff = svi.effect(X, {"dose": X["dose"] + 1.0}, kind="mean")
-    ax = plotting.plot_effect_by_feature(eff, X["age"], bins=6)
+    ax = plotting.plot_effect_by_feature(eff, X["age"], bins=8)
     assert ax.get_xlabel() == "age"
     draws = eff["predictions"]["y"].values.reshape(-1, len(X))
     points = ax.collections[0].get_offsets()
-    assert points.shape == (60, 2)  # one point per row, at its posterior mean
+    assert points.shape == (80, 2)  # one point per row, at its posterior mean
     np.testing.assert_allclose(points[:, 0], X["age"].to_numpy())
     np.testing.assert_allclose(points[:, 1], draws.mean(0), rtol=1e-5)
-    line = ax.lines[0]  # six bins of ten rows each: their average age and average effect
+    line = ax.lines[0]  # eight bins of ten rows each: their average age and average effect
     order = np.argsort(X["age"].to_numpy(), kind="stable")
-    blocks = order.reshape(6, 10)
+    blocks = order.reshape(8, 10)
     np.testing.assert_allclose(line.get_xdata(), X["age"].to_numpy()[blocks].mean(1))
     np.testing.assert_allclose(line.get_ydata(), draws[:, blocks].mean((0, 2)), rtol=1e-5)
     band = ax.collections[1].get_paths()[0].vertices  # the HDI band spans the bins
     assert band[:, 0].min() == pytest.approx(line.get_xdata().min())
     assert band[:, 0].max() == pytest.approx(line.get_xdata().max())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "row (posterior mean)", "94% HDI of the bin average", "bin average (6 bins)"]
+        "row (posterior mean)", "94% HDI of the bin average", "bin average (8 bins)"]
     _saved(ax.figure, tmp_path)
     with pytest.raises(ValueError, match="one value per row"):
         plotting.plot_effect_by_feature(eff, X["age"][:10])
@@ -109,7 +91,7 @@ def test_plot_effect_by_feature_scatters_rows_and_bins_averages(fits, tmp_path):
     with pytest.raises(ValueError, match="NaN or infinite"):
         plotting.plot_effect_by_feature(eff, np.where(X["age"] > 0, np.nan, X["age"]))
     with pytest.raises(ValueError, match="kind='categorical'"):
-        plotting.plot_effect_by_feature(eff, np.array(["a"] * 60, dtype=object), kind="numeric")
+        plotting.plot_effect_by_feature(eff, np.array(["a"] * 80, dtype=object), kind="numeric")
 
 
 def test_plot_effect_by_feature_per_category(fits, tmp_path):
@@ -120,7 +102,7 @@ def test_plot_effect_by_feature_per_category(fits, tmp_path):
     ax = plotting.plot_effect_by_feature(eff, group)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["middle", "old", "young"]
     assert ax.get_xlabel() == "age group"
-    assert ax.collections[0].get_offsets().shape == (60, 2)
+    assert ax.collections[0].get_offsets().shape == (80, 2)
     (bars,) = ax.containers  # one error bar per category at its average effect
     draws = eff["predictions"]["y"].values.reshape(-1, len(X))
     expected = [draws[:, (group == g).to_numpy()].mean() for g in ["middle", "old", "young"]]
@@ -151,7 +133,7 @@ def test_plot_loss(fits, tmp_path):
     ax = plotting.plot_loss(svi, smooth=25)
     raw, smooth = ax.lines
     np.testing.assert_array_equal(raw.get_ydata(), svi.diagnostics_["loss"])
-    assert len(smooth.get_ydata()) == 300 - 24
+    assert len(smooth.get_ydata()) == 1500 - 24
     assert smooth.get_ydata()[-1] == pytest.approx(svi.diagnostics_["loss"][-25:].mean(), rel=1e-5)
     _saved(ax.figure, tmp_path)
     with pytest.raises(ValueError, match="NUTS"):

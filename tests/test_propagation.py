@@ -179,6 +179,7 @@ def test_only_the_rows_whose_parents_changed_move(local):
 
 
 # ------------------------------------------------------- hierarchical hyperparameter
+@pytest.mark.slow
 @pytest.mark.parametrize("reparam", [None, {"theta": LocScaleReparam(0)}])
 def test_an_intervened_hyperparameter_moves_every_group(reparam):
     X, y = models.hierarchical_data()

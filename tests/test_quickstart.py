@@ -3,9 +3,12 @@
 import runpy
 from pathlib import Path
 
+import pytest
+
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart.py"
 
 
+@pytest.mark.slow
 def test_quickstart_recovers_the_true_effect():
     module = runpy.run_path(str(QUICKSTART))
     ate = module["main"]()

@@ -39,6 +39,7 @@ def _est():
                            random_state=0)
 
 
+@pytest.mark.slow
 def test_null_effect_placebo_and_dummy_outcome_pass(data):
     result = refute(_est(), data["X"], data["null"], SHIFT,
                     methods=("placebo", "dummy_outcome"), n_refits=2, random_state=0)
@@ -96,6 +97,7 @@ def test_confounded_data_is_flagged_by_sensitivity_and_clean_data_is_not(data):
     assert len(ax.lines) == 4  # mean, zero, robustness value, benchmark W
 
 
+@pytest.mark.slow
 def test_refits_run_on_a_dask_cluster(data):
     distributed = pytest.importorskip("distributed")
     args = (_est(), data["X"], data["null"], SHIFT)
@@ -109,6 +111,7 @@ def test_refits_run_on_a_dask_cluster(data):
     pd.testing.assert_frame_equal(local, remote)
 
 
+@pytest.mark.slow
 def test_classifier_refuted_on_the_probability(data):
     X = data["X"]
     y = (data["clean"] > np.median(data["clean"])).astype(int)
@@ -159,6 +162,7 @@ def test_sensitivity_bad_arguments(data):
         sensitivity(_est(), X.assign(T=1.0), y, SHIFT)
 
 
+@pytest.mark.slow
 def test_refits_use_the_sample_weights():
     """Rows of weight 0 have the opposite effect: the weighted effect is +2, the unweighted
     one about 0, so a refit that dropped the weights would leave the original interval."""
@@ -183,6 +187,7 @@ def test_refits_use_the_sample_weights():
     assert 1.0 < shifted.loc[0.3, "mean"] < shifted.loc[0.0, "mean"] - 0.1
 
 
+@pytest.mark.slow
 def test_a_fitted_estimator_must_be_fitted_on_the_data_the_refits_repeat(data):
     from skimpact import Experiment
 

@@ -49,6 +49,7 @@ def _write_read(tree, path, fmt):
     return xr.open_datatree(path, engine="zarr", consolidated=False).load()
 
 
+@pytest.mark.slow
 def test_every_tree_round_trips_identical(trees, tmp_path):
     # One test for all trees and formats: the fitted fixture is then built by one worker.
     for name, tree in trees.items():

@@ -17,6 +17,8 @@ import skimpact
 from skimpact import ImpactRegressor, Model
 from skimpact._sinks import ZarrSink
 
+from models import slopes
+
 _COMPILES = [0]
 
 
@@ -26,16 +28,6 @@ def _count(name, *args, **kwargs):
 
 
 jax.monitoring.register_event_duration_secs_listener(_count)
-
-
-def _linear(prior_scale=1.0):
-    def model(X, y=None):
-        b = numpyro.sample("b", dist.Normal(0, prior_scale).expand([X.shape[1]]).to_event(1))
-        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
-        with numpyro.plate("obs", X.shape[0]):
-            numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
-
-    return model
 
 
 def _hier(X, y=None):
@@ -56,7 +48,7 @@ def _data(n, seed=0):
 def fitted():
     X, y = _data(200)
     est = ImpactRegressor(
-        Model(_linear), inference="svi", num_steps=300, num_samples=40, random_state=0, batch_size=64
+        Model(slopes), inference="svi", num_steps=300, num_samples=40, random_state=0, batch_size=64
     )
     return est.fit(X, y), X
 
@@ -192,10 +184,11 @@ def test_interrupted_zarr_run_leaves_nothing(fitted, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_minibatch_svi_recovers_coefficients():
     X, y = _data(5000, seed=3)
     est = ImpactRegressor(
-        Model(_linear), inference="svi", num_steps=1500, learning_rate=0.02, num_samples=100,
+        Model(slopes), inference="svi", num_steps=1500, learning_rate=0.02, num_samples=100,
         fit_batch_size=128, random_state=0,
     ).fit(X, y)
     b = est.posterior_["posterior"]["b"].mean(("chain", "draw")).values
@@ -208,6 +201,6 @@ def test_minibatch_rejects_local_latents_and_weights():
     with pytest.raises(ValueError, match="local latent"):
         ImpactRegressor(_hier, inference="svi", num_steps=10, fit_batch_size=8).fit(X, y)
     with pytest.raises(ValueError, match="sample_weight"):
-        ImpactRegressor(Model(_linear), inference="svi", num_steps=10, fit_batch_size=8).fit(
+        ImpactRegressor(Model(slopes), inference="svi", num_steps=10, fit_batch_size=8).fit(
             X, y, sample_weight=np.ones(50)
         )

@@ -12,6 +12,9 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skimpact import ImpactClassifier, ImpactRegressor
 
+# every check fits the estimators again, most at new shapes: a quarter of the suite's time
+pytestmark = pytest.mark.slow
+
 _SETTINGS = {
     "svi": dict(inference="svi", num_steps=200, num_samples=50, learning_rate=0.05),
     "map": dict(inference="map", num_steps=200, num_samples=1, learning_rate=0.05),

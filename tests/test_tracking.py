@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +12,9 @@ import xarray as xr
 import mlflow
 import mlflow.sklearn
 
-from skimpact import ImpactRegressor
 from skimpact.tracking import diagnostic_metrics, log_estimator
+
+from models import dose_age_data
 
 # MLflow's signature inference does arithmetic with a range, which pandas 3 deprecates; the
 # warning is MLflow's own, raised while it logs.
@@ -22,14 +22,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning")
 
 
 @pytest.fixture(scope="module")
-def fitted():
-    rng = np.random.default_rng(3)
-    X = pd.DataFrame(rng.normal(size=(80, 2)), columns=["dose", "age"])
-    y = 0.5 + 1.5 * X["dose"].to_numpy() + rng.normal(0, 0.3, 80)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est = ImpactRegressor(inference="svi", num_steps=400, num_samples=50, random_state=0).fit(X, y)
-    return est, X
+def fitted(dose_age_svi):
+    return dose_age_svi[0], dose_age_data()[0]
 
 
 @pytest.fixture
@@ -55,7 +49,7 @@ def test_log_and_load_round_trip(fitted, store, tmp_path):
 
     client = mlflow.tracking.MlflowClient()
     data = client.get_run(run.info.run_id).data
-    assert data.params["num_steps"] == "400"
+    assert data.params["num_steps"] == "1500"
     assert data.params["inference"] == "svi"
     assert data.metrics["converged"] in (0.0, 1.0)
     loss = est.diagnostics_["loss"]
@@ -70,7 +64,7 @@ def test_log_and_load_round_trip(fitted, store, tmp_path):
     summary = pd.read_csv(f"{folder}/summary.csv", index_col=0)
     pd.testing.assert_frame_equal(summary, est.summary(), check_names=False, rtol=1e-6)
     diag = json.loads(open(f"{folder}/diagnostics.json").read())
-    assert len(diag["loss"]) == 400
+    assert len(diag["loss"]) == 1500
 
 
 def test_log_starts_and_ends_its_own_run(fitted, store):
@@ -87,6 +81,7 @@ def test_log_starts_and_ends_its_own_run(fitted, store):
 
 
 
+@pytest.mark.slow
 def test_example_runs(store, tmp_path):
     path = Path(__file__).resolve().parents[1] / "examples" / "mlflow_tracking.py"
     spec = importlib.util.spec_from_file_location("_example_mlflow_tracking", path)
