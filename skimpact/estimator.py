@@ -44,7 +44,8 @@ from .experiments import (
     ExperimentConflictWarning, as_list, calibrated_model, conflicts, grounding_for,
     resolve_experiments,
 )
-from .diagnostics import finish_fit, summary
+from .convergence import finish_fit
+from .summaries import summary
 from .inference import NutsOverBudget, run_inference
 from .layout import InputLayout, is_dask_collection
 from .model import (
@@ -460,7 +461,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def summary(self, var_names=None, prob=0.94):
         """Posterior summary per parameter element, like NumPyro's ``print_summary``.
 
-        See :func:`skimpact.diagnostics.summary`; the ESS and r_hat columns are shown only
+        See :func:`skimpact.summaries.summary`; the ESS and r_hat columns are shown only
         after NUTS (draws of SVI and MAP are independent or constant: no chain to judge).
 
         Examples
@@ -954,7 +955,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``init_to_median``), or ``callable(model) -> guide`` such as
         ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``. A mean-field
         guide warns when the posterior is strongly correlated (see
-        :mod:`skimpact.diagnostics`).
+        :mod:`skimpact.convergence`).
     learning_rate : float, default=0.01
         Adam step size for SVI and MAP (positive).
     num_steps : int, default=3000
@@ -1015,7 +1016,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         The inference method the fit ran (``"auto"`` resolved to ``"nuts"`` or ``"svi"``).
     diagnostics_ : dict
         What inference reported (SVI loss trace, NUTS divergences, timings) and the
-        convergence checks of :mod:`skimpact.diagnostics` (``converged`` among them).
+        convergence checks of :mod:`skimpact.convergence` (``converged`` among them).
     input_names_ : tuple of str
         The model's keyword inputs at fit.
     n_features_in_ : int

@@ -27,7 +27,7 @@ from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
-from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
+from .convergence import LAPLACE_MAX_DIM, laplace_correlation_at
 from .model import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
 
 __all__ = ["InferenceError", "InferenceResult", "NutsOverBudget", "run_inference"]

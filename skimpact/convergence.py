@@ -1,4 +1,4 @@
-"""Convergence diagnostics of a fit and posterior summaries.
+"""Convergence checks of a fit: r_hat, effective sample sizes, the loss trace, warnings.
 
 After every fit the estimator calls :func:`finish_fit`, which adds to its ``diagnostics_``
 
@@ -13,8 +13,7 @@ After every fit the estimator calls :func:`finish_fit`, which adds to its ``diag
   which the guide ignores;
 
 and warns with :class:`sklearn.exceptions.ConvergenceWarning`, saying what to change, when
-a check fails. :func:`summary` is the table NumPyro's ``print_summary`` prints, as a
-DataFrame.
+a check fails. Posterior tables are in :mod:`skimpact.summaries`.
 """
 
 import math
@@ -22,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.stats import kruskal, norm
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
@@ -39,6 +37,7 @@ __all__ = [
     "ELBO_NOISE_Z",
     "MEAN_FIELD_CORR_MAX",
     "LAPLACE_MAX_DIM",
+    "chain_stats",
     "check_convergence",
     "draws_by_chain",
     "elbo_convergence",
@@ -47,8 +46,6 @@ __all__ = [
     "laplace_correlation_at",
     "loss_window",
     "mcmc_diagnostics",
-    "row_dims",
-    "summary",
 ]
 
 #: Largest acceptable split r_hat of any parameter element (several chains).
@@ -135,7 +132,7 @@ def mcmc_diagnostics(posterior):
     """
     r_hat, ess_bulk, ess_tail = {}, {}, {}
     for name, da in posterior.data_vars.items():
-        stats = _chain_stats(draws_by_chain(da))
+        stats = chain_stats(draws_by_chain(da))
         r_hat[name] = _worst(stats["r_hat"], np.nanmax)
         ess_bulk[name] = _worst(stats["ess_bulk"], np.nanmin)
         ess_tail[name] = _worst(stats["ess_tail"], np.nanmin)
@@ -355,7 +352,7 @@ def laplace_correlation(model, args, kwargs, values):
     Examples
     --------
     >>> import numpy as np, numpyro, numpyro.distributions as dist
-    >>> from skimpact.diagnostics import laplace_correlation
+    >>> from skimpact.convergence import laplace_correlation
     >>> def model(X, y=None):
     ...     b = numpyro.sample("b", dist.Normal(0, 10).expand([2]).to_event(1))
     ...     numpyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
@@ -390,7 +387,7 @@ def laplace_correlation_at(z, hessian):
     Examples
     --------
     >>> import numpy as np
-    >>> from skimpact.diagnostics import laplace_correlation_at
+    >>> from skimpact.convergence import laplace_correlation_at
     >>> out = laplace_correlation_at({"b": np.zeros(2)}, np.array([[1.0, 0.5], [0.5, 1.0]]))
     >>> round(out["laplace_corr"], 2), out["laplace_pair"]
     (-0.5, ('b[0]', 'b[1]'))
@@ -416,90 +413,6 @@ def laplace_correlation_at(z, hessian):
     return out
 
 
-def summary(posterior, var_names=None, prob=0.94, *, mcmc=None):
-    """Posterior summary per parameter element, like NumPyro's ``print_summary``.
-
-    ESS and r_hat judge how well a Markov chain explored the posterior; draws of an SVI
-    guide or a MAP point are independent (or constant), so after SVI and MAP their columns
-    would only show sampling noise and are left out.
-
-    Parameters
-    ----------
-    posterior : xarray.Dataset or xarray.DataTree
-        Draws with leading dims ``chain`` and ``draw``; a DataTree's ``posterior`` group
-        is used.
-    var_names : list of str, optional
-        Parameters to summarise; default every parameter that does not vary by row (a
-        parameter has a row dim when it has a coordinate of row labels).
-    prob : float, default=0.94
-        Probability mass of the highest-density interval.
-    mcmc : bool, optional
-        Whether the draws come from MCMC, so the ESS and r_hat columns are shown; default
-        read from the tree's ``inference`` attribute (``"nuts"``), and ``True`` when the
-        draws carry no such attribute.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per parameter element (``beta[0]``, ``beta[1]``, ...) with columns
-        ``mean``, ``sd``, ``median``, ``hdi_lower``, ``hdi_upper`` and, for MCMC draws,
-        ``ess_bulk``, ``ess_tail`` and ``r_hat``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> from skimpact.diagnostics import summary
-    >>> draws = np.random.default_rng(0).normal(1.0, 0.5, size=(1, 400))
-    >>> post = xr.Dataset({"a": (("chain", "draw"), draws)}, attrs={"inference": "svi"})
-    >>> list(summary(post).columns)
-    ['mean', 'sd', 'median', 'hdi_lower', 'hdi_upper']
-    """
-    attrs = posterior.attrs
-    if hasattr(posterior, "children"):
-        posterior = posterior["posterior"].to_dataset()
-    if mcmc is None:
-        mcmc = attrs.get("inference", "nuts") == "nuts"
-    table = _summary(posterior, var_names, prob)
-    return table if mcmc else table.drop(columns=["ess_bulk", "ess_tail", "r_hat"])
-
-
-def _summary(posterior, var_names, prob):
-    if var_names is None:
-        rows_of = row_dims(posterior)
-        var_names = [
-            k for k, da in posterior.data_vars.items() if not set(da.dims) & rows_of
-        ]
-    rows, index = [], []
-    for name in var_names:
-        da = posterior[name]
-        values = draws_by_chain(da)
-        flat = values.reshape(-1, values.shape[-1])
-        hdi = array_stats.hdi(flat, prob, axis=0)
-        stats = _chain_stats(values)
-        block = pd.DataFrame(
-            {
-                "mean": flat.mean(0),
-                "sd": flat.std(0, ddof=1) if flat.shape[0] > 1 else np.nan,
-                "median": np.median(flat, 0),
-                "hdi_lower": hdi[..., 0],
-                "hdi_upper": hdi[..., 1],
-                "ess_bulk": stats["ess_bulk"],
-                "ess_tail": stats["ess_tail"],
-                "r_hat": stats["r_hat"],
-            }
-        )
-        rows.append(block)
-        index += _element_labels(name, da)
-    if not rows:
-        return pd.DataFrame(
-            columns=["mean", "sd", "median", "hdi_lower", "hdi_upper", "ess_bulk", "ess_tail",
-                     "r_hat"]
-        )
-    out = pd.concat(rows, ignore_index=True)
-    out.index = pd.Index(index, name="parameter")
-    return out
-
-
 def draws_by_chain(da):
     """The draws of one parameter as a ``(chain, draw, n_elements)`` float array.
 
@@ -517,23 +430,49 @@ def draws_by_chain(da):
     return values.reshape(values.shape[0], values.shape[1], -1)
 
 
-def row_dims(ds):
-    """The dims of ``ds`` that index rows of the data.
+def chain_stats(values):
+    """Split r_hat, bulk and tail ESS per element of a ``(chain, draw, k)`` array.
 
-    skimpact gives coordinates only to ``chain``, ``draw``, ``feature`` and the row dim, so
-    a row dim is any other dim with a coordinate.
+    A single chain is cut into its two halves for r_hat, so drift within it still shows.
+    Elements that never change (a MAP point estimate) get NaN: there is nothing to mix.
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    values : numpy.ndarray of shape (n_chain, n_draw, k)
+        Draws of ``k`` elements (:func:`draws_by_chain`).
 
     Returns
     -------
-    set of str
+    dict
+        ``r_hat``, ``ess_bulk`` and ``ess_tail``, each an array of ``k`` floats.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.convergence import chain_stats
+    >>> draws = np.random.default_rng(0).normal(size=(2, 400, 1))
+    >>> bool(chain_stats(draws)["r_hat"][0] < 1.01)
+    True
     """
-    return {
-        d for d in ds.dims if d not in ("chain", "draw", "feature") and d in ds.coords
-    }
+    chains = values
+    if values.shape[0] == 1 and values.shape[1] >= 8:
+        half = values.shape[1] // 2
+        chains = np.stack([values[0, :half], values[0, half : 2 * half]])
+    constant = np.ptp(values.reshape(-1, values.shape[-1]), axis=0) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats = {
+            "r_hat": np.asarray(array_stats.rhat(chains, chain_axis=0, draw_axis=1)),
+            "ess_bulk": np.asarray(
+                array_stats.ess(values, method="bulk", chain_axis=0, draw_axis=1)
+            ),
+            "ess_tail": np.asarray(
+                array_stats.ess(
+                    values, method="tail", prob=(0.05, 0.95), chain_axis=0, draw_axis=1
+                )
+            ),
+        }
+    return {k: np.where(constant, np.nan, v.astype(float)) for k, v in stats.items()}
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -598,50 +537,6 @@ def _elbo_message(diag, inference):
 def _worst(values, reduce):
     values = np.asarray(values, dtype=float)
     return float(reduce(values)) if np.isfinite(values).any() else math.nan
-
-
-def _chain_stats(values):
-    """Split r_hat, bulk and tail ESS per element of a ``(chain, draw, k)`` array.
-
-    A single chain is cut into its two halves for r_hat, so drift within it still shows.
-    Elements that never change (a MAP point estimate) get NaN: there is nothing to mix.
-    """
-    chains = values
-    if values.shape[0] == 1 and values.shape[1] >= 8:
-        half = values.shape[1] // 2
-        chains = np.stack([values[0, :half], values[0, half : 2 * half]])
-    constant = np.ptp(values.reshape(-1, values.shape[-1]), axis=0) == 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        stats = {
-            "r_hat": np.asarray(array_stats.rhat(chains, chain_axis=0, draw_axis=1)),
-            "ess_bulk": np.asarray(
-                array_stats.ess(values, method="bulk", chain_axis=0, draw_axis=1)
-            ),
-            "ess_tail": np.asarray(
-                array_stats.ess(
-                    values, method="tail", prob=(0.05, 0.95), chain_axis=0, draw_axis=1
-                )
-            ),
-        }
-    return {k: np.where(constant, np.nan, v.astype(float)) for k, v in stats.items()}
-
-
-def _element_labels(name, da):
-    shape = [da.sizes[d] for d in da.dims if d not in ("chain", "draw")]
-    if not shape:
-        return [name]
-    dims = [d for d in da.dims if d not in ("chain", "draw")]
-    labels = []
-    for idx in np.ndindex(*shape):
-        parts = []
-        for d, i in zip(dims, idx):
-            if d in da.coords and d == "feature":
-                parts.append(str(da.coords[d].values[i]))
-            else:
-                parts.append(str(i))
-        labels.append(f"{name}[{', '.join(parts)}]")
-    return labels
 
 
 def _fmt(values, spec=".3f"):
