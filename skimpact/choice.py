@@ -23,7 +23,9 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   ``AutoLowRankMultivariateNormal`` up to :data:`LOW_RANK_MAX_DIM`; the mean-field
   ``AutoNormal`` only above.
 
-Explicit settings win: ``inference="svi"``, ``"nuts"`` or ``"map"`` are used as given, and
+Explicit settings win: ``inference="svi"``, ``"nuts"``, ``"map"`` or the name of any other
+method registered in :mod:`skimpact.methods` is used as given (with the estimator's guide
+for a method that reads ``guide``, else the method's own), and
 a guide other than ``"auto"`` is used as given. With ``inference="auto"``, settings that
 only one method reads decide for it when they were changed from their defaults:
 ``num_steps``, ``learning_rate`` or ``guide`` (:data:`SVI_SETTINGS`) choose SVI,
@@ -38,6 +40,8 @@ from dataclasses import asdict, dataclass
 
 import jax
 
+from .inference import NUTS_METHOD, SVI_METHOD
+from .methods import get_method
 from .model import potential_grad, start_point
 
 __all__ = [
@@ -56,9 +60,9 @@ __all__ = [
 ]
 
 #: Settings only SVI reads: changed from their defaults, they choose SVI.
-SVI_SETTINGS = ("num_steps", "learning_rate", "guide")
+SVI_SETTINGS = SVI_METHOD.settings
 #: Settings only NUTS reads: changed from their defaults, they choose NUTS.
-NUTS_SETTINGS = ("num_warmup", "num_chains", "target_accept_prob")
+NUTS_SETTINGS = NUTS_METHOD.settings
 #: Largest expected NUTS cost (seconds) for which ``inference="auto"`` runs NUTS.
 NUTS_BUDGET_SECONDS = 30.0
 #: Largest latent dimension for which ``guide="auto"`` is a full-rank multivariate normal.
@@ -81,7 +85,8 @@ class InferenceChoice:
 
     Attributes
     ----------
-    method : {"nuts", "svi", "map"}
+    method : str
+        The registered name of the inference method (:mod:`skimpact.methods`).
     guide : str or None
         The guide (SVI only; ``"AutoDelta"`` for MAP, ``None`` for NUTS).
     reason : str
@@ -105,7 +110,7 @@ class InferenceChoice:
     def nuts_budget(self):
         """``(budget seconds, gradient seconds)`` when the rule chose NUTS from its guess
         (the run then measures its cost against the budget), else ``None``."""
-        if self.method != "nuts" or math.isnan(self.expected_nuts_seconds):
+        if not get_method(self.method).mcmc or math.isnan(self.expected_nuts_seconds):
             return None
         return NUTS_BUDGET_SECONDS, self.gradient_seconds
 
@@ -199,8 +204,9 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
 
     Parameters
     ----------
-    method : {"auto", "nuts", "svi", "map"}
-        The estimator's ``inference``; anything but ``"auto"`` is kept.
+    method : str
+        The estimator's ``inference``: ``"auto"``, or the name of a registered inference
+        method (:mod:`skimpact.methods`), which is kept.
     model : callable
         The model as fitted (weights and masks applied).
     args, kwargs : tuple, dict
@@ -239,29 +245,30 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
     ('nuts', None)
     """
     guide = settings.get("guide", "auto")
-    if method == "nuts":
-        return InferenceChoice("nuts", None, "inference='nuts' was set.", latent_dim)
-    if method == "map":
-        return InferenceChoice("map", "AutoDelta", "inference='map' was set.", latent_dim)
-    if method == "svi":
-        chosen = choose_guide(guide, latent_dim)
-        return InferenceChoice("svi", chosen, "inference='svi' was set" + _guide_reason(
-            guide, chosen, latent_dim), latent_dim)
+    if method != "auto":
+        chosen = get_method(method)
+        if "guide" not in chosen.settings:
+            return InferenceChoice(chosen.name, chosen.default_guide,
+                                   f"inference={chosen.name!r} was set.", latent_dim)
+        guided = choose_guide(guide, latent_dim)
+        return InferenceChoice(chosen.name, guided, f"inference={chosen.name!r} was set"
+                               + _guide_reason(guide, guided, latent_dim), latent_dim)
+    nuts, svi = NUTS_METHOD.name, SVI_METHOD.name
     if settings.get("fit_batch_size") is not None:
         chosen = choose_guide(guide, latent_dim)
         return InferenceChoice(
-            "svi", chosen, "fit_batch_size asks for minibatches, which only SVI takes"
+            svi, chosen, "fit_batch_size asks for minibatches, which only SVI takes"
             + _guide_reason(guide, chosen, latent_dim), latent_dim)
     svi_set = [k for k in SVI_SETTINGS if k in explicit]
     nuts_set = [k for k in NUTS_SETTINGS if k in explicit]
     if svi_set and not nuts_set:
         chosen = choose_guide(guide, latent_dim)
         return InferenceChoice(
-            "svi", chosen, f"SVI: {_settings(svi_set, settings)} set, which only SVI reads"
+            svi, chosen, f"SVI: {_settings(svi_set, settings)} set, which only SVI reads"
             + _guide_reason(guide, chosen, latent_dim), latent_dim)
     if nuts_set and not svi_set:
         return InferenceChoice(
-            "nuts", None, f"NUTS: {_settings(nuts_set, settings)} set, which only NUTS "
+            nuts, None, f"NUTS: {_settings(nuts_set, settings)} set, which only NUTS "
             "reads.", latent_dim)
     seconds = gradient_seconds(model, args, kwargs, key)
     iterations = (settings["num_warmup"] + settings["num_samples"]) * settings["num_chains"]
@@ -272,12 +279,12 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
     if expected <= NUTS_BUDGET_SECONDS:
         reason = (f"NUTS: expected {expected:.3g} s <= {NUTS_BUDGET_SECONDS:g} s "
                   f"({figures})" + _ignored(svi_set, settings, "NUTS") + ".")
-        return InferenceChoice("nuts", None, reason, latent_dim, seconds, expected)
+        return InferenceChoice(nuts, None, reason, latent_dim, seconds, expected)
     chosen = choose_guide(guide, latent_dim)
     reason = (f"SVI: NUTS would take about {expected:.3g} s > {NUTS_BUDGET_SECONDS:g} s "
               f"({figures})" + _ignored(nuts_set, settings, "SVI")
               + _guide_reason(guide, chosen, latent_dim))
-    return InferenceChoice("svi", chosen, reason, latent_dim, seconds, expected)
+    return InferenceChoice(svi, chosen, reason, latent_dim, seconds, expected)
 
 
 def switch_to_svi(choice, over, guide):
@@ -307,7 +314,8 @@ def switch_to_svi(choice, over, guide):
         f"{over.expected_seconds:.3g} s > {NUTS_BUDGET_SECONDS:g} s"
         + _guide_reason(guide, chosen, choice.latent_dim)
     )
-    return InferenceChoice("svi", chosen, reason, choice.latent_dim, choice.gradient_seconds,
+    return InferenceChoice(SVI_METHOD.name, chosen, reason, choice.latent_dim,
+                           choice.gradient_seconds,
                            over.expected_seconds)
 
 

@@ -1,6 +1,8 @@
 """Convergence checks of a fit: r_hat, effective sample sizes, the loss trace, warnings.
 
-After every fit the estimator calls :func:`finish_fit`, which adds to its ``diagnostics_``
+After every fit the estimator calls :func:`finish_fit`, which asks the fit's inference
+method (:mod:`skimpact.methods`) for its checks and adds their figures to its
+``diagnostics_``; the built-in methods check
 
 * for NUTS: the number of divergent transitions, and per parameter the largest split
   ``r_hat`` and the smallest bulk and tail effective sample sizes (computed with
@@ -25,6 +27,7 @@ from scipy.stats import kruskal, norm
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
+from .methods import get_method
 from .model import potential_hessian
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
@@ -44,8 +47,10 @@ __all__ = [
     "finish_fit",
     "laplace_correlation",
     "laplace_correlation_at",
+    "loss_problems",
     "loss_window",
     "mcmc_diagnostics",
+    "mcmc_problems",
 ]
 
 #: Largest acceptable split r_hat of any parameter element (several chains).
@@ -73,15 +78,21 @@ _ELBO_HEAD = 10
 def finish_fit(diagnostics, inference, posterior, sample_sites=None):
     """Complete the diagnostics of a fit and warn when a convergence check fails.
 
+    The checks are the inference method's own (:meth:`~skimpact.methods.InferenceMethod.
+    convergence` and :meth:`~skimpact.methods.InferenceMethod.problems`): for NUTS
+    :func:`mcmc_diagnostics` and :func:`mcmc_problems`, for SVI and MAP
+    :func:`elbo_convergence` and :func:`loss_problems`.
+
     Parameters
     ----------
     diagnostics : dict
         What the inference runner recorded (``loss`` for SVI and MAP, ``num_divergences``
         for NUTS, ...).
-    inference : {"svi", "nuts", "map"}
-        The inference method of the fit.
-    posterior : xarray.Dataset or xarray.DataTree
-        The posterior draws (a DataTree's ``posterior`` group is used); read for NUTS only.
+    inference : str or skimpact.methods.InferenceMethod
+        The inference method of the fit, or its registered name (``"svi"``, ...).
+    posterior : xarray.Dataset, xarray.DataTree or None
+        The posterior draws (a DataTree's ``posterior`` group is used); read only by
+        methods whose draws are Markov chains.
     sample_sites : sequence of str, optional
         The sites NUTS sampled: only these are judged, so a deterministic site that copies
         or transforms one (a coefficient under another name, a decentred site's original)
@@ -90,24 +101,20 @@ def finish_fit(diagnostics, inference, posterior, sample_sites=None):
     Returns
     -------
     dict
-        A new dict: ``diagnostics`` with the results of :func:`mcmc_diagnostics` (NUTS) or
-        :func:`elbo_convergence` (SVI, MAP) and ``converged``, whether every check passed.
+        A new dict: ``diagnostics`` with the figures of the method's checks and
+        ``converged``, whether every check passed.
 
     Warns
     -----
     sklearn.exceptions.ConvergenceWarning
         One per failed check (see :func:`check_convergence`).
     """
+    method = get_method(inference)
+    if hasattr(posterior, "children"):
+        posterior = posterior["posterior"].to_dataset()
     diag = dict(diagnostics)
-    if inference == "nuts":
-        if hasattr(posterior, "children"):
-            posterior = posterior["posterior"].to_dataset()
-        if sample_sites is not None:
-            posterior = posterior[[k for k in posterior.data_vars if k in set(sample_sites)]]
-        diag.update(mcmc_diagnostics(posterior))
-    elif "loss" in diag:
-        diag.update(elbo_convergence(diag["loss"]))
-    problems = check_convergence(diag, inference)
+    diag.update(method.convergence(diag, posterior, sample_sites))
+    problems = method.problems(diag)
     diag["converged"] = not problems
     for message in problems:
         # attributed to the user's line that called fit, however deep inside skimpact
@@ -260,69 +267,121 @@ def check_convergence(diagnostics, inference):
     ----------
     diagnostics : dict
         An estimator's ``diagnostics_``.
-    inference : {"svi", "nuts", "map"}
+    inference : str or skimpact.methods.InferenceMethod
+        The inference method of the fit, or its registered name; its checks are asked.
 
     Returns
     -------
     list of str
         Empty when every check passes.
     """
+    return get_method(inference).problems(diagnostics)
+
+
+def mcmc_problems(diagnostics, sampler="NUTS"):
+    """The failed checks of Markov chains: divergences, r_hat and effective sample sizes.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        ``num_divergences`` and :func:`mcmc_diagnostics`'s figures.
+    sampler : str, default="NUTS"
+        The sampler as messages name it.
+
+    Returns
+    -------
+    list of str
+        Empty when every check passes.
+
+    Examples
+    --------
+    >>> from skimpact.convergence import mcmc_problems
+    >>> mcmc_problems({"num_divergences": 3, "num_chains": 2})[0].split(".")[0]
+    'NUTS had 3 divergent transition(s)'
+    """
     problems = []
-    if inference == "nuts":
-        n_div = int(diagnostics.get("num_divergences", 0))
-        if n_div > 0:
-            problems.append(
-                f"NUTS had {n_div} divergent transition(s). Raise `target_accept_prob` "
-                "(e.g. 0.95) or reparameterise hierarchical scales, e.g. "
-                "reparam={'theta': LocScaleReparam(centered=0)}."
-            )
-        chains = int(diagnostics.get("num_chains", 1))
-        limit = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
-        bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
-        if bad and chains > 1:
-            problems.append(
-                f"r_hat above {limit} for {_fmt(bad)}: the {chains} chains disagree about "
-                "these sites. Increase `num_warmup` and `num_samples`, or reparameterise."
-            )
-        elif bad:
-            problems.append(
-                f"r_hat of the single chain's two halves above {limit} for {_fmt(bad)}: the "
-                "chain drifted between its first and second half, so it has not mixed. One "
-                "chain can show such drift but not whether a chain started elsewhere would "
-                "find the same posterior: run `num_chains=2` or more (and raise "
-                "`num_warmup` and `num_samples`), or reparameterise."
-            )
-        min_ess = ESS_MIN_PER_CHAIN * chains
-        ess = {kind: {k: v for k, v in diagnostics.get(f"ess_{kind}", {}).items()
-                      if v < min_ess}
-               for kind in ("bulk", "tail")}
-        low = [f"{k} ({', '.join(f'{kind} {ess[kind][k]:.0f}' for kind in ess if k in ess[kind])})"
-               for k in dict.fromkeys([*ess["bulk"], *ess["tail"]])]
-        if low:
-            problems.append(
-                f"Effective sample size below {min_ess} ({ESS_MIN_PER_CHAIN} per chain) for "
-                f"{', '.join(low)}: bulk ESS measures how well the draws pin down a site's "
-                "mean and centre, tail ESS its 5% and 95% quantiles (the ends of intervals). "
-                "Increase `num_samples` (or `num_chains`); strongly autocorrelated draws may "
-                "also need a reparameterisation."
-            )
-    else:
-        if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
-            problems.append(_elbo_message(diagnostics, inference))
-        corr = diagnostics.get("laplace_max_abs_corr", math.nan)
-        # the Laplace approximation is taken at the fitted mean: after a loss that diverged
-        # or stalled that mean is far from the posterior, and so is its correlation
-        fell = diagnostics.get("elbo_problem") not in ("diverged", "stalled")
-        if fell and corr > MEAN_FIELD_CORR_MAX:
-            a, b = diagnostics.get("laplace_pair", ("?", "?"))
-            problems.append(
-                f"The mean-field guide {diagnostics.get('guide', '')} treats the latent "
-                f"values as independent, but their posterior correlation between {a} and "
-                f"{b} is {diagnostics.get('laplace_corr', corr):+.2f} (Laplace approximation "
-                "at the fitted mean): effects that combine them get a wrong mean and "
-                "interval. Use guide='AutoMultivariateNormal' (or guide='auto') or "
-                "inference='nuts'."
-            )
+    n_div = int(diagnostics.get("num_divergences", 0))
+    if n_div > 0:
+        problems.append(
+            f"{sampler} had {n_div} divergent transition(s). Raise `target_accept_prob` "
+            "(e.g. 0.95) or reparameterise hierarchical scales, e.g. "
+            "reparam={'theta': LocScaleReparam(centered=0)}."
+        )
+    chains = int(diagnostics.get("num_chains", 1))
+    limit = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
+    bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
+    if bad and chains > 1:
+        problems.append(
+            f"r_hat above {limit} for {_fmt(bad)}: the {chains} chains disagree about "
+            "these sites. Increase `num_warmup` and `num_samples`, or reparameterise."
+        )
+    elif bad:
+        problems.append(
+            f"r_hat of the single chain's two halves above {limit} for {_fmt(bad)}: the "
+            "chain drifted between its first and second half, so it has not mixed. One "
+            "chain can show such drift but not whether a chain started elsewhere would "
+            "find the same posterior: run `num_chains=2` or more (and raise "
+            "`num_warmup` and `num_samples`), or reparameterise."
+        )
+    min_ess = ESS_MIN_PER_CHAIN * chains
+    ess = {kind: {k: v for k, v in diagnostics.get(f"ess_{kind}", {}).items()
+                  if v < min_ess}
+           for kind in ("bulk", "tail")}
+    low = [f"{k} ({', '.join(f'{kind} {ess[kind][k]:.0f}' for kind in ess if k in ess[kind])})"
+           for k in dict.fromkeys([*ess["bulk"], *ess["tail"]])]
+    if low:
+        problems.append(
+            f"Effective sample size below {min_ess} ({ESS_MIN_PER_CHAIN} per chain) for "
+            f"{', '.join(low)}: bulk ESS measures how well the draws pin down a site's "
+            "mean and centre, tail ESS its 5% and 95% quantiles (the ends of intervals). "
+            "Increase `num_samples` (or `num_chains`); strongly autocorrelated draws may "
+            "also need a reparameterisation."
+        )
+    return problems
+
+
+def loss_problems(diagnostics, loss="The SVI loss"):
+    """The failed checks of an optimised loss: :func:`elbo_convergence`'s verdict and,
+    for a mean-field guide, the posterior correlation it ignores.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        ``loss`` with :func:`elbo_convergence`'s figures, and the ``laplace_*`` figures of
+        :func:`laplace_correlation_at` when the guide is mean-field.
+    loss : str, default="The SVI loss"
+        The loss as messages name it (``"The MAP optimisation's loss"``).
+
+    Returns
+    -------
+    list of str
+        Empty when every check passes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.convergence import elbo_convergence, loss_problems
+    >>> loss = np.full(400, 7.0)
+    >>> loss_problems({"loss": loss, **elbo_convergence(loss)})[0][:22]
+    'The SVI loss stalled: '
+    """
+    problems = []
+    if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
+        problems.append(_elbo_message(diagnostics, loss))
+    corr = diagnostics.get("laplace_max_abs_corr", math.nan)
+    # the Laplace approximation is taken at the fitted mean: after a loss that diverged
+    # or stalled that mean is far from the posterior, and so is its correlation
+    fell = diagnostics.get("elbo_problem") not in ("diverged", "stalled")
+    if fell and corr > MEAN_FIELD_CORR_MAX:
+        a, b = diagnostics.get("laplace_pair", ("?", "?"))
+        problems.append(
+            f"The mean-field guide {diagnostics.get('guide', '')} treats the latent "
+            f"values as independent, but their posterior correlation between {a} and "
+            f"{b} is {diagnostics.get('laplace_corr', corr):+.2f} (Laplace approximation "
+            "at the fitted mean): effects that combine them get a wrong mean and "
+            "interval. Use guide='AutoMultivariateNormal' (or guide='auto') or "
+            "inference='nuts'."
+        )
     return problems
 
 
@@ -497,10 +556,9 @@ def _levels_differ(loss, window):
     return bool(p_value < 2 * norm.sf(ELBO_NOISE_Z))
 
 
-def _elbo_message(diag, inference):
+def _elbo_message(diag, loss):
     """The warning for a loss trace that :func:`elbo_convergence` did not pass, naming the
-    loss as the user knows it: SVI's, or the MAP optimisation's."""
-    loss = "The MAP optimisation's loss" if inference == "map" else "The SVI loss"
+    loss as the user knows it (``loss``: SVI's, or the MAP optimisation's)."""
     window = diag.get("elbo_window")
     start, end = diag.get("elbo_start", math.nan), diag.get("elbo_end", math.nan)
     problem = diag.get("elbo_problem") or "not settled"

@@ -47,6 +47,7 @@ from .experiments import (
 from .convergence import finish_fit
 from .summaries import summary
 from .inference import NutsOverBudget, run_inference
+from .methods import get_method, method_names
 from .layout import InputLayout, is_dask_collection
 from .model import (
     Model, ModelRef, as_model, builtin_offsets, builtin_scales, linear_model, logistic_model,
@@ -112,12 +113,27 @@ class _RoutingMixin:
 INT32_MAX = 2**31 - 1
 
 
+class _InferenceNames(StrOptions):
+    """The values ``inference=`` takes: ``"auto"`` and the inference methods registered
+    when the parameters are validated (:mod:`skimpact.methods`), not when the class was
+    defined."""
+
+    def __init__(self):
+        super().__init__({"auto"})
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, str) and (val == "auto" or val in method_names())
+
+    def __str__(self):
+        return f"a str among {{{', '.join(map(repr, ('auto', *method_names())))}}}"
+
+
 class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     """Shared scikit-learn face of the skimpact estimators (not public)."""
 
     _parameter_constraints = {
         "model": [Model, callable, None],
-        "inference": [StrOptions({"auto", "svi", "nuts", "map"})],
+        "inference": [_InferenceNames()],
         "guide": [str, type, callable],
         # counts run as int32 loop bounds inside JAX: 2**40 steps overflowed there
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -282,9 +298,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 warnings.warn(_conflict_message(c, self.diagnostics_["experiment_bias"],
                                                 self.diagnostics_["experiment_ungrounded"]),
                               ExperimentConflictWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+        method = get_method(self.inference_)
         self.diagnostics_ = finish_fit(
-            self.diagnostics_, self.inference_,
-            self.posterior_ if self.inference_ == "nuts" else None,  # read for NUTS only
+            self.diagnostics_, method,
+            self.posterior_ if method.mcmc else None,  # read for Markov chains only
             sample_sites=self.predictor_.draws,
         )
         return self
@@ -404,8 +421,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         y_obs = np.where(observed, y_obs, np.nan) if mask is not None else y_obs
         tree = DeferredTree(
             posterior_tree, draws, labels, {k: info.site_row_axis.get(k) for k in draws},
-            observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
-            attrs=attrs,
+            observed=(info.outcome_site, y_obs),
+            sample_stats=get_method(choice.method).sample_stats(result.diagnostics), attrs=attrs,
         )
         experiment_diagnostics = {"experiment_conflicts": checks, "experiment_bias": bias,
                                   "experiment_ungrounded": ungrounded} if measured else {}
@@ -821,7 +838,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             )
         tree = self.log_likelihood(X, y, in_sample=True, **inputs)
         # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
-        reff = None if self.inference_ == "nuts" else 1.0
+        reff = None if get_method(self.inference_).mcmc else 1.0
         return loo(tree, pointwise=pointwise, var_name=self.model_info_.outcome_site, reff=reff)
 
 
@@ -937,8 +954,9 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``model__<name>``), a bare NumPyro model ``model(X, y=None, **inputs)``, or
         ``None`` for a Bayesian linear regression with weakly informative priors scaled to
         the data (:func:`skimpact.model.linear_model`).
-    inference : {"auto", "svi", "nuts", "map"}, default="auto"
-        Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, or
+    inference : {"auto", "svi", "nuts", "map"} or str, default="auto"
+        Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, the name of
+        another method registered with :func:`skimpact.methods.register_method`, or
         ``"auto"``: chosen per fit by :mod:`skimpact.choice`. ``"auto"`` times one
         gradient of the model's log-density and runs NUTS when its expected cost,
         ``(num_warmup + num_samples) x num_chains x`` expected leapfrog steps (``8 x

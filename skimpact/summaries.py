@@ -10,6 +10,7 @@ import pandas as pd
 from arviz_stats.base import array_stats
 
 from .convergence import chain_stats, draws_by_chain
+from .methods import get_method, method_names
 
 __all__ = ["row_dims", "summary"]
 
@@ -33,8 +34,9 @@ def summary(posterior, var_names=None, prob=0.94, *, mcmc=None):
         Probability mass of the highest-density interval.
     mcmc : bool, optional
         Whether the draws come from MCMC, so the ESS and r_hat columns are shown; default
-        read from the tree's ``inference`` attribute (``"nuts"``), and ``True`` when the
-        draws carry no such attribute.
+        whether the inference method named by the tree's ``inference`` attribute draws
+        Markov chains (:attr:`skimpact.methods.InferenceMethod.mcmc`), and ``True`` when
+        the draws carry no such attribute or name no registered method.
 
     Returns
     -------
@@ -56,7 +58,8 @@ def summary(posterior, var_names=None, prob=0.94, *, mcmc=None):
     if hasattr(posterior, "children"):
         posterior = posterior["posterior"].to_dataset()
     if mcmc is None:
-        mcmc = attrs.get("inference", "nuts") == "nuts"
+        name = attrs.get("inference")
+        mcmc = name not in method_names() or get_method(name).mcmc
     table = _summary(posterior, var_names, prob)
     return table if mcmc else table.drop(columns=["ess_bulk", "ess_tail", "r_hat"])
 
