@@ -11,7 +11,7 @@ Examples
 --------
 >>> from skimpact.methods import get_method, method_names
 >>> method_names()
-('map', 'nuts', 'svi')
+('svi', 'map', 'nuts')
 >>> get_method("nuts").mcmc, get_method("svi").mcmc
 (True, False)
 """
@@ -278,10 +278,10 @@ def get_method(name):
 
 
 def method_names():
-    """The names of the registered inference methods, sorted.
+    """The names of the registered inference methods, in the order they were registered.
 
     Returns
     -------
     tuple of str
     """
-    return tuple(sorted(_REGISTRY))
+    return tuple(_REGISTRY)

@@ -73,7 +73,7 @@ def test_auto_is_unchanged_by_another_method(prior_only):
 
 def test_a_method_without_minibatches_refuses_fit_batch_size(prior_only):
     X, y = _data()
-    with pytest.raises(ValueError, match=r"`fit_batch_size` needs inference='map' or 'svi'; "
+    with pytest.raises(ValueError, match=r"`fit_batch_size` needs inference='svi' or 'map'; "
                                          r"got 'prior-only'"):
         ImpactRegressor(inference="prior-only", fit_batch_size=10).fit(X, y)
 
@@ -81,10 +81,10 @@ def test_a_method_without_minibatches_refuses_fit_batch_size(prior_only):
 def test_unknown_names_list_the_registered_methods():
     X, y = _data()
     with pytest.raises(InvalidParameterError,
-                       match=r"'inference' parameter .* among \{'auto', 'map', 'nuts', 'svi'\}"):
+                       match=r"'inference' parameter .* among \{'auto', 'svi', 'map', 'nuts'\}"):
         ImpactRegressor(inference="prior-only").fit(X, y)
     with pytest.raises(KeyError, match=r"No inference method is registered as 'vi'; the "
-                                       r"registered ones are \['map', 'nuts', 'svi'\]"):
+                                       r"registered ones are \['svi', 'map', 'nuts'\]"):
         get_method("vi")
     with pytest.raises(KeyError, match="No inference method is registered as 'vi'"):
         unregister_method("vi")
