@@ -38,7 +38,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
 from .choice import (
-    NUTS_SETTINGS, SVI_SETTINGS, choose_inference, latent_dimension, switch_to_svi,
+    NUTS_SETTINGS, SVI_SETTINGS, after_over_budget, choose_inference, latent_dimension,
 )
 from .experiments import (
     ExperimentConflictWarning, as_list, calibrated_model, conflicts, grounding_for,
@@ -140,7 +140,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         "num_steps": [Interval(Integral, 1, INT32_MAX, closed="both")],
         "num_warmup": [Interval(Integral, 0, INT32_MAX, closed="both")],
         "num_samples": [Interval(Integral, 1, INT32_MAX, closed="both")],
-        "num_chains": [Interval(Integral, 1, INT32_MAX, closed="both")],
+        "num_chains": [Interval(Integral, 1, INT32_MAX, closed="both"), None],
         "target_accept_prob": [Interval(Real, 0, 1, closed="neither")],
         "reparam": [dict, None],
         "outcome": [str],
@@ -186,7 +186,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         num_steps=3000,
         num_warmup=500,
         num_samples=500,
-        num_chains=1,
+        num_chains=None,
         target_accept_prob=0.8,
         reparam=None,
         outcome="y",
@@ -390,6 +390,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
 
         def infer(choice):
             settings = {**base, "inference": choice.method, "guide": choice.guide}
+            if choice.num_chains is not None:
+                settings["num_chains"] = choice.num_chains
             return settings, run_inference(
                 choice.method,
                 fit_model,
@@ -406,11 +408,12 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 nuts_budget=choice.nuts_budget,
             )
 
-        try:
-            params, result = infer(choice)
-        except NutsOverBudget as over:
-            choice = switch_to_svi(choice, over, self.guide)
-            params, result = infer(choice)
+        while True:  # NUTS over budget: one chain, then SVI, which has no budget
+            try:
+                params, result = infer(choice)
+                break
+            except NutsOverBudget as over:
+                choice = after_over_budget(choice, over, base)
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
                  "experiments": len(measured),
                  "posterior_fingerprint": _draws_fingerprint(result.draws)}
@@ -960,7 +963,8 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``"auto"``: chosen per fit by :mod:`skimpact.choice`. ``"auto"`` times one
         gradient of the model's log-density and runs NUTS when its expected cost,
         ``(num_warmup + num_samples) x num_chains x`` expected leapfrog steps (``8 x
-        latent_dim ** 0.25``) ``x`` gradient time, is at most 30 s, which covers
+        latent_dim ** 0.25``) ``x`` gradient time, is at most 30 s for one chain (or
+        ``num_chains`` when set; two chains when they fit too), which covers
         regression-sized models up to tens of thousands of rows; otherwise SVI with
         ``guide``. The choice and its reason are recorded in
         ``diagnostics_["inference_choice"]``, ``inference_`` and the output trees'
@@ -982,8 +986,10 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         NUTS warm-up iterations per chain.
     num_samples : int, default=500
         Posterior draws kept (per chain for NUTS).
-    num_chains : int, default=1
-        NUTS chains (run in parallel across devices when there are enough).
+    num_chains : int or None, default=None
+        NUTS chains (run in parallel across devices when there are enough, else one after
+        another). ``None``: two, so that r_hat compares chains; with ``inference="auto"``,
+        one when two would exceed its budget.
     target_accept_prob : float, default=0.8
         NUTS target acceptance probability.
     reparam : dict, optional

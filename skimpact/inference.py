@@ -198,6 +198,12 @@ class NUTSMethod(InferenceMethod):
     """NUTS (MCMC): ``num_chains`` chains of ``num_warmup`` + ``num_samples`` iterations
     at ``target_accept_prob``.
 
+    With ``num_chains=None`` it runs :attr:`default_chains` chains, so that r_hat compares
+    chains. Chains run one per device when there are enough devices, else one after
+    another: that reuses the one compiled program of a chain, where vectorised chains
+    (NumPyro's ``chain_method="vectorized"``) compiled far longer and ran no faster on a
+    2-core CPU (``benchmarks/README.md``, "NUTS chains").
+
     Its checks count divergent transitions and judge r_hat and the bulk and tail effective
     sample sizes of the sampled sites (:func:`~skimpact.convergence.mcmc_problems`); its
     ``sample_stats`` group holds ``diverging``.
@@ -206,10 +212,33 @@ class NUTSMethod(InferenceMethod):
     name = "nuts"
     settings = ("num_warmup", "num_chains", "target_accept_prob")
     mcmc = True
+    #: Chains run when ``num_chains`` is None.
+    default_chains = 2
+
+    def chains(self, num_chains):
+        """How many chains run for the setting ``num_chains``.
+
+        Parameters
+        ----------
+        num_chains : int or None
+            The estimator's setting; ``None`` for :attr:`default_chains`.
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> from skimpact.inference import NUTS_METHOD
+        >>> NUTS_METHOD.chains(None), NUTS_METHOD.chains(1)
+        (2, 1)
+        """
+        return self.default_chains if num_chains is None else int(num_chains)
 
     def run(self, model, args, kwargs, *, key, settings, guide, minibatch=None,
             cache_key=None, budget=None):
         return _run_nuts(model, args, kwargs, key=key, cache_key=cache_key, budget=budget,
+                         num_chains=self.chains(settings["num_chains"]),
                          **_nuts_settings(settings))
 
     def convergence(self, diagnostics, posterior, sample_sites=None):
@@ -243,7 +272,7 @@ _NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop
 
 
 def _nuts_settings(s):
-    keys = ("num_warmup", "num_samples", "num_chains", "target_accept_prob", "progress_bar")
+    keys = ("num_warmup", "num_samples", "target_accept_prob", "progress_bar")
     return {k: s[k] for k in keys}
 
 
