@@ -7,7 +7,10 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
 ``benchmarks/README.md``:
 
 * **NUTS** when its expected cost, ``(num_warmup + num_samples) x num_chains x`` expected
-  leapfrog steps per iteration ``x`` gradient time, is at most :data:`NUTS_BUDGET_SECONDS`.
+  leapfrog steps per iteration ``x`` gradient time, is at most :data:`NUTS_BUDGET_SECONDS`
+  for one chain (for ``num_chains`` chains when that is set). With ``num_chains=None``
+  NUTS runs its default two chains, so that r_hat compares chains, when they too fit
+  the budget, else one.
   The expected number of leapfrog steps grows as the fourth root of the latent dimension
   (:func:`expected_leapfrog_steps`). This covers regression-sized models up to tens of
   thousands of rows, where NUTS is both fast and exact up to Monte Carlo error. That
@@ -15,7 +18,8 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   to 5 times the guess, and more, on real models), so the run then *measures* its cost:
   after its first warm-up loop (:data:`skimpact.inference` runs 100 iterations per loop)
   the leapfrog steps it actually took, times the gradient time, extrapolate the whole
-  run, and beyond the budget the fit switches to SVI (:func:`switch_to_svi`), saying so.
+  run, and beyond the budget the fit goes on with one chain if one fits, else switches to
+  SVI (:func:`after_over_budget`, :func:`switch_to_svi`), saying so.
 * **SVI** otherwise (and whenever ``fit_batch_size`` asks for minibatches), with the guide
   :func:`choose_guide` picks from the latent dimension: a full-rank
   ``AutoMultivariateNormal`` up to :data:`FULL_RANK_MAX_DIM` dimensions, which keeps the
@@ -23,7 +27,9 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   ``AutoLowRankMultivariateNormal`` up to :data:`LOW_RANK_MAX_DIM`; the mean-field
   ``AutoNormal`` only above.
 
-Explicit settings win: ``inference="svi"``, ``"nuts"`` or ``"map"`` are used as given, and
+Explicit settings win: ``inference="svi"``, ``"nuts"``, ``"map"`` or the name of any other
+method registered in :mod:`skimpact.methods` is used as given (with the estimator's guide
+for a method that reads ``guide``, else the method's own), and
 a guide other than ``"auto"`` is used as given. With ``inference="auto"``, settings that
 only one method reads decide for it when they were changed from their defaults:
 ``num_steps``, ``learning_rate`` or ``guide`` (:data:`SVI_SETTINGS`) choose SVI,
@@ -34,11 +40,13 @@ the chosen method ignores.
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import jax
 
+from .inference import NUTS_METHOD, SVI_METHOD
 from .inspection import potential_grad, start_point
+from .methods import get_method
 
 __all__ = [
     "NUTS_SETTINGS",
@@ -47,6 +55,7 @@ __all__ = [
     "LOW_RANK_MAX_DIM",
     "NUTS_BUDGET_SECONDS",
     "InferenceChoice",
+    "after_over_budget",
     "choose_guide",
     "switch_to_svi",
     "choose_inference",
@@ -56,9 +65,9 @@ __all__ = [
 ]
 
 #: Settings only SVI reads: changed from their defaults, they choose SVI.
-SVI_SETTINGS = ("num_steps", "learning_rate", "guide")
+SVI_SETTINGS = SVI_METHOD.settings
 #: Settings only NUTS reads: changed from their defaults, they choose NUTS.
-NUTS_SETTINGS = ("num_warmup", "num_chains", "target_accept_prob")
+NUTS_SETTINGS = NUTS_METHOD.settings
 #: Largest expected NUTS cost (seconds) for which ``inference="auto"`` runs NUTS.
 NUTS_BUDGET_SECONDS = 30.0
 #: Largest latent dimension for which ``guide="auto"`` is a full-rank multivariate normal.
@@ -81,7 +90,8 @@ class InferenceChoice:
 
     Attributes
     ----------
-    method : {"nuts", "svi", "map"}
+    method : str
+        The registered name of the inference method (:mod:`skimpact.methods`).
     guide : str or None
         The guide (SVI only; ``"AutoDelta"`` for MAP, ``None`` for NUTS).
     reason : str
@@ -92,6 +102,9 @@ class InferenceChoice:
         Time of one gradient of the log-density (NaN when not measured).
     expected_nuts_seconds : float
         The rule's estimate of the NUTS run (NaN when not measured).
+    num_chains : int or None
+        NUTS chains the choice fixed for the run (one, when NUTS's default chains would
+        exceed the budget); ``None`` leaves them to the ``num_chains`` setting.
     """
 
     method: str
@@ -100,12 +113,13 @@ class InferenceChoice:
     latent_dim: int
     gradient_seconds: float = math.nan
     expected_nuts_seconds: float = math.nan
+    num_chains: object = None
 
     @property
     def nuts_budget(self):
         """``(budget seconds, gradient seconds)`` when the rule chose NUTS from its guess
         (the run then measures its cost against the budget), else ``None``."""
-        if self.method != "nuts" or math.isnan(self.expected_nuts_seconds):
+        if not get_method(self.method).mcmc or math.isnan(self.expected_nuts_seconds):
             return None
         return NUTS_BUDGET_SECONDS, self.gradient_seconds
 
@@ -199,8 +213,9 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
 
     Parameters
     ----------
-    method : {"auto", "nuts", "svi", "map"}
-        The estimator's ``inference``; anything but ``"auto"`` is kept.
+    method : str
+        The estimator's ``inference``: ``"auto"``, or the name of a registered inference
+        method (:mod:`skimpact.methods`), which is kept.
     model : callable
         The model as fitted (weights and masks applied).
     args, kwargs : tuple, dict
@@ -239,45 +254,95 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
     ('nuts', None)
     """
     guide = settings.get("guide", "auto")
-    if method == "nuts":
-        return InferenceChoice("nuts", None, "inference='nuts' was set.", latent_dim)
-    if method == "map":
-        return InferenceChoice("map", "AutoDelta", "inference='map' was set.", latent_dim)
-    if method == "svi":
-        chosen = choose_guide(guide, latent_dim)
-        return InferenceChoice("svi", chosen, "inference='svi' was set" + _guide_reason(
-            guide, chosen, latent_dim), latent_dim)
+    if method != "auto":
+        chosen = get_method(method)
+        if "guide" not in chosen.settings:
+            return InferenceChoice(chosen.name, chosen.default_guide,
+                                   f"inference={chosen.name!r} was set.", latent_dim)
+        guided = choose_guide(guide, latent_dim)
+        return InferenceChoice(chosen.name, guided, f"inference={chosen.name!r} was set"
+                               + _guide_reason(guide, guided, latent_dim), latent_dim)
+    nuts, svi = NUTS_METHOD.name, SVI_METHOD.name
     if settings.get("fit_batch_size") is not None:
         chosen = choose_guide(guide, latent_dim)
         return InferenceChoice(
-            "svi", chosen, "fit_batch_size asks for minibatches, which only SVI takes"
+            svi, chosen, "fit_batch_size asks for minibatches, which only SVI takes"
             + _guide_reason(guide, chosen, latent_dim), latent_dim)
     svi_set = [k for k in SVI_SETTINGS if k in explicit]
     nuts_set = [k for k in NUTS_SETTINGS if k in explicit]
     if svi_set and not nuts_set:
         chosen = choose_guide(guide, latent_dim)
         return InferenceChoice(
-            "svi", chosen, f"SVI: {_settings(svi_set, settings)} set, which only SVI reads"
+            svi, chosen, f"SVI: {_settings(svi_set, settings)} set, which only SVI reads"
             + _guide_reason(guide, chosen, latent_dim), latent_dim)
     if nuts_set and not svi_set:
         return InferenceChoice(
-            "nuts", None, f"NUTS: {_settings(nuts_set, settings)} set, which only NUTS "
+            nuts, None, f"NUTS: {_settings(nuts_set, settings)} set, which only NUTS "
             "reads.", latent_dim)
     seconds = gradient_seconds(model, args, kwargs, key)
-    iterations = (settings["num_warmup"] + settings["num_samples"]) * settings["num_chains"]
+    per_chain = settings["num_warmup"] + settings["num_samples"]
     steps = expected_leapfrog_steps(latent_dim)
-    expected = iterations * steps * seconds
-    figures = (f"{latent_dim} latent dims, {n_rows} rows, gradient {seconds * 1e3:.3g} ms, "
-               f"{iterations} iterations x {steps:.0f} expected leapfrog steps")
-    if expected <= NUTS_BUDGET_SECONDS:
-        reason = (f"NUTS: expected {expected:.3g} s <= {NUTS_BUDGET_SECONDS:g} s "
-                  f"({figures})" + _ignored(svi_set, settings, "NUTS") + ".")
-        return InferenceChoice("nuts", None, reason, latent_dim, seconds, expected)
-    chosen = choose_guide(guide, latent_dim)
-    reason = (f"SVI: NUTS would take about {expected:.3g} s > {NUTS_BUDGET_SECONDS:g} s "
-              f"({figures})" + _ignored(nuts_set, settings, "SVI")
-              + _guide_reason(guide, chosen, latent_dim))
-    return InferenceChoice("svi", chosen, reason, latent_dim, seconds, expected)
+    chains = NUTS_METHOD.chains(settings["num_chains"])
+    # SVI when one chain does not fit (the user's chains when set); NUTS's default chains
+    # when they fit, else one
+    judged = chains if settings["num_chains"] is not None else 1
+    one = per_chain * steps * seconds
+
+    def figures(n):
+        return (f"{latent_dim} latent dims, {n_rows} rows, gradient {seconds * 1e3:.3g} ms, "
+                f"{_chains(n)} x {per_chain} iterations x {steps:.0f} expected leapfrog steps")
+
+    if one * judged > NUTS_BUDGET_SECONDS:
+        chosen = choose_guide(guide, latent_dim)
+        reason = (f"SVI: NUTS would take about {one * judged:.3g} s > "
+                  f"{NUTS_BUDGET_SECONDS:g} s ({figures(judged)})"
+                  + _ignored(nuts_set, settings, "SVI")
+                  + _guide_reason(guide, chosen, latent_dim))
+        return InferenceChoice(svi, chosen, reason, latent_dim, seconds, one * judged)
+    if one * chains <= NUTS_BUDGET_SECONDS:
+        reason = (f"NUTS: expected {one * chains:.3g} s <= {NUTS_BUDGET_SECONDS:g} s "
+                  f"({figures(chains)})" + _ignored(svi_set, settings, "NUTS") + ".")
+        return InferenceChoice(nuts, None, reason, latent_dim, seconds, one * chains)
+    reason = (f"NUTS: expected {one:.3g} s <= {NUTS_BUDGET_SECONDS:g} s with one chain, "
+              f"{one * chains:.3g} s with {chains} ({figures(1)})"
+              + _ignored(svi_set, settings, "NUTS") + ".")
+    return InferenceChoice(nuts, None, reason, latent_dim, seconds, one, num_chains=1)
+
+
+def after_over_budget(choice, over, settings):
+    """The choice after a NUTS run measured itself over budget.
+
+    Parameters
+    ----------
+    choice : InferenceChoice
+        The rule's NUTS choice.
+    over : skimpact.inference.NutsOverBudget
+        What the first warm-up loop measured.
+    settings : dict
+        The estimator's parameters (``num_chains``, ``guide``).
+
+    Returns
+    -------
+    InferenceChoice
+        NUTS with one chain when the run had NUTS's default chains (``num_chains=None``)
+        and one chain fits the budget; else :func:`switch_to_svi`'s SVI.
+    """
+    chains = NUTS_METHOD.chains(choice.num_chains or settings["num_chains"])
+    one = over.expected_seconds / chains
+    if chains == 1 or settings["num_chains"] is not None or one > NUTS_BUDGET_SECONDS:
+        return switch_to_svi(choice, over, settings["guide"])
+    reason = (
+        f"NUTS with one chain: its first {over.iterations} warm-up iterations averaged "
+        f"{over.mean_steps:.0f} leapfrog steps (the guess was "
+        f"{expected_leapfrog_steps(choice.latent_dim):.0f}), so {chains} chains would take "
+        f"about {over.expected_seconds:.3g} s > {NUTS_BUDGET_SECONDS:g} s and one about "
+        f"{one:.3g} s."
+    )
+    return replace(choice, reason=reason, expected_nuts_seconds=one, num_chains=1)
+
+
+def _chains(n):
+    return "1 chain" if n == 1 else f"{n} chains"
 
 
 def switch_to_svi(choice, over, guide):
@@ -307,7 +372,8 @@ def switch_to_svi(choice, over, guide):
         f"{over.expected_seconds:.3g} s > {NUTS_BUDGET_SECONDS:g} s"
         + _guide_reason(guide, chosen, choice.latent_dim)
     )
-    return InferenceChoice("svi", chosen, reason, choice.latent_dim, choice.gradient_seconds,
+    return InferenceChoice(SVI_METHOD.name, chosen, reason, choice.latent_dim,
+                           choice.gradient_seconds,
                            over.expected_seconds)
 
 

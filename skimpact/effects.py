@@ -21,6 +21,7 @@ from .heterogeneity import ConstantEffectWarning, effect_varies_by_row, warn_con
 from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
 from .dask_dispatch import accepts_dask
+from .methods import get_method, method_names
 from .scenarios import effect_request, final_estimator, fitted_scenario
 from .effect_summaries import summary_stats
 from .schema import (
@@ -420,9 +421,10 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     Warns
     -----
     UserWarning
-        When the effect comes from a MAP fit (``inference="map"``): its draws repeat one
-        point estimate, so ``sd`` and the HDI carry no posterior uncertainty (they are zero
-        for ``kind="mean"`` and only the outcome's noise for ``kind="predictive"``).
+        When the effect comes from a point estimate (a MAP fit, ``inference="map"``, or
+        another method that draws one point): its draws repeat it, so ``sd`` and the HDI
+        carry no posterior uncertainty (they are zero for ``kind="mean"`` and only the
+        outcome's noise for ``kind="predictive"``).
 
     Examples
     --------
@@ -443,10 +445,11 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     prob = check_prob(prob)
     group = _group_of(tree)
     ds = tree[group].to_dataset()
-    if tree.attrs.get("inference") == "map":
+    method = tree.attrs.get("inference")
+    if method in method_names() and get_method(method).point_estimate:
         warnings.warn(
-            "This effect comes from a MAP fit (inference='map'): a point estimate with no "
-            "posterior uncertainty, so sd and the HDI do not measure how sure the effect is "
+            f"This effect comes from a {method.upper()} fit (inference={method!r}): a point "
+            "estimate with no posterior uncertainty, so sd and the HDI do not measure how sure the effect is "
             "(zero for kind='mean', only the outcome's noise for kind='predictive'). Fit with "
             "inference='nuts' or 'svi' for an interval.",
             UserWarning, stacklevel=2,

@@ -39,14 +39,16 @@ from . import effects, pipeline
 from ._sinks import ZarrSink, check_target, write_tree
 from .dask_dispatch import accepts_dask
 from .choice import (
-    NUTS_SETTINGS, SVI_SETTINGS, choose_inference, latent_dimension, switch_to_svi,
+    NUTS_SETTINGS, SVI_SETTINGS, after_over_budget, choose_inference, latent_dimension,
 )
 from .experiments import (
     ExperimentConflictWarning, as_list, calibrated_model, conflicts, grounding_for,
     resolve_experiments,
 )
-from .diagnostics import finish_fit, summary
+from .convergence import finish_fit
+from .summaries import summary
 from .inference import NutsOverBudget, run_inference
+from .methods import get_method, method_names
 from .layout import InputLayout
 from .builtin_models import builtin_offsets, builtin_scales, linear_model, logistic_model
 from .inspection import ModelRef
@@ -112,19 +114,34 @@ class _RoutingMixin:
 INT32_MAX = 2**31 - 1
 
 
+class _InferenceNames(StrOptions):
+    """The values ``inference=`` takes: ``"auto"`` and the inference methods registered
+    when the parameters are validated (:mod:`skimpact.methods`), not when the class was
+    defined."""
+
+    def __init__(self):
+        super().__init__({"auto"})
+
+    def is_satisfied_by(self, val):
+        return isinstance(val, str) and (val == "auto" or val in method_names())
+
+    def __str__(self):
+        return f"a str among {{{', '.join(map(repr, ('auto', *method_names())))}}}"
+
+
 class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     """Shared scikit-learn face of the skimpact estimators (not public)."""
 
     _parameter_constraints = {
         "model": [Model, callable, None],
-        "inference": [StrOptions({"auto", "svi", "nuts", "map"})],
+        "inference": [_InferenceNames()],
         "guide": [str, type, callable],
         # counts run as int32 loop bounds inside JAX: 2**40 steps overflowed there
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "num_steps": [Interval(Integral, 1, INT32_MAX, closed="both")],
         "num_warmup": [Interval(Integral, 0, INT32_MAX, closed="both")],
         "num_samples": [Interval(Integral, 1, INT32_MAX, closed="both")],
-        "num_chains": [Interval(Integral, 1, INT32_MAX, closed="both")],
+        "num_chains": [Interval(Integral, 1, INT32_MAX, closed="both"), None],
         "target_accept_prob": [Interval(Real, 0, 1, closed="neither")],
         "reparam": [dict, None],
         "outcome": [str],
@@ -171,7 +188,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         num_steps=3000,
         num_warmup=500,
         num_samples=500,
-        num_chains=1,
+        num_chains=None,
         target_accept_prob=0.8,
         reparam=None,
         outcome="y",
@@ -285,9 +302,10 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 warnings.warn(_conflict_message(c, self.diagnostics_["experiment_bias"],
                                                 self.diagnostics_["experiment_ungrounded"]),
                               ExperimentConflictWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+        method = get_method(self.inference_)
         self.diagnostics_ = finish_fit(
-            self.diagnostics_, self.inference_,
-            self.posterior_ if self.inference_ == "nuts" else None,  # read for NUTS only
+            self.diagnostics_, method,
+            self.posterior_ if method.mcmc else None,  # read for Markov chains only
             sample_sites=self.predictor_.draws,
         )
         return self
@@ -377,6 +395,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
 
         def infer(choice):
             settings = {**base, "inference": choice.method, "guide": choice.guide}
+            if choice.num_chains is not None:
+                settings["num_chains"] = choice.num_chains
             return settings, run_inference(
                 choice.method,
                 fit_model,
@@ -393,11 +413,12 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 nuts_budget=choice.nuts_budget,
             )
 
-        try:
-            params, result = infer(choice)
-        except NutsOverBudget as over:
-            choice = switch_to_svi(choice, over, self.guide)
-            params, result = infer(choice)
+        while True:  # NUTS over budget: one chain, then SVI, which has no budget
+            try:
+                params, result = infer(choice)
+                break
+            except NutsOverBudget as over:
+                choice = after_over_budget(choice, over, base)
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
                  "experiments": len(measured),
                  "posterior_fingerprint": _draws_fingerprint(result.draws)}
@@ -408,8 +429,8 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         y_obs = np.where(observed, y_obs, np.nan) if mask is not None else y_obs
         tree = DeferredTree(
             posterior_tree, draws, labels, {k: info.site_row_axis.get(k) for k in draws},
-            observed=(info.outcome_site, y_obs), diverging=result.diagnostics.get("diverging"),
-            attrs=attrs,
+            observed=(info.outcome_site, y_obs),
+            sample_stats=get_method(choice.method).sample_stats(result.diagnostics), attrs=attrs,
         )
         experiment_diagnostics = {"experiment_conflicts": checks, "experiment_bias": bias,
                                   "experiment_ungrounded": ungrounded} if measured else {}
@@ -465,7 +486,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def summary(self, var_names=None, prob=0.94):
         """Posterior summary per parameter element, like NumPyro's ``print_summary``.
 
-        See :func:`skimpact.diagnostics.summary`; the ESS and r_hat columns are shown only
+        See :func:`skimpact.summaries.summary`; the ESS and r_hat columns are shown only
         after NUTS (draws of SVI and MAP are independent or constant: no chain to judge).
 
         Examples
@@ -826,7 +847,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
             )
         tree = self.log_likelihood(X, y, in_sample=True, **inputs)
         # Draws of SVI and MAP are independent; only MCMC draws need an ESS-based r_eff.
-        reff = None if self.inference_ == "nuts" else 1.0
+        reff = None if get_method(self.inference_).mcmc else 1.0
         return loo(tree, pointwise=pointwise, var_name=self.model_info_.outcome_site, reff=reff)
 
 
@@ -942,12 +963,14 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``model__<name>``), a bare NumPyro model ``model(X, y=None, **inputs)``, or
         ``None`` for a Bayesian linear regression with weakly informative priors scaled to
         the data (:func:`skimpact.builtin_models.linear_model`).
-    inference : {"auto", "svi", "nuts", "map"}, default="auto"
-        Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, or
+    inference : {"auto", "svi", "nuts", "map"} or str, default="auto"
+        Variational inference with ``guide``, NUTS MCMC, a MAP point estimate, the name of
+        another method registered with :func:`skimpact.methods.register_method`, or
         ``"auto"``: chosen per fit by :mod:`skimpact.choice`. ``"auto"`` times one
         gradient of the model's log-density and runs NUTS when its expected cost,
         ``(num_warmup + num_samples) x num_chains x`` expected leapfrog steps (``8 x
-        latent_dim ** 0.25``) ``x`` gradient time, is at most 30 s, which covers
+        latent_dim ** 0.25``) ``x`` gradient time, is at most 30 s for one chain (or
+        ``num_chains`` when set; two chains when they fit too), which covers
         regression-sized models up to tens of thousands of rows; otherwise SVI with
         ``guide``. The choice and its reason are recorded in
         ``diagnostics_["inference_choice"]``, ``inference_`` and the output trees'
@@ -960,7 +983,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``init_to_median``), or ``callable(model) -> guide`` such as
         ``functools.partial(AutoNormal, init_loc_fn=init_to_feasible)``. A mean-field
         guide warns when the posterior is strongly correlated (see
-        :mod:`skimpact.diagnostics`).
+        :mod:`skimpact.convergence`).
     learning_rate : float, default=0.01
         Adam step size for SVI and MAP (positive).
     num_steps : int, default=3000
@@ -969,8 +992,10 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         NUTS warm-up iterations per chain.
     num_samples : int, default=500
         Posterior draws kept (per chain for NUTS).
-    num_chains : int, default=1
-        NUTS chains (run in parallel across devices when there are enough).
+    num_chains : int or None, default=None
+        NUTS chains (run in parallel across devices when there are enough, else one after
+        another). ``None``: two, so that r_hat compares chains; with ``inference="auto"``,
+        one when two would exceed its budget.
     target_accept_prob : float, default=0.8
         NUTS target acceptance probability.
     reparam : dict, optional
@@ -1027,7 +1052,7 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         The inference method the fit ran (``"auto"`` resolved to ``"nuts"`` or ``"svi"``).
     diagnostics_ : dict
         What inference reported (SVI loss trace, NUTS divergences, timings) and the
-        convergence checks of :mod:`skimpact.diagnostics` (``converged`` among them).
+        convergence checks of :mod:`skimpact.convergence` (``converged`` among them).
     input_names_ : tuple of str
         The model's keyword inputs at fit.
     n_features_in_ : int

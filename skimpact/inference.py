@@ -1,4 +1,9 @@
-"""Inference runners: SVI (any autoguide), MAP and NUTS, each returning posterior draws.
+"""The built-in inference methods: SVI (any autoguide), MAP and NUTS, each returning
+posterior draws.
+
+Each is an :class:`~skimpact.methods.InferenceMethod` (:class:`SVIMethod`,
+:class:`MAPMethod`, :class:`NUTSMethod`) registered under its name when this module is
+imported; :func:`run_inference` runs the method a fit chose.
 
 Every runner returns an :class:`InferenceResult` whose ``draws`` hold the latent sample
 sites with leading ``(chain, draw)`` axes as NumPy arrays; nothing of NumPyro's guide or
@@ -27,10 +32,25 @@ from numpyro.optim import Adam
 from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
-from .diagnostics import LAPLACE_MAX_DIM, laplace_correlation_at
+from .convergence import (
+    LAPLACE_MAX_DIM, elbo_convergence, laplace_correlation_at, loss_problems, mcmc_diagnostics,
+    mcmc_problems,
+)
 from .inspection import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
+from .methods import InferenceMethod, get_method, method_names, register_method
 
-__all__ = ["InferenceError", "InferenceResult", "NutsOverBudget", "run_inference"]
+__all__ = [
+    "InferenceError",
+    "InferenceResult",
+    "MAPMethod",
+    "MAP_METHOD",
+    "NUTSMethod",
+    "NUTS_METHOD",
+    "NutsOverBudget",
+    "SVIMethod",
+    "SVI_METHOD",
+    "run_inference",
+]
 
 
 class InferenceError(RuntimeError):
@@ -94,12 +114,12 @@ def run_inference(
     method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
     row_plate=None, local_sites=(), cache_key=None, nuts_budget=None,
 ):
-    """Dispatch to the SVI / MAP / NUTS runner named by ``method``.
+    """Run the inference method ``method`` (see :mod:`skimpact.methods`) on ``model``.
 
-    With ``settings["fit_batch_size"]`` set (SVI and MAP only), every step runs the model on
-    a random minibatch of rows, the log-density of sites in the plate ``row_plate`` scaled by
-    ``n_rows / batch`` so the ELBO stays unbiased; models with ``local_sites`` (one latent
-    per row) cannot be fitted so.
+    With ``settings["fit_batch_size"]`` set (methods that take minibatches only: SVI and
+    MAP), every step runs the model on a random minibatch of rows, the log-density of
+    sites in the plate ``row_plate`` scaled by ``n_rows / batch`` so the ELBO stays
+    unbiased; models with ``local_sites`` (one latent per row) cannot be fitted so.
 
     ``cache_key``, equal for fits that run the same program (model, guide, optimiser), lets
     them share one compilation of the SVI steps; ``None`` compiles per fit.
@@ -108,39 +128,135 @@ def run_inference(
     after its first warm-up loop the leapfrog steps it took per iteration, times the
     gradient time, extrapolate the whole run, and beyond ``seconds`` it stops with
     :class:`NutsOverBudget`.
+
+    The method's guide is ``settings["guide"]`` when the method reads ``guide`` (SVI),
+    else its own default guide (``"AutoDelta"`` for MAP).
     """
-    try:
-        return _run(method, model, args, kwargs, latent_sites=latent_sites,
-                    deterministic_sites=deterministic_sites, key=key, settings=settings,
-                    row_plate=row_plate, local_sites=local_sites, cache_key=cache_key,
-                    nuts_budget=nuts_budget)
-    except TRACER_ERRORS as exc:
-        raise traced_value_error(exc) from exc
-
-
-def _run(method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
-         row_plate, local_sites, cache_key, nuts_budget=None):
+    method = get_method(method)
     batch = settings.get("fit_batch_size")
     if batch is not None:
         _check_minibatch(method, batch, row_plate, local_sites)
-    if method in ("svi", "map"):
-        guide = "AutoDelta" if method == "map" else settings["guide"]
-        minibatch = None if batch is None else (int(batch), row_plate)
-        result = _run_svi(
+    guide = settings["guide"] if "guide" in method.settings else method.default_guide
+    try:
+        result = method.run(
+            model, args, kwargs, key=key, settings=settings, guide=guide,
+            minibatch=None if batch is None else (int(batch), row_plate),
+            cache_key=cache_key, budget=nuts_budget,
+        )
+        result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
+        result.deterministic = _deterministic_sites(
+            ModelRef(model, cache_key), args, kwargs, result.draws,
+            tuple(deterministic_sites), key,
+        )
+    except TRACER_ERRORS as exc:
+        raise traced_value_error(exc) from exc
+    return result
+
+
+class SVIMethod(InferenceMethod):
+    """Stochastic variational inference: ``num_steps`` Adam steps (``learning_rate``) on the
+    ELBO of the guide ``guide``, then ``num_samples`` independent draws of the guide.
+
+    Its checks judge the loss trace (:func:`~skimpact.convergence.elbo_convergence`) and,
+    for a mean-field guide, the posterior correlation it ignores
+    (:func:`~skimpact.convergence.loss_problems`).
+    """
+
+    name = "svi"
+    settings = ("num_steps", "learning_rate", "guide")
+    minibatch = True
+    #: The loss as convergence messages name it.
+    loss_name = "The SVI loss"
+
+    def run(self, model, args, kwargs, *, key, settings, guide, minibatch=None,
+            cache_key=None, budget=None):
+        return _run_svi(
             model, args, kwargs, guide=guide, key=key, minibatch=minibatch,
             cache_key=None if cache_key is None else (cache_key, _hashable(guide)),
-            **_svi_settings(settings),
+            loss_name=self.loss_name, **_svi_settings(settings),
         )
-    elif method == "nuts":
-        result = _run_nuts(model, args, kwargs, key=key, cache_key=cache_key,
-                           budget=nuts_budget, **_nuts_settings(settings))
-    else:
-        raise ValueError(f"`inference` must be one of 'svi', 'nuts', 'map'; got {method!r}.")
-    result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
-    result.deterministic = _deterministic_sites(
-        ModelRef(model, cache_key), args, kwargs, result.draws, tuple(deterministic_sites), key
-    )
-    return result
+
+    def convergence(self, diagnostics, posterior, sample_sites=None):
+        return elbo_convergence(diagnostics["loss"]) if "loss" in diagnostics else {}
+
+    def problems(self, diagnostics):
+        return loss_problems(diagnostics, self.loss_name)
+
+
+class MAPMethod(SVIMethod):
+    """The posterior mode: SVI with a point-mass guide (``AutoDelta``), every one of the
+    ``num_samples`` draws the same point."""
+
+    name = "map"
+    settings = ("num_steps", "learning_rate")
+    default_guide = "AutoDelta"
+    point_estimate = True
+    loss_name = "The MAP optimisation's loss"
+
+
+class NUTSMethod(InferenceMethod):
+    """NUTS (MCMC): ``num_chains`` chains of ``num_warmup`` + ``num_samples`` iterations
+    at ``target_accept_prob``.
+
+    With ``num_chains=None`` it runs :attr:`default_chains` chains, so that r_hat compares
+    chains. Chains run one per device when there are enough devices, else one after
+    another: that reuses the one compiled program of a chain, where vectorised chains
+    (NumPyro's ``chain_method="vectorized"``) compiled far longer and ran no faster on a
+    2-core CPU (``benchmarks/README.md``, "NUTS chains").
+
+    Its checks count divergent transitions and judge r_hat and the bulk and tail effective
+    sample sizes of the sampled sites (:func:`~skimpact.convergence.mcmc_problems`); its
+    ``sample_stats`` group holds ``diverging``.
+    """
+
+    name = "nuts"
+    settings = ("num_warmup", "num_chains", "target_accept_prob")
+    mcmc = True
+    #: Chains run when ``num_chains`` is None.
+    default_chains = 2
+
+    def chains(self, num_chains):
+        """How many chains run for the setting ``num_chains``.
+
+        Parameters
+        ----------
+        num_chains : int or None
+            The estimator's setting; ``None`` for :attr:`default_chains`.
+
+        Returns
+        -------
+        int
+
+        Examples
+        --------
+        >>> from skimpact.inference import NUTS_METHOD
+        >>> NUTS_METHOD.chains(None), NUTS_METHOD.chains(1)
+        (2, 1)
+        """
+        return self.default_chains if num_chains is None else int(num_chains)
+
+    def run(self, model, args, kwargs, *, key, settings, guide, minibatch=None,
+            cache_key=None, budget=None):
+        return _run_nuts(model, args, kwargs, key=key, cache_key=cache_key, budget=budget,
+                         num_chains=self.chains(settings["num_chains"]),
+                         **_nuts_settings(settings))
+
+    def convergence(self, diagnostics, posterior, sample_sites=None):
+        if sample_sites is not None:
+            posterior = posterior[[k for k in posterior.data_vars if k in set(sample_sites)]]
+        return mcmc_diagnostics(posterior)
+
+    def problems(self, diagnostics):
+        return mcmc_problems(diagnostics)
+
+    def sample_stats(self, diagnostics):
+        return {"diverging": diagnostics["diverging"]} if "diverging" in diagnostics else None
+
+
+#: The built-in inference methods, registered under their names.
+SVI_METHOD = register_method(SVIMethod())
+MAP_METHOD = register_method(MAPMethod())
+NUTS_METHOD = register_method(NUTSMethod())
 
 
 def _svi_settings(s):
@@ -156,7 +272,7 @@ _NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop
 
 
 def _nuts_settings(s):
-    keys = ("num_warmup", "num_samples", "num_chains", "target_accept_prob", "progress_bar")
+    keys = ("num_warmup", "num_samples", "target_accept_prob", "progress_bar")
     return {k: s[k] for k in keys}
 
 
@@ -347,8 +463,10 @@ def _hashable(obj):
 
 
 def _check_minibatch(method, batch, row_plate, local_sites):
-    if method not in ("svi", "map"):
-        raise ValueError(f"`fit_batch_size` needs inference='svi' or 'map'; got {method!r}.")
+    if not method.minibatch:
+        takers = " or ".join(repr(n) for n in method_names() if get_method(n).minibatch)
+        raise ValueError(
+            f"`fit_batch_size` needs inference={takers}; got {method.name!r}.")
     if not isinstance(batch, numbers.Integral) or batch < 1:
         raise ValueError(f"`fit_batch_size` must be a positive integer or None; got {batch!r}.")
     if row_plate is None:
@@ -380,7 +498,7 @@ class _ScaleRows(Messenger):
 
 def _run_svi(
     model, args, kwargs, *, guide, key, num_steps, learning_rate, num_samples, progress_bar,
-    minibatch=None, cache_key=None,
+    loss_name, minibatch=None, cache_key=None,
 ):
     n = args[0].shape[0]
     full_model, full_args, full_kwargs = ModelRef(model, cache_key), args, kwargs
@@ -408,7 +526,7 @@ def _run_svi(
         bad = np.flatnonzero(~np.isfinite(chunk_losses))
         if bad.size:
             raise InferenceError(
-                f"{'MAP optimisation' if guide == 'AutoDelta' else 'SVI'} loss became "
+                f"{loss_name} became "
                 f"{chunk_losses[bad[0]]} at step {first + int(bad[0]) + 1} of "
                 f"{num_steps}. Lower `learning_rate`, check the priors and the scale of X and y "
                 "(standardise inputs), or start the guide nearer the data (e.g. init_to_median "

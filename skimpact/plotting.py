@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
 
-from .diagnostics import loss_window
+from .convergence import draws_by_chain, loss_window
 from .posterior import NUMPYRO_LOCK
 from .schema import PREDICTIVE_GROUPS
+from .summaries import row_dims
 
 __all__ = [
     "plot_effect",
@@ -314,8 +315,6 @@ def plot_trace(estimator, var_names=None, *, axes=None):
     ndarray of matplotlib.axes.Axes
         Shape ``(len(var_names), 2)``.
     """
-    from .diagnostics import draws_by_chain, row_dims
-
     tree = getattr(estimator, "posterior_", estimator)
     post = tree["posterior"].to_dataset()
     if var_names is None:

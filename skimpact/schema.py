@@ -163,10 +163,10 @@ def observed_dataset(site, y, labels):
     )
 
 
-def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, attrs=None,
+def posterior_tree(draws, labels, row_axes, *, observed=None, sample_stats=None, attrs=None,
                    created_at=None):
-    """The fitted posterior: groups ``posterior``, ``observed_data`` and, for MCMC,
-    ``sample_stats`` (``diverging``).
+    """The fitted posterior: groups ``posterior``, ``observed_data`` and, when the
+    inference method gives one (NUTS: ``diverging``), ``sample_stats``.
 
     Parameters
     ----------
@@ -177,7 +177,8 @@ def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, at
         Row axis of each site (negative) or None.
     observed : tuple of (str, ndarray), optional
         The outcome site and its observed values.
-    diverging : ndarray of shape (chain, draw), optional
+    sample_stats : dict of str to ndarray of shape (chain, draw), optional
+        Statistics of each draw (:meth:`skimpact.methods.InferenceMethod.sample_stats`).
     attrs : dict, optional
     created_at : str, optional
         ISO time of the fit; default now.
@@ -185,8 +186,8 @@ def posterior_tree(draws, labels, row_axes, *, observed=None, diverging=None, at
     groups = {POSTERIOR: _dataset(draws, labels, row_axes)}
     if observed is not None:
         groups[OBSERVED_DATA] = observed_dataset(*observed, labels)
-    if diverging is not None:
-        groups[SAMPLE_STATS] = _dataset({"diverging": diverging}, labels)
+    if sample_stats is not None:
+        groups[SAMPLE_STATS] = _dataset(sample_stats, labels)
     return _tree(groups, attrs, created_at)
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .diagnostics import loss_window
+from .convergence import loss_window
 
 __all__ = ["diagnostic_metrics", "log_estimator"]
 

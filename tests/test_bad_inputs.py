@@ -1561,7 +1561,7 @@ ESTIMATOR_HOSTILE = {
     "num_steps": COUNT + [np.inf, 2**40],
     "num_warmup": [-1, 2.5, True, np.nan, "10", None, 2**40],
     "num_samples": COUNT + [2**40],
-    "num_chains": COUNT + [2**40],
+    "num_chains": [v for v in COUNT if v is not None] + [2**40],
     "target_accept_prob": [0, 1, 1.5, -0.1, np.nan, np.inf, True, "high", None],
     "reparam": ["x", 5, True, [1], {"alpha": 5}, {5: LocScaleReparam(0)}],
     "outcome": [5, None, True, "", "zz"],

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from skimpact import ImpactClassifier, ImpactRegressor
 from skimpact.calibration import CalibrationResult, calibrate_effect
 
-FAST = dict(inference="nuts", num_warmup=150, num_samples=200)
+FAST = dict(inference="nuts", num_warmup=150, num_samples=200, num_chains=1)
 SHIFT = {0: 1.0}
 BASE = {0: 0.0}
 

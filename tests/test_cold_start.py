@@ -186,7 +186,7 @@ def test_nuts_refit_compiles_nothing():
     assert _EVENTS["compile"] == before
     np.testing.assert_array_equal(est.posterior_["posterior"]["b"].values,
                                   twin.posterior_["posterior"]["b"].values)
-    assert est.posterior_["posterior"]["b"].shape == (1, 150, 3)
+    assert est.posterior_["posterior"]["b"].shape == (2, 150, 3)  # two chains by default
 
 
 _FIRST_FITS = textwrap.dedent("""

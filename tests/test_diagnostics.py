@@ -10,7 +10,7 @@ from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
 from skimpact import ImpactRegressor
-from skimpact.diagnostics import (
+from skimpact.convergence import (
     ELBO_RTOL,
     check_convergence,
     draws_by_chain,
@@ -18,9 +18,8 @@ from skimpact.diagnostics import (
     finish_fit,
     loss_window,
     mcmc_diagnostics,
-    row_dims,
-    summary,
 )
+from skimpact.summaries import row_dims, summary
 from skimpact.tracking import diagnostic_metrics
 
 from models import dose_age_data, fit_dose_age

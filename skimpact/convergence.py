@@ -1,6 +1,8 @@
-"""Convergence diagnostics of a fit and posterior summaries.
+"""Convergence checks of a fit: r_hat, effective sample sizes, the loss trace, warnings.
 
-After every fit the estimator calls :func:`finish_fit`, which adds to its ``diagnostics_``
+After every fit the estimator calls :func:`finish_fit`, which asks the fit's inference
+method (:mod:`skimpact.methods`) for its checks and adds their figures to its
+``diagnostics_``; the built-in methods check
 
 * for NUTS: the number of divergent transitions, and per parameter the largest split
   ``r_hat`` and the smallest bulk and tail effective sample sizes (computed with
@@ -13,8 +15,7 @@ After every fit the estimator calls :func:`finish_fit`, which adds to its ``diag
   which the guide ignores;
 
 and warns with :class:`sklearn.exceptions.ConvergenceWarning`, saying what to change, when
-a check fails. :func:`summary` is the table NumPyro's ``print_summary`` prints, as a
-DataFrame.
+a check fails. Posterior tables are in :mod:`skimpact.summaries`.
 """
 
 import math
@@ -22,12 +23,12 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from scipy.stats import kruskal, norm
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
 from .inspection import potential_hessian
+from .methods import get_method
 
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
@@ -39,16 +40,17 @@ __all__ = [
     "ELBO_NOISE_Z",
     "MEAN_FIELD_CORR_MAX",
     "LAPLACE_MAX_DIM",
+    "chain_stats",
     "check_convergence",
     "draws_by_chain",
     "elbo_convergence",
     "finish_fit",
     "laplace_correlation",
     "laplace_correlation_at",
+    "loss_problems",
     "loss_window",
     "mcmc_diagnostics",
-    "row_dims",
-    "summary",
+    "mcmc_problems",
 ]
 
 #: Largest acceptable split r_hat of any parameter element (several chains).
@@ -76,15 +78,21 @@ _ELBO_HEAD = 10
 def finish_fit(diagnostics, inference, posterior, sample_sites=None):
     """Complete the diagnostics of a fit and warn when a convergence check fails.
 
+    The checks are the inference method's own (:meth:`~skimpact.methods.InferenceMethod.
+    convergence` and :meth:`~skimpact.methods.InferenceMethod.problems`): for NUTS
+    :func:`mcmc_diagnostics` and :func:`mcmc_problems`, for SVI and MAP
+    :func:`elbo_convergence` and :func:`loss_problems`.
+
     Parameters
     ----------
     diagnostics : dict
         What the inference runner recorded (``loss`` for SVI and MAP, ``num_divergences``
         for NUTS, ...).
-    inference : {"svi", "nuts", "map"}
-        The inference method of the fit.
-    posterior : xarray.Dataset or xarray.DataTree
-        The posterior draws (a DataTree's ``posterior`` group is used); read for NUTS only.
+    inference : str or skimpact.methods.InferenceMethod
+        The inference method of the fit, or its registered name (``"svi"``, ...).
+    posterior : xarray.Dataset, xarray.DataTree or None
+        The posterior draws (a DataTree's ``posterior`` group is used); read only by
+        methods whose draws are Markov chains.
     sample_sites : sequence of str, optional
         The sites NUTS sampled: only these are judged, so a deterministic site that copies
         or transforms one (a coefficient under another name, a decentred site's original)
@@ -93,24 +101,20 @@ def finish_fit(diagnostics, inference, posterior, sample_sites=None):
     Returns
     -------
     dict
-        A new dict: ``diagnostics`` with the results of :func:`mcmc_diagnostics` (NUTS) or
-        :func:`elbo_convergence` (SVI, MAP) and ``converged``, whether every check passed.
+        A new dict: ``diagnostics`` with the figures of the method's checks and
+        ``converged``, whether every check passed.
 
     Warns
     -----
     sklearn.exceptions.ConvergenceWarning
         One per failed check (see :func:`check_convergence`).
     """
+    method = get_method(inference)
+    if hasattr(posterior, "children"):
+        posterior = posterior["posterior"].to_dataset()
     diag = dict(diagnostics)
-    if inference == "nuts":
-        if hasattr(posterior, "children"):
-            posterior = posterior["posterior"].to_dataset()
-        if sample_sites is not None:
-            posterior = posterior[[k for k in posterior.data_vars if k in set(sample_sites)]]
-        diag.update(mcmc_diagnostics(posterior))
-    elif "loss" in diag:
-        diag.update(elbo_convergence(diag["loss"]))
-    problems = check_convergence(diag, inference)
+    diag.update(method.convergence(diag, posterior, sample_sites))
+    problems = method.problems(diag)
     diag["converged"] = not problems
     for message in problems:
         # attributed to the user's line that called fit, however deep inside skimpact
@@ -135,7 +139,7 @@ def mcmc_diagnostics(posterior):
     """
     r_hat, ess_bulk, ess_tail = {}, {}, {}
     for name, da in posterior.data_vars.items():
-        stats = _chain_stats(draws_by_chain(da))
+        stats = chain_stats(draws_by_chain(da))
         r_hat[name] = _worst(stats["r_hat"], np.nanmax)
         ess_bulk[name] = _worst(stats["ess_bulk"], np.nanmin)
         ess_tail[name] = _worst(stats["ess_tail"], np.nanmin)
@@ -263,69 +267,121 @@ def check_convergence(diagnostics, inference):
     ----------
     diagnostics : dict
         An estimator's ``diagnostics_``.
-    inference : {"svi", "nuts", "map"}
+    inference : str or skimpact.methods.InferenceMethod
+        The inference method of the fit, or its registered name; its checks are asked.
 
     Returns
     -------
     list of str
         Empty when every check passes.
     """
+    return get_method(inference).problems(diagnostics)
+
+
+def mcmc_problems(diagnostics, sampler="NUTS"):
+    """The failed checks of Markov chains: divergences, r_hat and effective sample sizes.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        ``num_divergences`` and :func:`mcmc_diagnostics`'s figures.
+    sampler : str, default="NUTS"
+        The sampler as messages name it.
+
+    Returns
+    -------
+    list of str
+        Empty when every check passes.
+
+    Examples
+    --------
+    >>> from skimpact.convergence import mcmc_problems
+    >>> mcmc_problems({"num_divergences": 3, "num_chains": 2})[0].split(".")[0]
+    'NUTS had 3 divergent transition(s)'
+    """
     problems = []
-    if inference == "nuts":
-        n_div = int(diagnostics.get("num_divergences", 0))
-        if n_div > 0:
-            problems.append(
-                f"NUTS had {n_div} divergent transition(s). Raise `target_accept_prob` "
-                "(e.g. 0.95) or reparameterise hierarchical scales, e.g. "
-                "reparam={'theta': LocScaleReparam(centered=0)}."
-            )
-        chains = int(diagnostics.get("num_chains", 1))
-        limit = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
-        bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
-        if bad and chains > 1:
-            problems.append(
-                f"r_hat above {limit} for {_fmt(bad)}: the {chains} chains disagree about "
-                "these sites. Increase `num_warmup` and `num_samples`, or reparameterise."
-            )
-        elif bad:
-            problems.append(
-                f"r_hat of the single chain's two halves above {limit} for {_fmt(bad)}: the "
-                "chain drifted between its first and second half, so it has not mixed. One "
-                "chain can show such drift but not whether a chain started elsewhere would "
-                "find the same posterior: run `num_chains=2` or more (and raise "
-                "`num_warmup` and `num_samples`), or reparameterise."
-            )
-        min_ess = ESS_MIN_PER_CHAIN * chains
-        ess = {kind: {k: v for k, v in diagnostics.get(f"ess_{kind}", {}).items()
-                      if v < min_ess}
-               for kind in ("bulk", "tail")}
-        low = [f"{k} ({', '.join(f'{kind} {ess[kind][k]:.0f}' for kind in ess if k in ess[kind])})"
-               for k in dict.fromkeys([*ess["bulk"], *ess["tail"]])]
-        if low:
-            problems.append(
-                f"Effective sample size below {min_ess} ({ESS_MIN_PER_CHAIN} per chain) for "
-                f"{', '.join(low)}: bulk ESS measures how well the draws pin down a site's "
-                "mean and centre, tail ESS its 5% and 95% quantiles (the ends of intervals). "
-                "Increase `num_samples` (or `num_chains`); strongly autocorrelated draws may "
-                "also need a reparameterisation."
-            )
-    else:
-        if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
-            problems.append(_elbo_message(diagnostics, inference))
-        corr = diagnostics.get("laplace_max_abs_corr", math.nan)
-        # the Laplace approximation is taken at the fitted mean: after a loss that diverged
-        # or stalled that mean is far from the posterior, and so is its correlation
-        fell = diagnostics.get("elbo_problem") not in ("diverged", "stalled")
-        if fell and corr > MEAN_FIELD_CORR_MAX:
-            a, b = diagnostics.get("laplace_pair", ("?", "?"))
-            problems.append(
-                f"The mean-field guide {diagnostics.get('guide', '')} treats the latent "
-                f"values as independent, but their posterior correlation between {a} and "
-                f"{b} is {diagnostics.get('laplace_corr', corr):+.2f} (Laplace approximation "
-                "at the fitted mean): effects that combine them get a wrong mean and "
-                "interval. Use guide='AutoMultivariateNormal' (or guide='auto') or "
-                "inference='nuts'."
-            )
+    n_div = int(diagnostics.get("num_divergences", 0))
+    if n_div > 0:
+        problems.append(
+            f"{sampler} had {n_div} divergent transition(s). Raise `target_accept_prob` "
+            "(e.g. 0.95) or reparameterise hierarchical scales, e.g. "
+            "reparam={'theta': LocScaleReparam(centered=0)}."
+        )
+    chains = int(diagnostics.get("num_chains", 1))
+    limit = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
+    bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
+    if bad and chains > 1:
+        problems.append(
+            f"r_hat above {limit} for {_fmt(bad)}: the {chains} chains disagree about "
+            "these sites. Increase `num_warmup` and `num_samples`, or reparameterise."
+        )
+    elif bad:
+        problems.append(
+            f"r_hat of the single chain's two halves above {limit} for {_fmt(bad)}: the "
+            "chain drifted between its first and second half, so it has not mixed. One "
+            "chain can show such drift but not whether a chain started elsewhere would "
+            "find the same posterior: run `num_chains=2` or more (and raise "
+            "`num_warmup` and `num_samples`), or reparameterise."
+        )
+    min_ess = ESS_MIN_PER_CHAIN * chains
+    ess = {kind: {k: v for k, v in diagnostics.get(f"ess_{kind}", {}).items()
+                  if v < min_ess}
+           for kind in ("bulk", "tail")}
+    low = [f"{k} ({', '.join(f'{kind} {ess[kind][k]:.0f}' for kind in ess if k in ess[kind])})"
+           for k in dict.fromkeys([*ess["bulk"], *ess["tail"]])]
+    if low:
+        problems.append(
+            f"Effective sample size below {min_ess} ({ESS_MIN_PER_CHAIN} per chain) for "
+            f"{', '.join(low)}: bulk ESS measures how well the draws pin down a site's "
+            "mean and centre, tail ESS its 5% and 95% quantiles (the ends of intervals). "
+            "Increase `num_samples` (or `num_chains`); strongly autocorrelated draws may "
+            "also need a reparameterisation."
+        )
+    return problems
+
+
+def loss_problems(diagnostics, loss="The SVI loss"):
+    """The failed checks of an optimised loss: :func:`elbo_convergence`'s verdict and,
+    for a mean-field guide, the posterior correlation it ignores.
+
+    Parameters
+    ----------
+    diagnostics : dict
+        ``loss`` with :func:`elbo_convergence`'s figures, and the ``laplace_*`` figures of
+        :func:`laplace_correlation_at` when the guide is mean-field.
+    loss : str, default="The SVI loss"
+        The loss as messages name it (``"The MAP optimisation's loss"``).
+
+    Returns
+    -------
+    list of str
+        Empty when every check passes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.convergence import elbo_convergence, loss_problems
+    >>> loss = np.full(400, 7.0)
+    >>> loss_problems({"loss": loss, **elbo_convergence(loss)})[0][:22]
+    'The SVI loss stalled: '
+    """
+    problems = []
+    if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
+        problems.append(_elbo_message(diagnostics, loss))
+    corr = diagnostics.get("laplace_max_abs_corr", math.nan)
+    # the Laplace approximation is taken at the fitted mean: after a loss that diverged
+    # or stalled that mean is far from the posterior, and so is its correlation
+    fell = diagnostics.get("elbo_problem") not in ("diverged", "stalled")
+    if fell and corr > MEAN_FIELD_CORR_MAX:
+        a, b = diagnostics.get("laplace_pair", ("?", "?"))
+        problems.append(
+            f"The mean-field guide {diagnostics.get('guide', '')} treats the latent "
+            f"values as independent, but their posterior correlation between {a} and "
+            f"{b} is {diagnostics.get('laplace_corr', corr):+.2f} (Laplace approximation "
+            "at the fitted mean): effects that combine them get a wrong mean and "
+            "interval. Use guide='AutoMultivariateNormal' (or guide='auto') or "
+            "inference='nuts'."
+        )
     return problems
 
 
@@ -355,7 +411,7 @@ def laplace_correlation(model, args, kwargs, values):
     Examples
     --------
     >>> import numpy as np, numpyro, numpyro.distributions as dist
-    >>> from skimpact.diagnostics import laplace_correlation
+    >>> from skimpact.convergence import laplace_correlation
     >>> def model(X, y=None):
     ...     b = numpyro.sample("b", dist.Normal(0, 10).expand([2]).to_event(1))
     ...     numpyro.sample("y", dist.Normal(X @ b, 1.0), obs=y)
@@ -390,7 +446,7 @@ def laplace_correlation_at(z, hessian):
     Examples
     --------
     >>> import numpy as np
-    >>> from skimpact.diagnostics import laplace_correlation_at
+    >>> from skimpact.convergence import laplace_correlation_at
     >>> out = laplace_correlation_at({"b": np.zeros(2)}, np.array([[1.0, 0.5], [0.5, 1.0]]))
     >>> round(out["laplace_corr"], 2), out["laplace_pair"]
     (-0.5, ('b[0]', 'b[1]'))
@@ -416,90 +472,6 @@ def laplace_correlation_at(z, hessian):
     return out
 
 
-def summary(posterior, var_names=None, prob=0.94, *, mcmc=None):
-    """Posterior summary per parameter element, like NumPyro's ``print_summary``.
-
-    ESS and r_hat judge how well a Markov chain explored the posterior; draws of an SVI
-    guide or a MAP point are independent (or constant), so after SVI and MAP their columns
-    would only show sampling noise and are left out.
-
-    Parameters
-    ----------
-    posterior : xarray.Dataset or xarray.DataTree
-        Draws with leading dims ``chain`` and ``draw``; a DataTree's ``posterior`` group
-        is used.
-    var_names : list of str, optional
-        Parameters to summarise; default every parameter that does not vary by row (a
-        parameter has a row dim when it has a coordinate of row labels).
-    prob : float, default=0.94
-        Probability mass of the highest-density interval.
-    mcmc : bool, optional
-        Whether the draws come from MCMC, so the ESS and r_hat columns are shown; default
-        read from the tree's ``inference`` attribute (``"nuts"``), and ``True`` when the
-        draws carry no such attribute.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per parameter element (``beta[0]``, ``beta[1]``, ...) with columns
-        ``mean``, ``sd``, ``median``, ``hdi_lower``, ``hdi_upper`` and, for MCMC draws,
-        ``ess_bulk``, ``ess_tail`` and ``r_hat``.
-
-    Examples
-    --------
-    >>> import numpy as np, xarray as xr
-    >>> from skimpact.diagnostics import summary
-    >>> draws = np.random.default_rng(0).normal(1.0, 0.5, size=(1, 400))
-    >>> post = xr.Dataset({"a": (("chain", "draw"), draws)}, attrs={"inference": "svi"})
-    >>> list(summary(post).columns)
-    ['mean', 'sd', 'median', 'hdi_lower', 'hdi_upper']
-    """
-    attrs = posterior.attrs
-    if hasattr(posterior, "children"):
-        posterior = posterior["posterior"].to_dataset()
-    if mcmc is None:
-        mcmc = attrs.get("inference", "nuts") == "nuts"
-    table = _summary(posterior, var_names, prob)
-    return table if mcmc else table.drop(columns=["ess_bulk", "ess_tail", "r_hat"])
-
-
-def _summary(posterior, var_names, prob):
-    if var_names is None:
-        rows_of = row_dims(posterior)
-        var_names = [
-            k for k, da in posterior.data_vars.items() if not set(da.dims) & rows_of
-        ]
-    rows, index = [], []
-    for name in var_names:
-        da = posterior[name]
-        values = draws_by_chain(da)
-        flat = values.reshape(-1, values.shape[-1])
-        hdi = array_stats.hdi(flat, prob, axis=0)
-        stats = _chain_stats(values)
-        block = pd.DataFrame(
-            {
-                "mean": flat.mean(0),
-                "sd": flat.std(0, ddof=1) if flat.shape[0] > 1 else np.nan,
-                "median": np.median(flat, 0),
-                "hdi_lower": hdi[..., 0],
-                "hdi_upper": hdi[..., 1],
-                "ess_bulk": stats["ess_bulk"],
-                "ess_tail": stats["ess_tail"],
-                "r_hat": stats["r_hat"],
-            }
-        )
-        rows.append(block)
-        index += _element_labels(name, da)
-    if not rows:
-        return pd.DataFrame(
-            columns=["mean", "sd", "median", "hdi_lower", "hdi_upper", "ess_bulk", "ess_tail",
-                     "r_hat"]
-        )
-    out = pd.concat(rows, ignore_index=True)
-    out.index = pd.Index(index, name="parameter")
-    return out
-
-
 def draws_by_chain(da):
     """The draws of one parameter as a ``(chain, draw, n_elements)`` float array.
 
@@ -517,23 +489,49 @@ def draws_by_chain(da):
     return values.reshape(values.shape[0], values.shape[1], -1)
 
 
-def row_dims(ds):
-    """The dims of ``ds`` that index rows of the data.
+def chain_stats(values):
+    """Split r_hat, bulk and tail ESS per element of a ``(chain, draw, k)`` array.
 
-    skimpact gives coordinates only to ``chain``, ``draw``, ``feature`` and the row dim, so
-    a row dim is any other dim with a coordinate.
+    A single chain is cut into its two halves for r_hat, so drift within it still shows.
+    Elements that never change (a MAP point estimate) get NaN: there is nothing to mix.
 
     Parameters
     ----------
-    ds : xarray.Dataset
+    values : numpy.ndarray of shape (n_chain, n_draw, k)
+        Draws of ``k`` elements (:func:`draws_by_chain`).
 
     Returns
     -------
-    set of str
+    dict
+        ``r_hat``, ``ess_bulk`` and ``ess_tail``, each an array of ``k`` floats.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.convergence import chain_stats
+    >>> draws = np.random.default_rng(0).normal(size=(2, 400, 1))
+    >>> bool(chain_stats(draws)["r_hat"][0] < 1.01)
+    True
     """
-    return {
-        d for d in ds.dims if d not in ("chain", "draw", "feature") and d in ds.coords
-    }
+    chains = values
+    if values.shape[0] == 1 and values.shape[1] >= 8:
+        half = values.shape[1] // 2
+        chains = np.stack([values[0, :half], values[0, half : 2 * half]])
+    constant = np.ptp(values.reshape(-1, values.shape[-1]), axis=0) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        stats = {
+            "r_hat": np.asarray(array_stats.rhat(chains, chain_axis=0, draw_axis=1)),
+            "ess_bulk": np.asarray(
+                array_stats.ess(values, method="bulk", chain_axis=0, draw_axis=1)
+            ),
+            "ess_tail": np.asarray(
+                array_stats.ess(
+                    values, method="tail", prob=(0.05, 0.95), chain_axis=0, draw_axis=1
+                )
+            ),
+        }
+    return {k: np.where(constant, np.nan, v.astype(float)) for k, v in stats.items()}
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -558,10 +556,9 @@ def _levels_differ(loss, window):
     return bool(p_value < 2 * norm.sf(ELBO_NOISE_Z))
 
 
-def _elbo_message(diag, inference):
+def _elbo_message(diag, loss):
     """The warning for a loss trace that :func:`elbo_convergence` did not pass, naming the
-    loss as the user knows it: SVI's, or the MAP optimisation's."""
-    loss = "The MAP optimisation's loss" if inference == "map" else "The SVI loss"
+    loss as the user knows it (``loss``: SVI's, or the MAP optimisation's)."""
     window = diag.get("elbo_window")
     start, end = diag.get("elbo_start", math.nan), diag.get("elbo_end", math.nan)
     problem = diag.get("elbo_problem") or "not settled"
@@ -598,50 +595,6 @@ def _elbo_message(diag, inference):
 def _worst(values, reduce):
     values = np.asarray(values, dtype=float)
     return float(reduce(values)) if np.isfinite(values).any() else math.nan
-
-
-def _chain_stats(values):
-    """Split r_hat, bulk and tail ESS per element of a ``(chain, draw, k)`` array.
-
-    A single chain is cut into its two halves for r_hat, so drift within it still shows.
-    Elements that never change (a MAP point estimate) get NaN: there is nothing to mix.
-    """
-    chains = values
-    if values.shape[0] == 1 and values.shape[1] >= 8:
-        half = values.shape[1] // 2
-        chains = np.stack([values[0, :half], values[0, half : 2 * half]])
-    constant = np.ptp(values.reshape(-1, values.shape[-1]), axis=0) == 0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        stats = {
-            "r_hat": np.asarray(array_stats.rhat(chains, chain_axis=0, draw_axis=1)),
-            "ess_bulk": np.asarray(
-                array_stats.ess(values, method="bulk", chain_axis=0, draw_axis=1)
-            ),
-            "ess_tail": np.asarray(
-                array_stats.ess(
-                    values, method="tail", prob=(0.05, 0.95), chain_axis=0, draw_axis=1
-                )
-            ),
-        }
-    return {k: np.where(constant, np.nan, v.astype(float)) for k, v in stats.items()}
-
-
-def _element_labels(name, da):
-    shape = [da.sizes[d] for d in da.dims if d not in ("chain", "draw")]
-    if not shape:
-        return [name]
-    dims = [d for d in da.dims if d not in ("chain", "draw")]
-    labels = []
-    for idx in np.ndindex(*shape):
-        parts = []
-        for d, i in zip(dims, idx):
-            if d in da.coords and d == "feature":
-                parts.append(str(da.coords[d].values[i]))
-            else:
-                parts.append(str(i))
-        labels.append(f"{name}[{', '.join(parts)}]")
-    return labels
 
 
 def _fmt(values, spec=".3f"):
