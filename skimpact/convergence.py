@@ -15,7 +15,7 @@ method (:mod:`skimpact.methods`) for its checks and adds their figures to its
   which the guide ignores;
 
 and warns with :class:`sklearn.exceptions.ConvergenceWarning`, saying what to change, when
-a check fails. Posterior tables are in :mod:`skimpact.summaries`.
+a check fails. Posterior tables are in :mod:`skimpact.posterior_summary`.
 """
 
 import math

@@ -46,7 +46,7 @@ from .experiments import (
     resolve_experiments,
 )
 from .convergence import finish_fit
-from .summaries import summary
+from .posterior_summary import summary
 from .inference import NutsOverBudget, run_inference
 from .methods import get_method, method_names
 from .layout import InputLayout
@@ -486,7 +486,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
     def summary(self, var_names=None, prob=0.94):
         """Posterior summary per parameter element, like NumPyro's ``print_summary``.
 
-        See :func:`skimpact.summaries.summary`; the ESS and r_hat columns are shown only
+        See :func:`skimpact.posterior_summary.summary`; the ESS and r_hat columns are shown only
         after NUTS (draws of SVI and MAP are independent or constant: no chain to judge).
 
         Examples

@@ -259,7 +259,7 @@ def loo(estimator, X, y, *, pointwise=False, **inputs):
 def summary(estimator, var_names=None, prob=0.94):
     """Posterior summary per parameter element of a fitted estimator or Pipeline.
 
-    See ``ImpactRegressor.summary`` and :func:`skimpact.summaries.summary`.
+    See ``ImpactRegressor.summary`` and :func:`skimpact.posterior_summary.summary`.
 
     Parameters
     ----------

@@ -14,7 +14,7 @@ from arviz_stats.base import array_stats
 from .convergence import draws_by_chain, loss_window
 from .posterior import NUMPYRO_LOCK
 from .schema import PREDICTIVE_GROUPS
-from .summaries import row_dims
+from .posterior_summary import row_dims
 
 __all__ = [
     "plot_effect",

@@ -19,7 +19,7 @@ from skimpact.convergence import (
     loss_window,
     mcmc_diagnostics,
 )
-from skimpact.summaries import row_dims, summary
+from skimpact.posterior_summary import row_dims, summary
 from skimpact.tracking import diagnostic_metrics
 
 from models import dose_age_data, fit_dose_age

@@ -48,7 +48,7 @@ def summary(posterior, var_names=None, prob=0.94, *, mcmc=None):
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> from skimpact.summaries import summary
+    >>> from skimpact.posterior_summary import summary
     >>> draws = np.random.default_rng(0).normal(1.0, 0.5, size=(1, 400))
     >>> post = xr.Dataset({"a": (("chain", "draw"), draws)}, attrs={"inference": "svi"})
     >>> list(summary(post).columns)
