@@ -409,6 +409,7 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 row_plate=info.row_dim if info.site_row_axis.get(info.outcome_site) is not None
                 else None,
                 local_sites=tuple(info.local_sites),
+                row_kwargs=(self.outcome, *layout.row_inputs_),
                 cache_key=cache_key,
                 nuts_budget=choice.nuts_budget,
             )

@@ -112,12 +112,13 @@ def resolve_guide(guide, model):
 
 def run_inference(
     method, model, args, kwargs, *, latent_sites, deterministic_sites, key, settings,
-    row_plate=None, local_sites=(), cache_key=None, nuts_budget=None,
+    row_plate=None, local_sites=(), row_kwargs=(), cache_key=None, nuts_budget=None,
 ):
     """Run the inference method ``method`` (see :mod:`skimpact.methods`) on ``model``.
 
     With ``settings["fit_batch_size"]`` set (methods that take minibatches only: SVI and
-    MAP), every step runs the model on a random minibatch of rows, the log-density of
+    MAP), every step runs the model on a random minibatch of rows (of X and of the keyword
+    arguments named in ``row_kwargs``: the outcome and the per-row inputs), the log-density of
     sites in the plate ``row_plate`` scaled by ``n_rows / batch`` so the ELBO stays
     unbiased; models with ``local_sites`` (one latent per row) cannot be fitted so.
 
@@ -140,7 +141,7 @@ def run_inference(
     try:
         result = method.run(
             model, args, kwargs, key=key, settings=settings, guide=guide,
-            minibatch=None if batch is None else (int(batch), row_plate),
+            minibatch=None if batch is None else (int(batch), row_plate, tuple(row_kwargs)),
             cache_key=cache_key, budget=nuts_budget,
         )
         result.draws = {k: v for k, v in result.draws.items() if k in latent_sites}
@@ -348,16 +349,17 @@ def _svi_chunk(keyed, state, length, args, kwargs):
 
 @partial(jax.jit, static_argnums=(0, 1))
 def _svi_minibatch_chunk(keyed, batch, state, length, args, kwargs):
-    """:func:`_svi_chunk` on a random minibatch of ``batch`` rows per step; ``state`` is
-    the SVI state and the key of the next minibatch."""
-    n = args[0].shape[0]
-    svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(batch, int), n))
+    """:func:`_svi_chunk` on a random minibatch of rows per step, ``batch`` being ``(rows,
+    names of the keyword arguments cut with them)``; ``state`` is the SVI state and the key
+    of the next minibatch."""
+    (size, names), n = batch, args[0].shape[0]
+    svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(size, int), names))
 
     def step(i, carry):
         (state, key), losses = carry
         key, k_rows = jax.random.split(key)
-        idx = jax.random.randint(k_rows, (batch,), 0, n)
-        b_args, b_kwargs = _rows(args, kwargs, idx, n)
+        idx = jax.random.randint(k_rows, (size,), 0, n)
+        b_args, b_kwargs = _rows(args, kwargs, idx, names)
         state, loss = svi.update(state, *b_args, **b_kwargs)
         return (state, key), losses.at[i].set(loss)
 
@@ -367,14 +369,15 @@ def _svi_minibatch_chunk(keyed, batch, state, length, args, kwargs):
 @partial(jax.jit, static_argnums=(0, 1))
 def _initial_state(keyed, batch, key, args, kwargs):
     """The guide's initial parameters (NumPyro's ``SVI.init``) for the fit's ``key``, in
-    one program rather than NumPyro's op-by-op set-up; with minibatches of ``batch`` rows,
-    set up on one such minibatch and returned with the key of the next."""
+    one program rather than NumPyro's op-by-op set-up; with minibatches (``batch`` as in
+    :func:`_svi_minibatch_chunk`), set up on one such minibatch and returned with the key of
+    the next."""
     k_init, _, k_steps = _fit_keys(key)
     if batch is None:
         return keyed.make_svi().init(k_init, *args, **kwargs)
-    n = args[0].shape[0]
+    (size, names), n = batch, args[0].shape[0]
     k_init, k_rows = jax.random.split(k_init)
-    args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (batch,), 0, n), n)
+    args, kwargs = _rows(args, kwargs, jax.random.randint(k_rows, (size,), 0, n), names)
     return keyed.make_svi().init(k_init, *args, **kwargs), k_steps
 
 
@@ -445,13 +448,10 @@ class _SiteOrderELBO(ELBO):
         return {"loss": -elbo, "mutable_state": None}
 
 
-def _rows(args, kwargs, idx, n):
-    """Rows ``idx`` of every argument whose leading axis has ``n`` entries."""
-
-    def take(v):
-        return v[idx] if jnp.ndim(v) >= 1 and jnp.shape(v)[0] == n else v
-
-    return tuple(take(a) for a in args), {k: take(v) for k, v in kwargs.items()}
+def _rows(args, kwargs, idx, names):
+    """Rows ``idx`` of X (the first argument) and of the keyword arguments ``names``."""
+    return ((args[0][idx], *args[1:]),
+            {k: (v[idx] if k in names else v) for k, v in kwargs.items()})
 
 
 def _hashable(obj):
@@ -506,14 +506,14 @@ def _run_svi(
         plate = minibatch[1]
         model = _ScaleRows(model, plate=plate, scale=n / minibatch[0])
         # the guide's draws and the Laplace check see one minibatch's shapes
-        args, kwargs = _rows(args, kwargs, np.arange(minibatch[0]), n)
+        args, kwargs = _rows(args, kwargs, np.arange(minibatch[0]), minibatch[2])
     else:
         minibatch = None
     if cache_key is not None:
         # the guide is part of the compiled program: fits share it only with the same guide
         cache_key = (cache_key, _hashable(guide), learning_rate, minibatch)
     keyed = _Keyed(partial(_make_svi, model, guide, learning_rate), cache_key)
-    batch = None if minibatch is None else minibatch[0]
+    batch = None if minibatch is None else (minibatch[0], minibatch[2])
     guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
     # what a mean-field guide cannot represent: correlations of the posterior at its median
     laplace_model = full_model if issubclass(guide_type, _MEAN_FIELD) else None

@@ -78,8 +78,9 @@ class InferenceMethod(ABC):
             The estimator's parameters.
         guide : str, AutoGuide class, callable or None
             The guide the fit uses (resolved from ``guide="auto"``).
-        minibatch : tuple of (int, str), optional
-            ``(rows per step, name of the row plate)`` when ``fit_batch_size`` is set.
+        minibatch : tuple of (int, str, tuple of str), optional
+            ``(rows per step, name of the row plate, keyword arguments cut with the rows)``
+            when ``fit_batch_size`` is set.
         cache_key : hashable, optional
             Equal for fits that run the same program, which may share its compilation.
         budget : tuple of (float, float), optional
