@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .arguments import check_flag, check_site_names
 from .heterogeneity import ConstantEffectWarning, effect_varies_by_row, warn_constant_effect
-from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
+from ._sinks import ReduceSink, ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
 from .layout import is_dask_collection
 from .scenarios import effect_request, final_estimator, through_pipeline
@@ -118,8 +118,8 @@ def counterfactual_predict(
     return out if store is not None else build(out, row_axes)
 
 
-def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
-    """Draws of the outcome for the rows of ``X``, chains flattened.
+def outcome_draws(estimator, X, intervention=None, *, stat="sample", reduce=None, **inputs):
+    """Draws of the outcome for the rows of ``X``, chains flattened, or a statistic of them.
 
     Parameters
     ----------
@@ -128,11 +128,18 @@ def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
     intervention : dict, optional
     stat : {"sample", "mean", "probs"}, default="sample"
         Sampled outcomes, the conditional mean per draw, or class probabilities per draw.
+    reduce : callable, optional
+        ``reduce(draws, rows) -> ndarray``, applied to each batch of draws ``(n_draws,
+        batch_rows, ...)`` as it is computed, ``rows`` the slice of the rows it holds; the
+        result replaces the draw axis by its own leading axes (none for a mean, one for
+        quantiles). Only the results are kept, so memory grows with the rows, not rows x
+        draws.
     **inputs : array-like
 
     Returns
     -------
     ndarray of shape (n_draws, n_rows, ...)
+        Or, with ``reduce``, the batches' results put together along the rows.
 
     Examples
     --------
@@ -148,8 +155,11 @@ def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
     site = pred.info.outcome_site
     request = pred.request(return_sites=(site,), intervention=rows.intervention,
                            outcome_stat=stat)
-    out, _ = pred.predict(rows, request, pred.key())
+    sink = None if reduce is None else ReduceSink(lambda name, draws, rows: reduce(draws, rows))
+    out, _ = pred.predict(rows, request, pred.key(), sink=sink)
     values = out[site]
+    if reduce is not None:
+        return values
     return values.reshape((-1,) + values.shape[2:])
 
 
