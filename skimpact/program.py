@@ -26,6 +26,7 @@ from jax.experimental import checkify
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
+from ._compilation_cache import PROGRAMS
 from .model import ModelRef, inspect_model, trace_model
 
 __all__ = ["Program", "build_program", "training_model", "HYPERPARAMETER_PREFIX"]
@@ -268,6 +269,7 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
     ValueError
         If ``reparam`` names a site the model does not sample.
     """
+    PROGRAMS.release_if_over()  # a fit compiles afresh: release programs over the bound
     scales = dict(scales or {})
     base = model_spec.build()
     _check_outcome_argument(base, outcome)
@@ -388,6 +390,7 @@ def _structure(X, kwargs):
 
 #: Compiled index checkers, one per program and input structure.
 _INDEX_CHECKS = {}
+PROGRAMS.register(_INDEX_CHECKS.clear)
 
 
 def _index_checker(model):
