@@ -8,8 +8,10 @@ Shapes have the draw axis (chains flattened) first.
 :class:`MemorySink` fills NumPy arrays. :class:`ZarrSink` streams every batch to a Zarr
 store written under a temporary name and renamed when complete, so memory is bounded by
 the batch and an interrupted run leaves nothing at the target path. :class:`ProgressSink`
-wraps another sink with a progress bar, :class:`OffsetSink` with outputs' offsets. :func:`check_target` validates a ``store=``
-argument before anything is computed.
+wraps another sink with a progress bar, :class:`OffsetSink` with outputs' offsets.
+:class:`ReduceSink` keeps a statistic over the draws of each batch (a mean, quantiles, a
+score per row) instead of the draws, so memory is bounded by the rows, not rows x draws.
+:func:`check_target` validates a ``store=`` argument before anything is computed.
 
 Every directory skimpact writes beside a target (a ``.NAME.xxxxxxxx.partial`` store, a
 ``.skimpact-scratch-*`` directory) holds a marker file naming the writing process and host.
@@ -33,6 +35,7 @@ __all__ = [
     "MemorySink",
     "OffsetSink",
     "ProgressSink",
+    "ReduceSink",
     "ZarrSink",
     "check_target",
     "write_tree",
@@ -60,6 +63,59 @@ class MemorySink:
 
     def close(self):
         """Return ``{name: ndarray}``."""
+        return self.arrays
+
+    def abort(self):
+        """Drop the arrays."""
+        self.arrays = None
+
+
+class ReduceSink:
+    """Reduces each batch over its draws as it arrives and keeps only the result.
+
+    Parameters
+    ----------
+    reduce : callable
+        ``reduce(name, array, rows) -> ndarray``: ``array`` is one batch of output ``name``
+        with the draw axis first, ``rows`` the ``slice`` of the output's rows it holds (or
+        ``None`` for an output without rows). The result replaces the draw axis by
+        ``lead`` leading axes of its own (none for a mean, one for quantiles); the other
+        axes are those of ``array``.
+
+    Notes
+    -----
+    ``close()`` returns ``{name: ndarray}`` without a draw axis, so :attr:`keeps_draws`
+    is False: the caller must not split a draw axis into chains.
+    """
+
+    keeps_draws = False
+
+    def __init__(self, reduce):
+        self.reduce = reduce
+
+    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
+        """Note each output's full shape (draw axis first); arrays come with the first
+        batch, when the reduction's shape and dtype are known."""
+        self.shapes = shapes
+        self.arrays = {}
+
+    def write(self, name, index, array):
+        """Reduce one batch over its draws and copy the result into place."""
+        array = np.asarray(array)
+        rows = None
+        if isinstance(index, tuple):
+            rows = next((i for i in index[1:] if isinstance(i, slice) and i.stop is not None),
+                        None)
+        out = np.asarray(self.reduce(name, array, rows))
+        lead = out.ndim - (array.ndim - 1)
+        if name not in self.arrays:
+            self.arrays[name] = np.empty(out.shape[:lead] + tuple(self.shapes[name][1:]),
+                                         dtype=out.dtype)
+        target = (slice(None),) * lead + (index[1:] if isinstance(index, tuple) else (...,))
+        self.arrays[name][target] = out
+
+    def close(self):
+        """Return ``{name: ndarray}``, each reduced over the draws."""
         return self.arrays
 
     def abort(self):

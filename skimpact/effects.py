@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .arguments import check_flag, check_prob, check_site_names
 from .heterogeneity import ConstantEffectWarning, effect_varies_by_row, warn_constant_effect
-from ._sinks import ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
+from ._sinks import ReduceSink, ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
 from .dask_dispatch import accepts_dask
 from .methods import get_method, method_names
@@ -113,8 +113,8 @@ def counterfactual_predict(
     return out if store is not None else build(out, row_axes)
 
 
-def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
-    """Draws of the outcome for the rows of ``X``, chains flattened.
+def outcome_draws(estimator, X, intervention=None, *, stat="sample", reduce=None, **inputs):
+    """Draws of the outcome for the rows of ``X``, chains flattened, or a statistic of them.
 
     Parameters
     ----------
@@ -123,11 +123,18 @@ def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
     intervention : dict, optional
     stat : {"sample", "mean", "probs"}, default="sample"
         Sampled outcomes, the conditional mean per draw, or class probabilities per draw.
+    reduce : callable, optional
+        ``reduce(draws, rows) -> ndarray``, applied to each batch of draws ``(n_draws,
+        batch_rows, ...)`` as it is computed, ``rows`` the slice of the rows it holds; the
+        result replaces the draw axis by its own leading axes (none for a mean, one for
+        quantiles). Only the results are kept, so memory grows with the rows, not rows x
+        draws.
     **inputs : array-like
 
     Returns
     -------
     ndarray of shape (n_draws, n_rows, ...)
+        Or, with ``reduce``, the batches' results put together along the rows.
 
     Examples
     --------
@@ -144,8 +151,11 @@ def outcome_draws(estimator, X, intervention=None, *, stat="sample", **inputs):
     site = est.predictor_.info.outcome_site
     pred, scenario = fitted_scenario(estimator, X, intervention, inputs, return_sites=(site,),
                                      outcome_stat=stat)
-    out, _ = pred.predict(scenario, pred.key())
+    sink = None if reduce is None else ReduceSink(lambda name, draws, rows: reduce(draws, rows))
+    out, _ = pred.predict(scenario, pred.key(), sink=sink)
     values = out[site]
+    if reduce is not None:
+        return values
     return values.reshape((-1,) + values.shape[2:])
 
 

@@ -852,6 +852,11 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         return loo(tree, pointwise=pointwise, var_name=self.model_info_.outcome_site, reff=reff)
 
 
+def _mean_over_draws(draws, rows):
+    """Mean over the draws of one batch, in float64."""
+    return np.asarray(draws, dtype=np.float64).mean(0)
+
+
 @functools.cache
 def _method_keywords(cls):
     """``{name: methods}``: the named parameters of the public methods of ``cls`` that also
@@ -1114,7 +1119,8 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         array([0.6, 1.1, 1.6])
         """
         stat = self._predictor().mean_stat()
-        return effects.outcome_draws(self, X, intervention, stat=stat, **inputs).mean(axis=0)
+        return effects.outcome_draws(self, X, intervention, stat=stat,
+                                     reduce=lambda draws, rows: draws.mean(0), **inputs)
 
 
 class ImpactClassifier(ClassifierMixin, _ImpactBase):
@@ -1228,11 +1234,16 @@ n_features_in_, feature_names_in_
         """
         pred = self._predictor()
         if "probs" in pred.info.outcome_stats:
-            probs = effects.outcome_draws(self, X, intervention, stat="probs", **inputs)
-            return np.asarray(probs, dtype=np.float64).mean(0)
+            return effects.outcome_draws(self, X, intervention, stat="probs",
+                                         reduce=_mean_over_draws, **inputs)
         # an outcome distribution without class probabilities: count the sampled classes
-        draws = effects.outcome_draws(self, X, intervention, **inputs).astype(int)
-        return np.stack([(draws == k).mean(0) for k in range(len(pred.classes))], -1)
+        n_classes = len(pred.classes)
+
+        def shares(draws, rows):
+            draws = draws.astype(int)
+            return np.stack([(draws == k).mean(0) for k in range(n_classes)], -1)
+
+        return effects.outcome_draws(self, X, intervention, reduce=shares, **inputs)
 
     @accepts_dask("predict")
     def predict(self, X, intervention=None, **inputs):

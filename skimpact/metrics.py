@@ -176,6 +176,16 @@ class _PredictiveScorer:
                 _log_likelihood(estimator, X, y, inputs), sample_weight=sample_weight,
                 **self.kwargs,
             )
+        elif self.metric in _ROW_METRICS:
+            # a mean over rows of a value per row: computed batch by batch, so the draws
+            # of all rows are never held at once
+            from .effects import outcome_draws
+
+            def per_row(draws, rows):
+                return self.metric(y[rows], draws, pointwise=True, **self.kwargs)
+
+            value = _average(outcome_draws(estimator, X, reduce=per_row, **inputs),
+                             sample_weight)
         else:
             draws = predictive_draws(estimator, X, **inputs)
             value = self.metric(y, draws, sample_weight=sample_weight, **self.kwargs)
@@ -265,12 +275,15 @@ the cross-validated counterpart of PSIS-LOO's ELPD per row; greater is better.
 """)
 
 
-def _width(y_true, y_draws, *, sample_weight=None, prob=0.9):
+def _width(y_true, y_draws, *, sample_weight=None, prob=0.9, pointwise=False):
     """:func:`interval_width` with the metric signature of the draw scorers."""
-    return interval_width(y_draws, prob, sample_weight=sample_weight)
+    return interval_width(y_draws, prob, sample_weight=sample_weight, pointwise=pointwise)
 
 
 _width.__name__ = "interval_width"
+#: Draw metrics that are a (weighted) mean over rows of a value per row (``pointwise=True``):
+#: their scorers reduce the draws batch by batch.
+_ROW_METRICS = (crps, interval_coverage, _width)
 
 neg_interval_width_scorer = _documented(make_predictive_scorer(_width), """\
 Negative mean width of the central 90% predictive interval (sharpness).

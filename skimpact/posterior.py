@@ -256,7 +256,7 @@ class FittedPosterior:
                 self.draws, X, inputs, values, request, key, factual=factual, batch_size=self.batch_size if batch_size is None else batch_size,
                 sink=sink, row_inputs=rows.row_inputs, rows_of=rows_of,
             )
-        return self._by_chain(out), row_axes
+        return self._by_chain(out, sink), row_axes
 
     def predict_contrast(self, scenario, baseline, key, *, batch_size=None, sink=None,
                          rows_of=None, held=None):
@@ -280,7 +280,7 @@ class FittedPosterior:
                 held=None if held is None else {
                     k: np.reshape(v, (-1,) + np.shape(v)[2:]) for k, v in held.items()},
             )
-        return self._by_chain(out), row_axes
+        return self._by_chain(out, sink), row_axes
 
     def _scenario(self, rows, request):
         self.program.check_indices(rows.X, rows.inputs, rows.row_inputs)
@@ -334,8 +334,10 @@ class FittedPosterior:
         info = self.info
         return tuple(k for k in info.observed_sites if k != info.outcome_site)
 
-    def _by_chain(self, out):
-        if isinstance(out, dict):
+    def _by_chain(self, out, sink=None):
+        """Split the draw axis of in-memory outputs into ``(chain, draw)``; outputs of a
+        sink that reduced the draws away (``keeps_draws`` False) are returned as they are."""
+        if isinstance(out, dict) and getattr(sink, "keeps_draws", True):
             out = {k: v.reshape((self.n_chain, -1) + v.shape[1:]) for k, v in out.items()}
         return out
 

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro import handlers
 
+from ._compilation_cache import PROGRAMS
 from ._sinks import MemorySink
 from .interventions import apply_shift
 from .propagation import Propagate
@@ -26,6 +27,7 @@ __all__ = ["Request", "PredictiveEngine", "memory_budget"]
 
 _MAX_CACHED = 64
 _COMPILED = OrderedDict()
+PROGRAMS.register(_COMPILED.clear)
 CPU_MEMORY_BUDGET = 4 * 2**20  # bytes of output per batch on a CPU
 ACCELERATOR_MEMORY_FRACTION = 1 / 16  # of an accelerator's memory, per batch of output
 _ACCELERATOR_MAX_BUDGET = 2 * 2**30
@@ -302,6 +304,7 @@ class PredictiveEngine:
         elif batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
         batch_size = max(1, min(int(batch_size), _bucket(total)))
+        PROGRAMS.release_if_over()
         fn = self.compiled(*requests)
         sink = sink if sink is not None else MemorySink()
         sink.allocate(

@@ -6,10 +6,19 @@ tracing the model found (:class:`~skimpact.inspection.ModelInfo`), the key under
 programs are shared, and the data scales the built-in models take as inputs. The estimator
 builds it once in ``fit``; changing the estimator's parameters afterwards changes nothing
 until the next ``fit``.
+
+Numeric hyperparameters that the model uses only as values (a prior scale, a location
+computed from the data) are *arguments* of the compiled programs: the model is built from
+the factory inside each trace, from values passed among its keyword inputs, so fits that
+differ only in those values share every compiled program. Those used as shapes or in
+Python control flow are found by tracing the model with them as abstract values (which
+fails for them) and stay constants of the programs, part of their cache key.
 """
 
 import inspect
+from collections import OrderedDict
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import jax
 import numpy as np
@@ -17,9 +26,15 @@ from jax.experimental import checkify
 from numpyro import handlers
 from numpyro.primitives import Messenger
 
+from ._compilation_cache import PROGRAMS
 from .inspection import ModelRef, inspect_model, trace_model
 
-__all__ = ["Program", "build_program", "training_model"]
+__all__ = ["Program", "build_program", "training_model", "HYPERPARAMETER_PREFIX"]
+
+#: Prefix of the keyword inputs that carry hyperparameters passed as program arguments.
+HYPERPARAMETER_PREFIX = "__hyperparameter__"
+#: How many models' static / argument split of their hyperparameters is remembered.
+_MAX_SPLITS = 256
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,9 @@ class Program:
     grounding : skimpact.grounding.Grounding, optional
         The bias term of a fit grounded on experiments: predictions under a changed
         treatment are corrected by it.
+    arguments : tuple of str
+        The hyperparameters passed to the compiled programs as arguments (among
+        ``scales``, named with :data:`HYPERPARAMETER_PREFIX`) rather than compiled in.
     """
 
     model: object
@@ -63,6 +81,7 @@ class Program:
     reparam: dict = None
     offsets: dict = field(default_factory=dict)
     grounding: object = None
+    arguments: tuple = ()
 
     def __getstate__(self):
         # the built model is usually a closure: pickle the factory and rebuild on load
@@ -73,7 +92,10 @@ class Program:
 
     def __setstate__(self, state):
         if state["model"] is None:
-            state["model"] = _reparameterised(state["spec"].build(), state["reparam"])
+            spec, arguments = state["spec"], state.get("arguments", ())
+            base = _WithHyperparameters(spec, arguments) if arguments else spec.build()
+            state["model"] = _reparameterised(base, state["reparam"])
+        state.setdefault("arguments", ())
         self.__dict__.update(state)
 
     def offsets_for(self, sites, outcome_stat="sample"):
@@ -121,7 +143,8 @@ class Program:
         """
         kwargs = self.inputs(inputs)
         self._check_float_indices(X, kwargs, row_inputs)
-        integer = [k for k, v in kwargs.items() if np.asarray(v).dtype.kind in "iu"]
+        integer = [k for k, v in kwargs.items()
+                   if not k.startswith(HYPERPARAMETER_PREFIX) and np.asarray(v).dtype.kind in "iu"]
         if not integer:
             return
         per_row = [k for k in integer if k in row_inputs]
@@ -249,11 +272,18 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
     ValueError
         If ``reparam`` names a site the model does not sample.
     """
+    PROGRAMS.release_if_over()  # a fit compiles afresh: release programs over the bound
     scales = dict(scales or {})
     base = model_spec.build()
     _check_outcome_argument(base, outcome)
+    arguments = _value_hyperparameters(model_spec, X, {outcome: y, **scales, **inputs})
+    if arguments:
+        base = _WithHyperparameters(model_spec.snapshot(), arguments)
+        scales.update({HYPERPARAMETER_PREFIX + k: model_spec.hyperparameters[k]
+                       for k in arguments})
     kwargs = {outcome: y, **scales, **inputs}
-    cache_key = (model_spec.cache_key(), _reparam_key(reparam), outcome, row_plate)
+    cache_key = (_marked(model_spec, arguments).cache_key(), _reparam_key(reparam), outcome,
+                 row_plate)
     if reparam:
         _check_reparam(ModelRef(base, (cache_key, "without reparam")), X, kwargs, reparam)
     model = _reparameterised(base, reparam)
@@ -269,11 +299,102 @@ def build_program(model_spec, X, y, inputs, *, reparam=None, outcome="y", scales
         spec=model_spec.snapshot(),
         reparam=dict(reparam) if reparam else None,
         offsets=dict(offsets or {}),
+        arguments=arguments,
     )
+
+
+class _WithHyperparameters:
+    """The factory's model, built in each call from hyperparameters among its inputs.
+
+    Parameters
+    ----------
+    spec : skimpact.Model
+        The factory and the values of the other (static) hyperparameters.
+    arguments : tuple of str
+        The hyperparameters read from the keyword inputs ``HYPERPARAMETER_PREFIX + name``
+        (traced values inside a compiled program).
+    """
+
+    def __init__(self, spec, arguments):
+        self.spec, self.arguments = spec, tuple(arguments)
+
+    def __call__(self, *args, **kwargs):
+        values = {k: kwargs.pop(HYPERPARAMETER_PREFIX + k) for k in self.arguments}
+        return self.spec.factory(**{**self.spec.hyperparameters, **values})(*args, **kwargs)
+
+
+#: ``{key: arguments}``: which hyperparameters of a model (factory, static values, kinds of
+#: the numeric ones) run as arguments, least recently used first.
+_SPLITS = OrderedDict()
+
+
+def _value_hyperparameters(spec, X, kwargs):
+    """The numeric scalar hyperparameters of ``spec`` that its model uses only as values.
+
+    The model is traced abstractly (no compilation) with the candidates as abstract
+    values: all together, else each alone and then those that passed together. One used
+    as a shape, in Python control flow or by NumPy fails that trace and stays static.
+    """
+    candidates = tuple(sorted(k for k, v in spec.hyperparameters.items() if _is_scalar(v)))
+    if not candidates:
+        return ()
+    key = (_marked(spec, candidates).cache_key(), _structure(X, kwargs))
+    if key in _SPLITS:
+        _SPLITS.move_to_end(key)
+        return _SPLITS[key]
+
+    def traces(names):
+        model = _WithHyperparameters(spec, names)
+        values = {HYPERPARAMETER_PREFIX + k: spec.hyperparameters[k] for k in names}
+        try:
+            jax.eval_shape(lambda values: _run_model(model, X, {**kwargs, **values}), values)
+        except Exception:  # noqa: BLE001 - any failure keeps the hyperparameters static
+            return False
+        return True
+
+    if traces(candidates):
+        arguments = candidates
+    else:
+        arguments = tuple(k for k in candidates if traces((k,)))
+        if len(arguments) > 1 and not traces(arguments):
+            arguments = ()
+    _SPLITS[key] = arguments
+    if len(_SPLITS) > _MAX_SPLITS:
+        _SPLITS.popitem(last=False)
+    return arguments
+
+
+def _is_scalar(value):
+    """A real number (not a bool), as Python or NumPy scalar or 0-d array."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (Integral, Real)):
+        return True
+    return isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf"
+
+
+def _marked(spec, names):
+    """A copy of ``spec`` whose hyperparameters ``names`` are replaced by their kind: its
+    ``cache_key()`` is equal for every value they take."""
+    if not names:
+        return spec
+    marked = spec.snapshot()
+    marked.hyperparameters.update({
+        k: ("argument", np.result_type(spec.hyperparameters[k]).kind) for k in names})
+    return marked
+
+
+def _structure(X, kwargs):
+    """Shapes and dtypes of the model's arguments."""
+    def of(v):
+        return np.shape(v), str(getattr(v, "dtype", type(v).__name__))
+
+    return of(X), tuple(sorted((k, of(v)) for k, v in kwargs.items()))
 
 
 #: Compiled index checkers, one per program and input structure.
 _INDEX_CHECKS = {}
+PROGRAMS.register(_INDEX_CHECKS.clear)
 
 
 def _index_checker(model):

@@ -1,0 +1,98 @@
+"""Reductions over draws (predict, predict_proba, predict_quantiles, predict_interval, score,
+the draw scorers) keep one batch of draws at a time: their largest allocation is a batch,
+not rows x draws, and their values are those of the reduction of all draws."""
+
+import tracemalloc
+
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+
+from skimpact import ImpactClassifier, ImpactRegressor, Model
+from skimpact.effects import outcome_draws
+from skimpact.metrics import crps, interval_width, neg_crps_scorer, neg_interval_width_scorer
+from skimpact.pipeline import predict_interval, predict_quantiles
+
+N_DRAWS, N_ROWS, BATCH = 400, 20_000, 256
+
+
+def _linear(prior_scale=1.0):
+    def model(X, y=None):
+        b = numpyro.sample("b", dist.Normal(0, prior_scale).expand([X.shape[1]]).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+        with numpyro.plate("obs", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
+
+    return model
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(N_ROWS, 2))
+    y = 3.0 + X @ [1.0, -2.0] + 0.3 * rng.normal(size=N_ROWS)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def regressor(data):
+    X, y = data
+    return ImpactRegressor(Model(_linear), inference="svi", num_steps=200, num_samples=N_DRAWS,
+                           random_state=0, batch_size=BATCH).fit(X[:300], y[:300])
+
+
+def _peak(fn):
+    """The call's result and the peak bytes it traced (NumPy's buffers included)."""
+    fn()  # compile first: compilation allocates on its own
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+#: what keeping every draw of every row in float64 takes
+ALL_DRAWS = N_DRAWS * N_ROWS * 8
+
+
+@pytest.mark.parametrize("call", ["predict", "quantiles", "interval", "score", "crps", "width"])
+def test_reductions_hold_one_batch_of_draws(regressor, data, call):
+    X, y = data
+    calls = {
+        "predict": lambda: regressor.predict(X),
+        "quantiles": lambda: predict_quantiles(regressor, X, [0.1, 0.5, 0.9]),
+        "interval": lambda: predict_interval(regressor, X, 0.8),
+        "score": lambda: regressor.score(X, y),
+        "crps": lambda: neg_crps_scorer(regressor, X, y),
+        "width": lambda: neg_interval_width_scorer(regressor, X, y),
+    }
+    _, peak = _peak(calls[call])
+    assert peak < ALL_DRAWS / 10, (call, peak)
+
+
+def test_reductions_equal_the_reductions_of_all_draws(regressor, data):
+    X, y = data
+    means = outcome_draws(regressor, X, stat="mean")
+    np.testing.assert_array_equal(regressor.predict(X), means.mean(0))
+    draws = outcome_draws(regressor, X)
+    q = [0.1, 0.5, 0.9]
+    np.testing.assert_array_equal(predict_quantiles(regressor, X, q), np.quantile(draws, q, 0).T)
+    np.testing.assert_array_equal(predict_interval(regressor, X, 0.8),
+                                  np.quantile(draws, [(1 - 0.8) / 2, (1 + 0.8) / 2], 0).T)
+    assert neg_crps_scorer(regressor, X, y) == pytest.approx(-crps(y, draws), rel=1e-12)
+    assert neg_interval_width_scorer(regressor, X, y) == pytest.approx(
+        -interval_width(draws, 0.9), rel=1e-12)
+
+
+def test_classifier_probabilities_hold_one_batch_of_draws(data):
+    X, y = data
+    labels = np.where(y > 3.0, "high", "low")
+    clf = ImpactClassifier(inference="svi", num_steps=200, num_samples=N_DRAWS, random_state=0,
+                           batch_size=BATCH).fit(X[:300], labels[:300])
+    probs, peak = _peak(lambda: clf.predict_proba(X))
+    assert peak < ALL_DRAWS / 10
+    full = np.asarray(outcome_draws(clf, X, stat="probs"), dtype=np.float64).mean(0)
+    np.testing.assert_array_equal(probs, full)
+    assert clf.predict(X).shape == (N_ROWS,)
