@@ -17,6 +17,7 @@ each scorer's picks. Run from the repository root::
 
     python benchmarks/bench_effect_selection.py --realisations 1-10
     python benchmarks/bench_effect_selection.py                      # all 50
+    python benchmarks/bench_effect_selection.py --table a.json b.json   # parts run apart
 """
 
 import argparse
@@ -105,7 +106,12 @@ def main():
     parser.add_argument("--num-steps", type=int, default=2000)
     parser.add_argument("--num-samples", type=int, default=200)
     parser.add_argument("--json", help="also write each realisation's numbers here")
+    parser.add_argument("--table", nargs="+", metavar="JSON",
+                        help="only print the table of these --json files (runs split in parts)")
     args = parser.parse_args()
+    if args.table:
+        print(table([res for f in args.table for res in json.loads(Path(f).read_text())]))
+        return
     warnings.simplefilter("ignore", ConvergenceWarning)
     test = np.load(DATA / "ihdp_npci_1-100.test.npz")
     settings = {"inference": "svi", "num_steps": args.num_steps,
