@@ -110,7 +110,11 @@ def main():
                         help="only print the table of these --json files (runs split in parts)")
     args = parser.parse_args()
     if args.table:
-        print(table([res for f in args.table for res in json.loads(Path(f).read_text())]))
+        merged = {}  # by realisation, the first file's when several hold one
+        for f in args.table:
+            for res in json.loads(Path(f).read_text()):
+                merged.setdefault(res["realisation"], res)
+        print(table([merged[r] for r in sorted(merged)]))
         return
     warnings.simplefilter("ignore", ConvergenceWarning)
     test = np.load(DATA / "ihdp_npci_1-100.test.npz")
