@@ -111,14 +111,14 @@ class EffectScorer:
             )
         out = {k: np.empty(t.size) for k in ("m", "e", "mu0", "mu1")}
         folds = StratifiedKFold(self.cv, shuffle=True, random_state=self.random_state)
-        for train, test in folds.split(covariates, t):
-            C, Ct = covariates[train], covariates[test]
+        for train, test in folds.split(t, t):
+            C, Ct = _take(covariates, train), _take(covariates, test)
             out["m"][test] = clone(self.outcome_model).fit(C, y[train]).predict(Ct)
             out["e"][test] = clone(self.propensity_model).fit(C, t[train]).predict_proba(Ct)[:, 1]
             for arm in (0, 1):
                 rows = t[train] == arm
                 out[f"mu{arm}"][test] = clone(self.outcome_model).fit(
-                    C[rows], y[train][rows]).predict(Ct)
+                    _take(C, rows), y[train][rows]).predict(Ct)
         clipped = (out["e"] < self.clip) | (out["e"] > 1 - self.clip)
         if clipped.mean() > 0.1:
             warnings.warn(
@@ -148,21 +148,31 @@ class EffectScorer:
         return int(self.treatment) % n
 
     def _split(self, X):
-        """The treatment (0.0 / 1.0) and the other columns as a float array."""
+        """The treatment (0.0 / 1.0) and the other columns (a DataFrame's stay one, for
+        nuisance models that encode their columns)."""
         key = self._key(X)
         if isinstance(X, pd.DataFrame):
-            t, covariates = X[key].to_numpy(), X.drop(columns=[key]).to_numpy()
+            t, covariates = X[key].to_numpy(), X.drop(columns=[key])
         else:
             X = np.asarray(X)
-            t, covariates = X[:, key], np.delete(X, key, axis=1)
-        t = np.asarray(t, dtype=float)
+            t, covariates = X[:, key], np.delete(X, key, axis=1).astype(float)
+        raw = np.asarray(t)
+        try:
+            t = raw.astype(float)
+        except (TypeError, ValueError):
+            t = np.full(len(raw), np.nan)
         if not np.isin(t, (0.0, 1.0)).all():
             raise ValueError(
                 f"effect_scorer's treatment {self.treatment!r} must be binary, 0 or 1 in every "
-                f"row; got values such as {np.unique(t)[:5].tolist()}. Code it as 0/1 (a "
+                f"row; got values such as {pd.unique(raw)[:5].tolist()}. Code it as 0/1 (a "
                 "continuous treatment has no per-row effect of 0 -> 1 to score)."
             )
-        return t, np.asarray(covariates, dtype=float)
+        return t, covariates
+
+
+def _take(rows, index):
+    """Rows ``index`` (positions or a mask) of an array or a DataFrame."""
+    return rows.iloc[index] if isinstance(rows, pd.DataFrame) else rows[index]
 
 
 def pseudo_outcome(y, t, nuisance):

@@ -66,7 +66,7 @@ def test_scores_are_the_losses_of_their_definitions(search, data):
         scorer = effect_scorer("T", method=method, cv=3)
         t = X["T"].to_numpy()
         tau = scorer.effects(est, X)
-        nuisance = scorer.nuisances(X[["x", "z"]].to_numpy(), t, y)
+        nuisance = scorer.nuisances(X[["x", "z"]], t, y)
         if method == "r":
             loss = ((y - nuisance["m"]) - (t - nuisance["e"]) * tau) ** 2
         else:
