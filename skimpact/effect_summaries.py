@@ -56,6 +56,9 @@ class EffectSummarySink:
     labels : skimpact.schema.Labels, optional
         Names and labels of the site's dims beyond the row (e.g. ``class``); default
         ``<var>_dim_<i>`` with positions.
+    subsets : skimpact.estimands.SubsetSums, optional
+        Also sums per draw over these subsets of the rows (``ATE``, ``ATT``, ``ATC``): the
+        average table has one row per subset instead of ``ATE`` alone.
 
     Examples
     --------
@@ -73,8 +76,9 @@ class EffectSummarySink:
     """
 
     def __init__(self, var, *, prob=0.94, interval="hdi", by=None, by_name="group",
-                 per_row=False, row_labels=None, labels=None):
+                 per_row=False, row_labels=None, labels=None, subsets=None):
         self.var = var
+        self.subsets = subsets
         self.prob = check_prob(prob)
         self.interval = check_interval(interval)
         self.by = None if by is None else np.asarray(by)
@@ -131,6 +135,8 @@ class EffectSummarySink:
         self.hi = np.maximum(self.hi, arr.max(1))
         self.count += arr.shape[1]
         credible = (arr > 0).mean(0) >= self.prob  # (rows,) + rest
+        if self.subsets is not None:
+            self.subsets.add(arr, rows, self.prob)
         self.credible = self.credible + credible.sum(0)
         if self.by is not None:
             labels = self.by[rows]
@@ -183,7 +189,12 @@ class EffectSummarySink:
             least ``prob``, as :func:`skimpact.summarize_effect`); indexed by ``"ATE"``
             (level ``effect``) or the labels, with a level per dim in ``dims``.
         """
-        if not by:
+        if not by and self.subsets is not None:
+            averages, shares = self.subsets.averages(), self.subsets.credible_shares()
+            draws = np.stack(list(averages.values()), 1)
+            share = np.stack(list(shares.values()))
+            levels = [("effect", np.array(list(averages)))]
+        elif not by:
             draws = (self.sums / self.count)[:, None]
             share = (self.credible / self.count)[None]
             levels = [("effect", np.array(["ATE"]))]

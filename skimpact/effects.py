@@ -17,6 +17,7 @@ import xarray as xr
 from sklearn.utils.validation import check_is_fitted
 
 from .arguments import check_flag, check_prob, check_site_names
+from .estimands import baseline_draws, check_treated, estimand_masks, lift_table
 from .heterogeneity import ConstantEffectWarning, effect_varies_by_row, warn_constant_effect
 from ._sinks import ReduceSink, ZarrSink, check_target, scratch_dir, scratch_sink_in, store_tree
 from .interventions import describe
@@ -397,7 +398,8 @@ def estimate_effect(
     return store_tree(store, scratch, effect_tree_of(posterior, group, diff, attrs=attrs))
 
 
-def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
+def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False, treated=None,
+                     baseline_outcome=None):
     """Summarise an effect tree as a DataFrame.
 
     Parameters
@@ -415,13 +417,26 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         be compared with each other).
     per_row : bool, default=False
         Summarise each row's effect (CATE) instead of the average over rows (ATE).
+    treated : array-like, optional
+        One 0/1 (or bool) per row, the arm each row received in the data: the average table
+        gets the rows ``"ATT"`` (average over the treated rows) and ``"ATC"`` (over the
+        others) below ``"ATE"``, all from the same draws (:mod:`skimpact.estimands`). Not
+        with ``by`` or ``per_row`` (``by=treated`` gives the same numbers labelled 0 and 1).
+    baseline_outcome : xarray.DataTree or array-like, optional
+        The baseline scenario's outcome for the same rows and draws: the tree
+        :func:`counterfactual_predict` returns for it, or draws of shape
+        ``(n_draws, n_rows)`` (:func:`skimpact.effects.outcome_draws` with
+        ``stat="mean"``). Adds the relative lift of every table row, its average effect
+        divided by its average baseline outcome per draw, as the columns ``lift_mean``,
+        ``lift_sd``, ``lift_hdi_lower`` and ``lift_hdi_upper``.
 
     Returns
     -------
     pandas.DataFrame
         Columns ``mean``, ``sd``, ``hdi_lower``, ``hdi_upper``, ``prob_positive``; indexed
-        by ``"ATE"``, the ``by`` labels, or the row labels (with a level per further dim of
-        the variable, such as a class). The average and per-group tables add
+        by ``"ATE"`` (and ``"ATT"``, ``"ATC"`` with ``treated``), the ``by`` labels, or the
+        row labels (with a level per further dim of the variable, such as a class). The
+        average and per-group tables add
         ``credibly_positive``: the share of the rows (of the group) whose own effect is
         credibly positive, P(effect > 0) >= ``prob`` over that row's draws. It answers
         "for how many units does the treatment help?", which the average cannot: an ATE of
@@ -445,6 +460,9 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     ...     {"/predictions": xr.Dataset({"y": (("chain", "draw", "obs"), draws)})})
     >>> summarize_effect(tree)["mean"].round(1).tolist()
     [2.0]
+    >>> table = summarize_effect(tree, treated=[1, 0, 0], baseline_outcome=np.full((400, 3), 8.0))
+    >>> table.index.tolist(), table["lift_mean"].round(2).tolist()
+    (['ATE', 'ATT', 'ATC'], [0.25, 0.25, 0.25])
     """
     per_row = check_flag(per_row, "per_row")
     if not isinstance(tree, xr.DataTree):
@@ -477,24 +495,40 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
     elif row_dim not in da.dims:  # a site that does not vary by row
         row_dim = None
     draws = da.stack(sample=("chain", "draw")).transpose("sample", ...)
-    if per_row or by is not None:
+    if per_row or by is not None or treated is not None or baseline_outcome is not None:
         if row_dim is None:
             raise ValueError(
-                f"Variable {var!r} has no row dim (dims {da.dims}); per_row and by need "
-                "one effect per row."
+                f"Variable {var!r} has no row dim (dims {da.dims}); per_row, by, treated and "
+                "baseline_outcome need one effect per row."
             )
+    if treated is not None and (per_row or by is not None):
+        raise ValueError(
+            "`treated` adds the ATT and ATC rows to the average table; leave it out with by= "
+            "or per_row=True (by=treated gives the effect in each arm)."
+        )
+    lift = None if baseline_outcome is None else _Lift(draws, row_dim, baseline_outcome, var, prob)
     varies = _varies(tree, var, draws, row_dim)
     if per_row:
         if not varies:
             warn_constant_effect()
-        return _with_attrs(_frame(draws, prob, None), varies)
+        table = _frame(draws, prob, None)
+        return _with_attrs(table if lift is None else lift.join(table, None), varies)
     if by is None:
+        if treated is not None:
+            masks = estimand_masks(check_treated(treated, draws.sizes[row_dim]))
+            means, shares = _subset_means(draws, row_dim, prob, masks,
+                                          pd.Index(list(masks), name="effect"))
+            table = _frame(means, prob, None, shares)
+            return _with_attrs(table if lift is None else lift.join(table, masks), varies)
         if row_dim is None:
             share = (draws > 0).mean("sample") >= prob  # one effect: the only "row"
         else:
             share = _credible_share(draws, row_dim, prob)
             draws = draws.mean(row_dim, skipna=False)  # a NaN must not vanish from the mean
-        return _with_attrs(_frame(draws, prob, ("effect", "ATE"), share), varies)
+        table = _frame(draws, prob, ("effect", "ATE"), share)
+        if lift is not None:
+            table = lift.join(table, {"ATE": np.ones(lift.n_rows, bool)})
+        return _with_attrs(table, varies)
     labels = np.asarray(by)
     n_rows = da.sizes[row_dim]
     if labels.shape != (n_rows,):
@@ -503,15 +537,46 @@ def summarize_effect(tree, *, var=None, prob=0.94, by=None, per_row=False):
         warn_constant_effect()
     name = by.name if isinstance(by, pd.Series) and by.name is not None else "group"
     groups = _sorted_groups(by, labels)
+    masks = {g: labels == g for g in groups}
+    means, shares = _subset_means(draws, row_dim, prob, masks, pd.Index(groups, name=name))
+    table = _frame(means, prob, None, shares)
+    return _with_attrs(table if lift is None else lift.join(table, masks), varies)
+
+
+def _subset_means(draws, row_dim, prob, masks, index):
+    """Per-draw averages over the rows of each mask (a new dim, ``index``, one label per
+    mask) and each subset's share of credibly positive rows."""
     means = xr.concat(
-        [draws.isel({row_dim: labels == g}).mean(row_dim, skipna=False) for g in groups],
-        dim=pd.Index(groups, name=name),
+        [draws.isel({row_dim: m}).mean(row_dim, skipna=False) for m in masks.values()],
+        dim=index,
     ).transpose("sample", ...)
     shares = xr.concat(
-        [_credible_share(draws.isel({row_dim: labels == g}), row_dim, prob) for g in groups],
-        dim=pd.Index(groups, name=name),
+        [_credible_share(draws.isel({row_dim: m}), row_dim, prob) for m in masks.values()],
+        dim=index,
     )
-    return _with_attrs(_frame(means, prob, None, shares), varies)
+    return means, shares
+
+
+class _Lift:
+    """The relative lift columns of a summary, from the effect's draws and the baseline's."""
+
+    def __init__(self, draws, row_dim, baseline_outcome, var, prob):
+        if draws.ndim != 2:
+            raise ValueError(
+                f"`baseline_outcome`: the lift needs one effect per draw and row; the effect has "
+                f"dims {draws.dims[1:]} beyond its draws (a class dim: compute the lift of one "
+                "class's probability from its own arrays)."
+            )
+        self.effect = np.asarray(draws.transpose("sample", row_dim).values, dtype=float)
+        self.n_rows = self.effect.shape[1]
+        self.baseline = baseline_draws(baseline_outcome, *self.effect.shape, var=var)
+        self.prob = prob
+
+    def join(self, table, masks):
+        """``table`` with the lift of each of its rows (``masks``: their rows; ``None``: one
+        table row per row)."""
+        cells = None if masks is None else list(masks.values())
+        return table.join(lift_table(self.effect, self.baseline, cells, self.prob, table.index))
 
 
 def _credible_share(draws, row_dim, prob):

@@ -6,6 +6,8 @@ callables ``scorer(estimator, X, y, **inputs)`` for ``scoring=`` in
 :class:`~sklearn.model_selection.GridSearchCV` and :func:`~sklearn.model_selection.cross_validate`;
 greater is better for all of them, so losses are negated (``neg_crps_scorer``). They accept a
 fitted skimpact estimator or a :class:`~sklearn.pipeline.Pipeline` ending in one.
+:func:`effect_scorer` (from :mod:`skimpact.effect_scoring`) scores a model's per-row effects
+of a binary treatment instead of its predictions of ``y``.
 """
 
 import copy
@@ -13,8 +15,11 @@ import copy
 import numpy as np
 from scipy.special import logsumexp
 
+from .effect_scoring import effect_scorer
+
 __all__ = [
     "crps",
+    "effect_scorer",
     "interval_coverage",
     "interval_width",
     "log_score",

@@ -15,15 +15,18 @@ from .convergence import draws_by_chain, loss_window
 from .posterior import NUMPYRO_LOCK
 from .schema import PREDICTIVE_GROUPS
 from .posterior_summary import row_dims
+from .uplift import qini_curve, uplift_curve
 
 __all__ = [
     "plot_effect",
     "plot_effect_by_feature",
     "plot_loss",
     "plot_ppc",
+    "plot_qini",
     "plot_ranks",
     "plot_sensitivity",
     "plot_trace",
+    "plot_uplift",
     "render_model",
 ]
 
@@ -442,6 +445,52 @@ def plot_sensitivity(result, *, ax=None):
 
 
 # ------------------------------------------------------------------------------ helpers
+def plot_qini(effect, *, var=None, prob=0.94, n_points=101, ax=None):
+    """Qini curve of targeting rows by their posterior mean effect, with its band.
+
+    The posterior mean of the cumulative gain per row of the population
+    (:func:`skimpact.uplift.qini_curve`), its ``prob`` HDI at each fraction of rows treated,
+    and the random-targeting line.
+
+    Parameters
+    ----------
+    effect : xarray.DataTree or array-like of shape (n_draws, n_rows)
+        Output of :func:`skimpact.effect`, or its draws.
+    var : str, optional
+    prob : float, default=0.94
+    n_points : int, default=101
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    table = qini_curve(effect, var=var, prob=prob, n_points=n_points)
+    return _curve_plot(table, prob, "gain per row (cumulative)", _axes(ax), random=True)
+
+
+def plot_uplift(effect, *, var=None, prob=0.94, n_points=101, ax=None):
+    """Uplift curve: the average effect among the rows treated, with its band.
+
+    Parameters and returns as :func:`plot_qini` (:func:`skimpact.uplift.uplift_curve`).
+    """
+    table = uplift_curve(effect, var=var, prob=prob, n_points=n_points)
+    return _curve_plot(table, prob, "average effect of the rows treated", _axes(ax))
+
+
+def _curve_plot(table, prob, ylabel, ax, random=False):
+    x = table.index.to_numpy()
+    ax.fill_between(x, table["hdi_lower"], table["hdi_upper"], color="C0", alpha=0.25,
+                    label=f"{prob:.0%} HDI")
+    ax.plot(x, table["mean"], color="C0", label="posterior mean")
+    if random:
+        ax.plot(x, table["random_mean"], color="0.4", linestyle="--", label="random targeting")
+    ax.set_xlabel("fraction of rows treated (by posterior mean effect)")
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    return ax
+
+
 def _axes(ax):
     if ax is not None:
         return ax

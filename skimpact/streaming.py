@@ -13,6 +13,7 @@ import pandas as pd
 from .arguments import check_flag, check_prob
 from .blockwise import Plan, plan_prediction, stream_effect
 from .dask_dispatch import accepts_dask
+from .estimands import SubsetSums, check_treated, estimand_masks
 from .heterogeneity import warn_constant_effect
 from .scenarios import effect_request
 from .effect_summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
@@ -23,7 +24,7 @@ __all__ = ["EffectSummarySink", "Plan", "effect_summary", "plan_prediction", "st
 @accepts_dask("effect_summary")
 def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
                    interval="hdi", by=None, per_row=False, semantics="counterfactual",
-                   **inputs):
+                   treated=None, **inputs):
     """Summary of an effect computed batch by batch, with neither scenario stored.
 
     Equals ``summarize_effect(effect(estimator, X, intervention, baseline, kind=kind),
@@ -56,6 +57,10 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
         DataFrame, computed partition by partition when asked.
     semantics : {"counterfactual", "interventional"}, default="counterfactual"
         As in :func:`skimpact.effect`.
+    treated : str or array-like, optional
+        A 0/1 column of X or one 0/1 value per row (in-memory X): the average table gets
+        the rows ``"ATT"`` and ``"ATC"`` below ``"ATE"``, as
+        :func:`skimpact.summarize_effect` with ``treated=``. Not with ``by`` or ``per_row``.
     **inputs : array-like
         The model's keyword inputs.
 
@@ -86,13 +91,26 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     check_prob(prob)
     check_interval(interval)
     per_row = check_flag(per_row, "per_row")
+    if treated is not None and (per_row or by is not None):
+        raise ValueError(
+            "`treated` adds the ATT and ATC rows to the average table; leave it out with by= "
+            "or per_row=True (by=treated gives the effect in each arm)."
+        )
     labels, name, X = by_labels(X, by, estimator)
+    subsets = None
+    if treated is not None:
+        if isinstance(treated, str) and isinstance(X, pd.DataFrame):
+            if treated not in X.columns:
+                raise KeyError(f"`treated={treated!r}` is not a column of X; X has columns "
+                               f"{list(X.columns)}.")
+            treated = X[treated].to_numpy()
+        subsets = SubsetSums(estimand_masks(check_treated(treated, len(X))))
     pred, kind, _, _ = effect_request(estimator, intervention, baseline, kind)
     site = pred.info.outcome_site
     row_labels = X.index.to_numpy() if isinstance(X, pd.DataFrame) else None
     sink = EffectSummarySink(site, prob=prob, interval=interval, by=labels, by_name=name,
                              per_row=per_row, row_labels=row_labels,
-                             labels=outcome_labels(pred, kind))
+                             labels=outcome_labels(pred, kind), subsets=subsets)
     stream_effect(estimator, X, intervention, baseline, sink=sink, kind=kind,
                   return_sites=(site,), semantics=semantics, **inputs)
     if (per_row or labels is not None) and not sink.varies_by_row:

@@ -60,6 +60,8 @@ from skimpact import (
     summarize_effect,
 )
 from skimpact.calibration import calibrate_effect
+from skimpact.metrics import effect_scorer
+from skimpact.uplift import policy_value, qini_curve, uplift_curve
 from skimpact.streaming import effect_summary
 from skimpact.posterior import FittedPosterior
 
@@ -1596,6 +1598,17 @@ FUNCTION_HOSTILE = {
     "strengths": [[], [np.nan], "high", 5, True, [-0.1], [True], None],
     "semantics": ["twin", "", 5, True, None, np.nan],
     "mediators": [5, True, None, "zz", [], ["y"], [5]],
+    "treated": [np.zeros(3), 5, True, "zz", np.zeros(24), np.full(24, 2.0)],
+    "baseline_outcome": [5, "y", np.zeros(3), np.full((4, 24), np.nan)],
+    "method": ["bogus", "", 5, True, None],
+    "outcome_model": ["forest", 5, True],
+    "propensity_model": [LinearRegression(), "logit", 5, True],
+    "cv": [1, 0, 2.5, True, "3", None, np.nan],
+    "clip": [0, 0.5, -0.1, np.nan, True, "small", None],
+    "n_points": [1, 0, 2.5, True, "10", None],
+    "return_draws": FLAG,
+    "threshold": [np.nan, np.inf, "zero", True, None],
+    "min_prob": PROB,
 }
 
 
@@ -1620,6 +1633,10 @@ SWEEP_FUNCTIONS = {
                                               **{"strengths": (0.1,), **kw}),
     mediation: lambda fx, **kw: mediation(fx.tiny, XS, SWEEP_INTERVENTION,
                                           **{"mediators": "coef", **kw}),
+    effect_scorer: lambda fx, **kw: effect_scorer("dose", **kw),
+    qini_curve: lambda fx, **kw: qini_curve(fx.tiny_effect, **kw),
+    uplift_curve: lambda fx, **kw: uplift_curve(fx.tiny_effect, **kw),
+    policy_value: lambda fx, **kw: policy_value(fx.tiny_effect, **kw),
 }
 
 
@@ -1708,7 +1725,8 @@ def test_sweep_tables_cover_every_parameter():
     swept = {fn.__name__ for fn in SWEEP_FUNCTIONS}
     public = {"effect", "counterfactual_predict", "summarize_effect", "refute", "sensitivity"}
     public |= {"mediation"} & set(dir(skimpact))
-    assert public | {"calibrate_effect", "effect_summary"} <= swept
+    assert public | {"calibrate_effect", "effect_summary", "effect_scorer", "qini_curve",
+                     "uplift_curve", "policy_value"} <= swept
 
 
 @pytest.mark.parametrize("cls, name, value", list(_estimator_cases()))

@@ -152,3 +152,18 @@ def test_plot_trace(nuts, tmp_path):
     fig, own = plt.subplots(1, 2)
     assert plotting.plot_trace(nuts, ["noise"], axes=own)[0, 0] is own[0]
     plt.close(fig)
+
+
+def test_plot_qini_and_uplift_draw_the_band_and_the_random_line(tmp_path):
+    rng = np.random.default_rng(0)
+    draws = rng.normal(1.0, 0.3, size=(200, 1)) + rng.normal(size=(1, 50))
+    ax = plotting.plot_qini(draws, n_points=21)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["94% HDI", "posterior mean", "random targeting"]
+    # the mean curve ends at the ATE, as the random line does
+    assert ax.lines[0].get_ydata()[-1] == pytest.approx(draws.mean())
+    assert ax.lines[1].get_ydata()[-1] == pytest.approx(draws.mean())
+    _saved(ax.figure, tmp_path)
+    ax = plotting.plot_uplift(draws, n_points=21)
+    assert ax.lines[0].get_ydata()[0] == pytest.approx(draws[:, np.argmax(draws.mean(0))].mean())
+    _saved(ax.figure, tmp_path)
