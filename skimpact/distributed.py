@@ -731,7 +731,7 @@ def _summary_part(estimator, part, rows_of, key, job):
 
 def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
                    interval="hdi", by=None, per_row=False, semantics="counterfactual",
-                   **inputs):
+                   treated=None, **inputs):
     """:func:`skimpact.streaming.effect_summary` for a Dask X.
 
     Every partition sums its rows' differences per draw (and per group of ``by``, a column
@@ -753,6 +753,12 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     check_prob(prob)
     check_interval(interval)
     per_row = check_flag(per_row, "per_row")
+    if treated is not None:
+        raise ValueError(
+            "`treated` (the ATT and ATC rows) needs X in memory. With a Dask X, summarise by "
+            "the treatment column instead: by='<treatment column>' gives the average effect "
+            "among the treated (its row 1, the ATT) and among the controls (row 0, the ATC)."
+        )
     table = _Table(X)
     _check_call(estimator, table, intervention, baseline, inputs)
     pred, kind, _, _ = effect_request(estimator, intervention, baseline, kind)

@@ -1178,6 +1178,10 @@ EFFECT_CASES = [
                  ddf[["age", "bmi"]], dose=DOSE[:50])),
          ValueError, r"Input 'dose' has shape \(50,\), but at fit it had shape \(\).*whole.*"
                      r"`inputs=`"),
+    case("dask-effect-summary-treated",
+         _dask_partition_length(lambda fx, ddf: effect_summary(
+             fx.reg, ddf, {"age": 1.0}, {"age": 0.0}, treated="age")),
+         ValueError, r"`treated` \(the ATT and ATC rows\) needs X in memory.*by="),
     case("estimate-effect-mixed-in-sample", _mixed_groups,
          ValueError, r"same in_sample"),
     # the true effect NaN: coverage 0.0 with only NumPy's RuntimeWarnings
