@@ -46,6 +46,7 @@ from .experiments import (
     resolve_experiments,
 )
 from .convergence import finish_fit
+from .plotting import render_model
 from .posterior_summary import summary
 from .inference import NutsOverBudget, run_inference
 from .methods import get_method, method_names
@@ -576,8 +577,6 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         >>> type(graph).__name__
         'Digraph'
         """
-        from .plotting import render_model
-
         return render_model(self, X, y, filename=filename,
                             render_distributions=render_distributions,
                             render_params=render_params, **inputs)

@@ -16,6 +16,8 @@ import numpy as np
 from scipy.special import logsumexp
 
 from .effect_scoring import effect_scorer
+from .effects import outcome_draws
+from .scenarios import through_pipeline
 
 __all__ = [
     "crps",
@@ -147,8 +149,6 @@ def predictive_draws(estimator, X, **inputs):
     ndarray of shape (n_draws, n_rows)
         Draws with chains flattened.
     """
-    from .effects import outcome_draws
-
     return outcome_draws(estimator, X, **inputs)
 
 
@@ -184,8 +184,6 @@ class _PredictiveScorer:
         elif self.metric in _ROW_METRICS:
             # a mean over rows of a value per row: computed batch by batch, so the draws
             # of all rows are never held at once
-            from .effects import outcome_draws
-
             def per_row(draws, rows):
                 return self.metric(y[rows], draws, pointwise=True, **self.kwargs)
 
@@ -335,7 +333,5 @@ def _log_lik_array(log_likelihood):
 
 def _log_likelihood(estimator, X, y, inputs):
     """Pointwise log-likelihood ``(n_draws, n_rows)`` of a fitted estimator or Pipeline."""
-    from .scenarios import through_pipeline
-
     est, Xt = through_pipeline(estimator, X, None)[:2]
     return _log_lik_array(est.log_likelihood(Xt, y, **inputs))
