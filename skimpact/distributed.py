@@ -731,7 +731,7 @@ def _summary_part(estimator, part, rows_of, key, job):
 
 def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
                    interval="hdi", by=None, per_row=False, semantics="counterfactual",
-                   treated=None, **inputs):
+                   treated=None, lift=False, **inputs):
     """:func:`skimpact.streaming.effect_summary` for a Dask X.
 
     Every partition sums its rows' differences per draw (and per group of ``by``, a column
@@ -753,6 +753,12 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     check_prob(prob)
     check_interval(interval)
     per_row = check_flag(per_row, "per_row")
+    if check_flag(lift, "lift"):
+        raise ValueError(
+            "`lift` needs X in memory: with a Dask X, summarise the effect and the baseline "
+            "outcome (skimpact.predict_quantiles or the estimator's predict under the "
+            "baseline) and divide them."
+        )
     if treated is not None:
         raise ValueError(
             "`treated` (the ATT and ATC rows) needs X in memory. With a Dask X, summarise by "

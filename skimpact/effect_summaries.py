@@ -189,23 +189,54 @@ class EffectSummarySink:
             least ``prob``, as :func:`skimpact.summarize_effect`); indexed by ``"ATE"``
             (level ``effect``) or the labels, with a level per dim in ``dims``.
         """
-        if not by and self.subsets is not None:
-            averages, shares = self.subsets.averages(), self.subsets.credible_shares()
-            draws = np.stack(list(averages.values()), 1)
-            share = np.stack(list(shares.values()))
-            levels = [("effect", np.array(list(averages)))]
-        elif not by:
-            draws = (self.sums / self.count)[:, None]
-            share = (self.credible / self.count)[None]
-            levels = [("effect", np.array(["ATE"]))]
-        else:
-            labels = list(self.groups)
-            draws = np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1)
-            share = np.stack([self.group_credible[g] / self.groups[g][0] for g in labels])
-            levels = [(self.by_name, pd.Index(labels).to_numpy())]
+        draws, share, levels = self.averages(by)
         table = self._table(draws.reshape(draws.shape[0], -1), levels)
         table["credibly_positive"] = share.reshape(-1)
         return table
+
+    def averages(self, by=False):
+        """Each table row's average per draw, as :meth:`frame` summarises them.
+
+        Returns
+        -------
+        draws : ndarray of shape (n_draws, n_table_rows, ...)
+        share : ndarray
+            Each table row's share of credibly positive rows.
+        levels : list of (str, ndarray)
+            The name and labels of the table's first index level.
+        """
+        if not by and self.subsets is not None:
+            averages, shares = self.subsets.averages(), self.subsets.credible_shares()
+            return (np.stack(list(averages.values()), 1), np.stack(list(shares.values())),
+                    [("effect", np.array(list(averages)))])
+        if not by:
+            return ((self.sums / self.count)[:, None], (self.credible / self.count)[None],
+                    [("effect", np.array(["ATE"]))])
+        labels = list(self.groups)
+        return (np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1),
+                np.stack([self.group_credible[g] / self.groups[g][0] for g in labels]),
+                [(self.by_name, pd.Index(labels).to_numpy())])
+
+    def lift(self, baseline, by=False):
+        """Columns ``lift_mean``, ``lift_sd`` and the lift's interval bounds: each table
+        row's average effect over its average ``baseline`` outcome, per draw.
+
+        Parameters
+        ----------
+        baseline : EffectSummarySink
+            The same rows' baseline outcome (not a difference), summed alike.
+        by : bool
+            As in :meth:`frame`.
+        """
+        num, den = self.averages(by)[0], baseline.averages(by)[0]
+        if (den == 0).any():
+            raise ValueError(
+                "The baseline outcome averages to exactly 0 in some draws, so the lift "
+                "(effect / baseline) is undefined there; report the effect itself."
+            )
+        ratio = (num / den).reshape(num.shape[0], -1)
+        stats = summary_stats(ratio, self.prob, self.interval)
+        return {f"lift_{c}": v for c, v in zip(self.columns[:4], stats[:4])}
 
     def row_frame(self):
         """Summary of each row's effect (its CATE), indexed by the row labels."""

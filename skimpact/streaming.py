@@ -15,7 +15,7 @@ from .blockwise import Plan, plan_prediction, stream_effect
 from .dask_dispatch import accepts_dask
 from .estimands import SubsetSums, check_treated, estimand_masks
 from .heterogeneity import warn_constant_effect
-from .scenarios import effect_request
+from .scenarios import effect_request, fitted_scenario
 from .effect_summaries import EffectSummarySink, by_labels, check_interval, outcome_labels
 
 __all__ = ["EffectSummarySink", "Plan", "effect_summary", "plan_prediction", "stream_effect"]
@@ -24,7 +24,7 @@ __all__ = ["EffectSummarySink", "Plan", "effect_summary", "plan_prediction", "st
 @accepts_dask("effect_summary")
 def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob=0.94,
                    interval="hdi", by=None, per_row=False, semantics="counterfactual",
-                   treated=None, **inputs):
+                   treated=None, lift=False, **inputs):
     """Summary of an effect computed batch by batch, with neither scenario stored.
 
     Equals ``summarize_effect(effect(estimator, X, intervention, baseline, kind=kind),
@@ -61,6 +61,12 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
         A 0/1 column of X or one 0/1 value per row (in-memory X): the average table gets
         the rows ``"ATT"`` and ``"ATC"`` below ``"ATE"``, as
         :func:`skimpact.summarize_effect` with ``treated=``. Not with ``by`` or ``per_row``.
+    lift : bool, default=False
+        Add the relative lift of every table row (ATE, ATT and ATC, or each group of
+        ``by``): its average effect divided by its average baseline outcome, per draw, as
+        the columns ``lift_mean``, ``lift_sd`` and the lift's interval bounds (as
+        :func:`skimpact.summarize_effect` with ``baseline_outcome=``). It costs a second
+        pass over the rows, predicting the baseline alone. Not with ``per_row``.
     **inputs : array-like
         The model's keyword inputs.
 
@@ -91,6 +97,13 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
     check_prob(prob)
     check_interval(interval)
     per_row = check_flag(per_row, "per_row")
+    lift = check_flag(lift, "lift")
+    if lift and per_row:
+        raise ValueError(
+            "`lift` adds the relative lift of the average table's rows; per-row lifts need "
+            "every draw of every row: summarize_effect(effect(...), per_row=True, "
+            "baseline_outcome=...) gives them."
+        )
     if treated is not None and (per_row or by is not None):
         raise ValueError(
             "`treated` adds the ATT and ATC rows to the average table; leave it out with by= "
@@ -105,7 +118,7 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
                                f"{list(X.columns)}.")
             treated = X[treated].to_numpy()
         subsets = SubsetSums(estimand_masks(check_treated(treated, len(X))))
-    pred, kind, _, _ = effect_request(estimator, intervention, baseline, kind)
+    pred, kind, stat, _ = effect_request(estimator, intervention, baseline, kind)
     site = pred.info.outcome_site
     row_labels = X.index.to_numpy() if isinstance(X, pd.DataFrame) else None
     sink = EffectSummarySink(site, prob=prob, interval=interval, by=labels, by_name=name,
@@ -117,4 +130,21 @@ def effect_summary(estimator, X, intervention, baseline=None, *, kind=None, prob
         warn_constant_effect()
     if per_row:
         return sink.row_frame()
-    return sink.frame(by=labels is not None)
+    table = sink.frame(by=labels is not None)
+    if lift:
+        table = table.assign(**_lift(estimator, X, baseline, inputs, sink, stat,
+                                     labels is not None))
+    return table
+
+
+def _lift(estimator, X, baseline, inputs, sink, stat, by):
+    """The lift columns: ``baseline`` predicted alone (``stat`` of the outcome, as the
+    effect took it), summed per draw as ``sink`` summed the effect."""
+    pred, scenario = fitted_scenario(estimator, X, baseline, inputs,
+                                     return_sites=(sink.var,), outcome_stat=stat)
+    base = EffectSummarySink(sink.var, prob=sink.prob, interval=sink.interval, by=sink.by,
+                             by_name=sink.by_name, labels=sink.labels,
+                             subsets=None if sink.subsets is None else SubsetSums(
+                                 sink.subsets.masks))
+    pred.predict(scenario, pred.key(), sink=base)
+    return sink.lift(base, by)

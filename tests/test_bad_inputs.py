@@ -1603,6 +1603,7 @@ FUNCTION_HOSTILE = {
     "semantics": ["twin", "", 5, True, None, np.nan],
     "mediators": [5, True, None, "zz", [], ["y"], [5]],
     "treated": [np.zeros(3), 5, True, "zz", np.zeros(24), np.full(24, 2.0)],
+    "lift": FLAG,
     "baseline_outcome": [5, "y", np.zeros(3), np.full((4, 24), np.nan)],
     "method": ["bogus", "", 5, True, None],
     "outcome_model": ["forest", 5, True],

@@ -95,3 +95,20 @@ def test_streaming_summary_reports_att_and_atc_as_the_full_arrays(fit):
     streamed = effect_summary(est, X, {0: 1.0}, {0: 0.0}, treated=t)
     assert streamed.index.tolist() == ["ATE", "ATT", "ATC"]
     np.testing.assert_allclose(streamed.to_numpy(), full.to_numpy(), rtol=1e-5)
+
+
+def test_streaming_summary_reports_the_lift_of_the_full_arrays(fit):
+    est, X, t, *_ = fit
+    base = outcome_draws(est, X, {0: 0.0}, stat="mean")
+    eff = effect(est, X, {0: 1.0}, {0: 0.0})
+    full = summarize_effect(eff, treated=t, baseline_outcome=base)
+    streamed = effect_summary(est, X, {0: 1.0}, {0: 0.0}, treated=t, lift=True)
+    assert list(streamed.columns) == list(full.columns)
+    np.testing.assert_allclose(streamed.to_numpy(), full.to_numpy(), rtol=1e-4)
+    by = effect_summary(est, X, {0: 1.0}, {0: 0.0}, by=t.astype(int), lift=True)
+    full_by = summarize_effect(eff, by=t.astype(int), baseline_outcome=base)
+    np.testing.assert_allclose(by.loc[[0, 1], ["lift_mean", "lift_sd"]].to_numpy(),
+                               full_by.loc[[0, 1], ["lift_mean", "lift_sd"]].to_numpy(),
+                               rtol=1e-4)
+    with pytest.raises(ValueError, match="`lift` adds the relative lift"):
+        effect_summary(est, X, {0: 1.0}, {0: 0.0}, per_row=True, lift=True)
