@@ -1,8 +1,9 @@
 """Calibration panel: do skimpact's default settings report average effects honestly?
 
-Six designs (and a variant of d), each simulated ``n_simulations`` times with a known true average treatment
-effect (ATE) over the simulated rows, fitted with every estimator argument at its default
-(``inference="auto"``) and summarised by :func:`skimpact.calibration.calibrate_effect`:
+Six designs (and a variant of d), each simulated ``n_simulations`` times with a known true
+average treatment effect (ATE) over the simulated rows, fitted with every estimator argument
+at its default (``inference="auto"``) and summarised by
+:func:`skimpact.calibration.calibrate_effect`:
 
 a. ``linear``: linear outcome with a treatment x covariate interaction and correlated
    covariates (rho = 0.7), fitted through a Pipeline that adds the interaction column;
@@ -314,8 +315,8 @@ def main(argv=None):
             "mean_width": s["mean_width"],
             "fit_s": s["mean_fit_seconds"],
             "warned": s["share_warned"],
-            "plain_nuts_s": np.nan if args.no_plain_nuts else plain_nuts_seconds(make,
-                                                                                 simulate),
+            "plain_nuts_s": (np.nan if args.no_plain_nuts
+                             else plain_nuts_seconds(make, simulate)),
             "share_nuts": float((result.table["method"] == "nuts").mean()),
             "wall_s": time.perf_counter() - start,
         }

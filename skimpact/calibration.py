@@ -5,10 +5,10 @@ effects with honest intervals?* It draws datasets whose true average effect is k
 simulator, refits a clone of the estimator on each, and compares the reported effect with
 the truth: per simulation the posterior mean, sd, interval and the rank of the truth among
 the posterior draws; over simulations the interval's coverage, the bias in posterior sd
-units and the width. A simulator that knows each row's effect (``per_row=True``) also
-gets the coverage of the per-row intervals. The fits run through :mod:`joblib`, so ``n_jobs`` spreads them over
-local cores and a Dask joblib backend (``with joblib.parallel_config("dask"): ...``) over a
-cluster, unchanged.
+units and the width. A simulator that knows each row's effect (``per_row=True``) also gets
+the coverage of the per-row intervals. The fits run through :mod:`joblib`, so ``n_jobs``
+spreads them over local cores and a Dask joblib backend (``with
+joblib.parallel_config("dask"): ...``) over a cluster, unchanged.
 
 With a calibrated estimator the ``prob`` interval covers the truth in about ``prob`` of the
 simulations, the mean bias is near zero, and the ranks are uniform
@@ -82,8 +82,9 @@ def calibrate_effect(
         :class:`numpy.random.Generator`: a dataset and the true average effect of
         ``intervention`` against ``baseline`` over its rows, on the scale ``kind``
         measures (with ``per_row=True``, each row's true effect: an array of one
-        finite number per row of ``X``, whose mean is the average effect). Must be picklable (a module-level function) when ``n_jobs`` runs the
-        simulations in other processes.
+        finite number per row of ``X``, whose mean is the average effect). Must be
+        picklable (a module-level function) when ``n_jobs`` runs the simulations in other
+        processes.
     intervention : dict
         The scenario of interest, as for :func:`skimpact.effect`.
     baseline : dict, optional
