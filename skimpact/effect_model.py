@@ -152,7 +152,9 @@ def effect_model(treatment, *, mu_features=50, tau_features=50, mu_scale=1.0,
     show them varying. Works on the data's scale (covariates and outcome standardised at fit),
     so the defaults suit any units. ``y`` is Gaussian: use it with
     :class:`~skimpact.ImpactRegressor`. Sites: ``tau`` (each row's effect of one unit of
-    ``T``, in units of y per unit of T) and ``sigma`` (noise sd) are deterministic.
+    ``T``, in units of y per unit of T) and ``sigma`` (noise sd) are deterministic. The
+    model declares the settings it is fitted with (:meth:`EffectModel.fit_settings`: SVI,
+    2000 steps, 1000 draws), used wherever the estimator's own are at their defaults.
 
     Parameters
     ----------
