@@ -4,18 +4,22 @@ For each realisation r of ``../shared/data/ihdp`` (Hill 2011; the "NPCI" realisa
 Johansson, Shalit and Sontag 2016): the 75 test units named by ``ihdp_npci_1-100.test.npz``
 are found among the CSV's 747 rows (on the covariates but x14, coded differently in the two
 files, and mu0, mu1); the other 672 rows are the train units.
-``ImpactRegressor(effect_model("T"))`` with the model's defaults is fitted on the train units,
+``ImpactRegressor(effect_model("T"))`` with the model's defaults is fitted on the train units
+(with ``--inference``, ``--num-steps`` and ``--num-samples`` as given, or with every estimator
+setting at its default under ``--defaults``),
 and ``effect(est, X, {"T": 1.0}, {"T": 0.0})`` gives each unit's effect on the train units
 (in-sample) and the test units (out-of-sample). True unit effects are ``mu1 - mu0``.
 
 Reported per realisation and as means: sqrt(PEHE) (root mean squared error of the per-unit
 effects), eps_ATE (absolute error of the average effect), whether the 94% HDI of the
 average effect covers the true sample ATE, the share of units whose 94% HDI covers their
-true effect, and seconds per realisation (fit and both effects). Run from the repository
+true effect, and seconds per realisation (fit and both effects; each line also gives the
+process's CPU seconds, which a loaded machine inflates less). Run from the repository
 root::
 
     python benchmarks/bench_ihdp.py --realisations 1-10
     python benchmarks/bench_ihdp.py                      # all 50
+    python benchmarks/bench_ihdp.py --defaults           # the estimator's defaults
 """
 
 import argparse
@@ -94,10 +98,11 @@ def scores(est, X, tau):
 
 def run(r, test, settings):
     X, y, tau, X_test, tau_test = load(r, test)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     est = ImpactRegressor(effect_model("T"), random_state=r, **settings).fit(X, y)
     result = {"realisation": r, "in": scores(est, X, tau), "out": scores(est, X_test, tau_test)}
     result["seconds"] = time.perf_counter() - start
+    result["cpu_seconds"] = time.process_time() - cpu
     result["inference"] = est.inference_
     return result
 
@@ -129,16 +134,21 @@ def main():
     parser.add_argument("--inference", default="svi")
     parser.add_argument("--num-steps", type=int, default=2000)
     parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--defaults", action="store_true",
+                        help="every estimator setting at its default (inference='auto'); "
+                        "overrides the three above")
     parser.add_argument("--json", help="also write each realisation's numbers here")
     args = parser.parse_args()
     test = np.load(DATA / "ihdp_npci_1-100.test.npz")
-    settings = {"inference": args.inference, "num_steps": args.num_steps,
-                "num_samples": args.num_samples}
+    settings = {} if args.defaults else {
+        "inference": args.inference, "num_steps": args.num_steps,
+        "num_samples": args.num_samples}
     results = []
     for r in realisations(args.realisations):
         res = run(r, test, settings)
         results.append(res)
-        print(f"r={r:2d} {res['seconds']:5.1f} s  in: sqrt(PEHE) {res['in']['pehe']:.3f} "
+        print(f"r={r:2d} {res['seconds']:5.1f} s ({res['cpu_seconds']:5.1f} s CPU, "
+              f"{res['inference']})  in: sqrt(PEHE) {res['in']['pehe']:.3f} "
               f"eps_ATE {res['in']['eps_ate']:.3f} ATE covered {res['in']['ate_covered']} "
               f"CATE cover {res['in']['cate_cover']:.2f}  out: sqrt(PEHE) "
               f"{res['out']['pehe']:.3f} eps_ATE {res['out']['eps_ate']:.3f} CATE cover "

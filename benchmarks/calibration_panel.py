@@ -1,8 +1,9 @@
 """Calibration panel: do skimpact's default settings report average effects honestly?
 
-Five designs (and a variant of d), each simulated ``n_simulations`` times with a known true average treatment
-effect (ATE) over the simulated rows, fitted with every estimator argument at its default
-(``inference="auto"``) and summarised by :func:`skimpact.calibration.calibrate_effect`:
+Six designs (and a variant of d), each simulated ``n_simulations`` times with a known true
+average treatment effect (ATE) over the simulated rows, fitted with every estimator argument
+at its default (``inference="auto"``) and summarised by
+:func:`skimpact.calibration.calibrate_effect`:
 
 a. ``linear``: linear outcome with a treatment x covariate interaction and correlated
    covariates (rho = 0.7), fitted through a Pipeline that adds the interaction column;
@@ -13,7 +14,11 @@ d. ``confounder``: the confounder network of the interventions guide, with ``z``
 d'. ``confounder_prior``: design d with the outcome model's coefficients drawn from their
    priors for each simulation (simulation-based calibration: the truth varies);
 e. ``heteroscedastic``: noise sd growing with a covariate, fitted with the default
-   (homoscedastic) linear model.
+   (homoscedastic) linear model;
+f. ``heterogeneous``: a confounded treatment whose effect varies with a covariate,
+   ``tau(x) = 1 + x1``, fitted with ``effect_model("t")`` at its defaults; besides the ATE,
+   the coverage of each row's 94% interval of its own effect against its true effect
+   (``calibrate_effect(..., per_row=True)``).
 
 For each design it also times one fit of plain NumPyro NUTS (``MCMC(NUTS(model))``, 500
 warm-up and 500 draws, the same model and data; compilation included, as in a fit) and,
@@ -29,6 +34,8 @@ Run from the repository root::
     python benchmarks/calibration_panel.py --n-simulations 100 --n-jobs 2 --reference
     python benchmarks/calibration_panel.py --n-simulations 100 --n-jobs 2 --exact \
         --designs confounder
+    python benchmarks/calibration_panel.py --n-simulations 40 --designs heterogeneous \
+        --no-plain-nuts
 """
 
 import argparse
@@ -47,7 +54,8 @@ from sklearn.preprocessing import FunctionTransformer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from skimpact import ImpactClassifier, ImpactRegressor, Model, effect  # noqa: E402
+from skimpact import (  # noqa: E402
+    ImpactClassifier, ImpactRegressor, Model, effect, effect_model)
 from skimpact.calibration import calibrate_effect  # noqa: E402
 
 
@@ -186,6 +194,22 @@ def simulate_heteroscedastic(rng, n=200):
     return np.column_stack([t, x]), y, 1.0
 
 
+# ----------------------------------------------------------------------- f. heterogeneous
+def simulate_heterogeneous(rng, n=300):
+    """Treatment confounded by x1 and x2, effect 1 + x1 varying by row (per-row truth)."""
+    x = rng.normal(size=(n, 3))
+    t = rng.binomial(1, _sigmoid(0.8 * x[:, 0] - 0.4 * x[:, 1])).astype(float)
+    tau = 1.0 + x[:, 0]
+    y = 0.5 + x[:, 0] - 0.5 * x[:, 1] + 0.5 * np.sin(2.0 * x[:, 2]) + tau * t \
+        + rng.normal(0.0, 0.5, n)
+    X = pd.DataFrame({"t": t, "x1": x[:, 0], "x2": x[:, 1], "x3": x[:, 2]})
+    return X, y, tau
+
+
+def heterogeneous_estimator():
+    return ImpactRegressor(effect_model("t"))
+
+
 DESIGNS = {
     "linear": (linear_estimator, simulate_linear, {"t": 1.0}, {"t": 0.0}),
     "logistic": (ImpactClassifier, simulate_logistic, {0: 1.0}, {0: 0.0}),
@@ -194,7 +218,11 @@ DESIGNS = {
     "confounder_prior": (confounder_estimator, simulate_confounder_from_prior, {"Z": 1.0},
                          {"Z": 0.0}),
     "heteroscedastic": (ImpactRegressor, simulate_heteroscedastic, {0: 1.0}, {0: 0.0}),
+    "heterogeneous": (heterogeneous_estimator, simulate_heterogeneous, {"t": 1.0},
+                      {"t": 0.0}),
 }
+#: Designs whose simulator gives each row's true effect (per-row coverage reported).
+PER_ROW = {"heterogeneous"}
 
 
 def _final(est):
@@ -265,6 +293,8 @@ def main(argv=None):
                         help="also compare the posterior sd with a long NUTS run")
     parser.add_argument("--exact", action="store_true",
                         help="refit every dataset with long NUTS and compare per dataset")
+    parser.add_argument("--no-plain-nuts", action="store_true",
+                        help="skip timing plain NumPyro NUTS (minutes on correlated models)")
     parser.add_argument("--out", default=None, help="write the table to this CSV file")
     args = parser.parse_args(argv)
     rows = []
@@ -273,7 +303,7 @@ def main(argv=None):
         start = time.perf_counter()
         result = calibrate_effect(make(), simulate, intervention, baseline,
                                   n_simulations=args.n_simulations, n_jobs=args.n_jobs,
-                                  random_state=0)
+                                  random_state=0, per_row=name in PER_ROW)
         s = result.summary
         row = {
             "design": name,
@@ -285,10 +315,13 @@ def main(argv=None):
             "mean_width": s["mean_width"],
             "fit_s": s["mean_fit_seconds"],
             "warned": s["share_warned"],
-            "plain_nuts_s": plain_nuts_seconds(make, simulate),
+            "plain_nuts_s": (np.nan if args.no_plain_nuts
+                             else plain_nuts_seconds(make, simulate)),
             "share_nuts": float((result.table["method"] == "nuts").mean()),
             "wall_s": time.perf_counter() - start,
         }
+        if "mean_row_coverage" in s:
+            row["row_coverage"] = s["mean_row_coverage"]
         if args.out:
             result.table.to_csv(Path(args.out).with_suffix(f".{name}.csv"))
         if args.reference:

@@ -5,9 +5,10 @@ effects with honest intervals?* It draws datasets whose true average effect is k
 simulator, refits a clone of the estimator on each, and compares the reported effect with
 the truth: per simulation the posterior mean, sd, interval and the rank of the truth among
 the posterior draws; over simulations the interval's coverage, the bias in posterior sd
-units and the width. The fits run through :mod:`joblib`, so ``n_jobs`` spreads them over
-local cores and a Dask joblib backend (``with joblib.parallel_config("dask"): ...``) over a
-cluster, unchanged.
+units and the width. A simulator that knows each row's effect (``per_row=True``) also gets
+the coverage of the per-row intervals. The fits run through :mod:`joblib`, so ``n_jobs``
+spreads them over local cores and a Dask joblib backend (``with
+joblib.parallel_config("dask"): ...``) over a cluster, unchanged.
 
 With a calibrated estimator the ``prob`` interval covers the truth in about ``prob`` of the
 simulations, the mean bias is near zero, and the ranks are uniform
@@ -41,12 +42,15 @@ class CalibrationResult:
         One row per simulation: ``true_effect``, ``mean``, ``sd``, ``lower``, ``upper``
         (the ``prob`` HDI), ``covered``, ``z`` (``(mean - true_effect) / sd``), ``rank``
         (posterior draws below the truth), ``n_draws``, ``fit_seconds``, ``method`` (the
-        inference the fit ran) and ``warnings`` (warnings the fit raised).
+        inference the fit ran) and ``warnings`` (warnings the fit raised); with
+        ``per_row=True`` also ``row_coverage``, the share of rows whose ``prob`` HDI of
+        their own effect covers their true effect.
     summary : pandas.Series
         ``n_simulations``, ``prob``, ``coverage`` and its binomial standard error
         ``coverage_se``, ``mean_bias_sd`` (mean of ``z``) and ``mean_bias_sd_se``,
         ``rmse``, ``mean_sd``, ``mean_width``, ``mean_fit_seconds`` and
-        ``share_warned`` (share of fits that warned).
+        ``share_warned`` (share of fits that warned); with ``per_row=True`` also
+        ``mean_row_coverage``, the mean of ``row_coverage``.
     """
 
     table: pd.DataFrame
@@ -64,6 +68,7 @@ def calibrate_effect(
     kind="mean",
     n_jobs=None,
     random_state=None,
+    per_row=False,
 ):
     """Coverage, bias and width of an estimator's average effect over simulated datasets.
 
@@ -76,8 +81,10 @@ def calibrate_effect(
         ``simulate(rng) -> (X, y, true_effect)`` with ``rng`` a
         :class:`numpy.random.Generator`: a dataset and the true average effect of
         ``intervention`` against ``baseline`` over its rows, on the scale ``kind``
-        measures. Must be picklable (a module-level function) when ``n_jobs`` runs the
-        simulations in other processes.
+        measures (with ``per_row=True``, each row's true effect: an array of one
+        finite number per row of ``X``, whose mean is the average effect). Must be
+        picklable (a module-level function) when ``n_jobs`` runs the simulations in other
+        processes.
     intervention : dict
         The scenario of interest, as for :func:`skimpact.effect`.
     baseline : dict, optional
@@ -94,6 +101,9 @@ def calibrate_effect(
         (or as the active joblib backend decides).
     random_state : int, numpy.random.Generator or None
         Seeds the datasets and the fits.
+    per_row : bool, default=False
+        Whether ``simulate`` gives each row's true effect, whose per-row intervals are
+        then checked too (``row_coverage``).
 
     Returns
     -------
@@ -104,9 +114,10 @@ def calibrate_effect(
     ValueError
         If ``n_simulations`` is not a positive integer, ``prob`` is not in (0, 1),
         ``simulate`` is not callable or returns something else than ``(X, y,
-        true_effect)`` with ``true_effect`` one finite number (the first dataset is checked
-        before any fit; the message names the simulation), or the effect has more than one
-        value per draw (``kind="probs"``).
+        true_effect)`` with ``true_effect`` one finite number (with ``per_row=True``, one
+        per row of ``X``; the first dataset is checked before any fit; the message names
+        the simulation), ``per_row`` is not a bool, or the effect has more than one value
+        per draw (``kind="probs"``).
 
     Examples
     --------
@@ -135,14 +146,16 @@ def calibrate_effect(
             f"{type(simulate).__name__}."
         )
     n_jobs = check_n_jobs(n_jobs)
+    if not isinstance(per_row, (bool, np.bool_)):
+        raise ValueError(f"`per_row` must be True or False; got {per_row!r}.")
     seeds = np.random.SeedSequence(_entropy(check_seed(random_state))).spawn(int(n_simulations))
     seeds = [seed.spawn(2) for seed in seeds]  # (data, fit) per simulation
     # The first dataset is simulated and checked here, before any fit: a simulator that
     # returns the wrong thing fails in seconds, not after n_simulations fits.
-    first = _simulated(simulate, seeds[0][0], 0)
+    first = _simulated(simulate, seeds[0][0], 0, per_row)
     rows = Parallel(n_jobs=n_jobs)(
         delayed(_one)(estimator, simulate, intervention, baseline, seed, prob, kind, i,
-                      first if i == 0 else None)
+                      first if i == 0 else None, per_row)
         for i, seed in enumerate(seeds)
     )
     table = pd.DataFrame(rows)
@@ -160,9 +173,9 @@ def _entropy(random_state):
     )
 
 
-def _simulated(simulate, data_seed, index):
+def _simulated(simulate, data_seed, index, per_row=False):
     """``simulate``'s dataset for ``data_seed``, checked: ``(X, y, true_effect)`` with a
-    finite number for the true effect."""
+    finite number for the true effect (``per_row``: one per row of X, kept as an array)."""
     out = simulate(np.random.default_rng(data_seed))
     if not (isinstance(out, tuple) and len(out) == 3):
         raise ValueError(
@@ -171,13 +184,16 @@ def _simulated(simulate, data_seed, index):
             f" (simulation {index})."
         )
     X, y, truth = out
+    if per_row:
+        return X, y, _row_truth(truth, len(X), index)
     value = np.asarray(truth) if not isinstance(truth, (str, bytes)) else None
     if value is None or value.ndim != 0 or value.dtype.kind not in "iuf":
         shape = "" if value is None or value.ndim == 0 else f" of shape {value.shape}"
         raise ValueError(
             f"`simulate(rng)` returned a true effect of type {type(truth).__name__}{shape} "
             f"in simulation {index}; it must be one real number: the average effect over "
-            "the dataset's rows (average a per-row effect, e.g. float(np.mean(...)))."
+            "the dataset's rows (average a per-row effect, e.g. float(np.mean(...)), or "
+            "pass per_row=True to check per-row intervals as well)."
         )
     if not np.isfinite(value):
         raise ValueError(
@@ -188,11 +204,33 @@ def _simulated(simulate, data_seed, index):
     return X, y, float(value)
 
 
-def _one(estimator, simulate, intervention, baseline, seed, prob, kind, index=0, data=None):
-    """Simulate (or take ``data``), fit a clone and summarise its average effect for one
-    ``(data, fit)`` pair of seeds."""
+def _row_truth(truth, n_rows, index):
+    """Per-row true effects, checked: one finite number per row."""
+    value = np.asarray(truth) if not isinstance(truth, (str, bytes)) else None
+    if value is None or value.shape != (n_rows,) or value.dtype.kind not in "iuf":
+        shape = "" if value is None else f" of shape {value.shape}"
+        raise ValueError(
+            f"`simulate(rng)` returned a true effect of type {type(truth).__name__}{shape} "
+            f"in simulation {index}; with per_row=True it must be an array of one real "
+            f"number per row of X ({n_rows},)."
+        )
+    if not np.isfinite(value).all():
+        raise ValueError(
+            f"`simulate(rng)` returned {int((~np.isfinite(value)).sum())} non-finite per-row "
+            f"true effects in simulation {index}; each must be a finite number."
+        )
+    return value.astype(float)
+
+
+def _one(estimator, simulate, intervention, baseline, seed, prob, kind, index=0, data=None,
+         per_row=False):
+    """Simulate (or take ``data``), fit a clone and summarise its average effect (and with
+    ``per_row``, the coverage of its per-row effects) for one ``(data, fit)`` pair of
+    seeds."""
     data_seed, fit_seed = seed
-    X, y, truth = _simulated(simulate, data_seed, index) if data is None else data
+    X, y, truth = _simulated(simulate, data_seed, index, per_row) if data is None else data
+    row_truth = truth if per_row else None
+    truth = float(np.mean(truth)) if per_row else truth
     est = clone(estimator)
     names = [k for k in est.get_params() if k == "random_state" or k.endswith("__random_state")]
     est.set_params(**{k: int(fit_seed.generate_state(1)[0] >> 1) for k in names})
@@ -202,11 +240,11 @@ def _one(estimator, simulate, intervention, baseline, seed, prob, kind, index=0,
         est.fit(X, y)
     seconds = time.perf_counter() - start
     tree = effect(est, X, intervention, baseline, kind=kind)
-    draws = _ate_draws(tree)
+    draws, row_draws = _ate_draws(tree)
     lower, upper = array_stats.hdi(draws, prob)
     mean, sd = float(draws.mean()), float(draws.std(ddof=1))
     final = est.steps[-1][1] if hasattr(est, "steps") else est
-    return {
+    out = {
         "true_effect": truth,
         "mean": mean,
         "sd": sd,
@@ -220,21 +258,30 @@ def _one(estimator, simulate, intervention, baseline, seed, prob, kind, index=0,
         "method": getattr(final, "inference_", ""),
         "warnings": len(caught),
     }
+    if per_row:
+        rows = row_draws.reshape(-1, row_truth.size)
+        bounds = array_stats.hdi(rows, prob, axis=0)
+        out["row_coverage"] = float(np.mean((bounds[:, 0] <= row_truth)
+                                            & (row_truth <= bounds[:, 1])))
+    return out
 
 
 def _ate_draws(tree):
-    """The average over rows of an effect tree's outcome, one value per draw."""
+    """The average over rows of an effect tree's outcome, one value per draw, and the
+    per-row values (draws x rows, row last)."""
     group = "predictions" if "predictions" in tree.children else "posterior_predictive"
     da = tree[group][tree.attrs["outcome"]]
     row_dim = tree.attrs.get("row_dim")
+    rows = da
     if row_dim in da.dims:
+        rows = da.transpose(..., row_dim)
         da = da.mean(row_dim)
     if set(da.dims) - {"chain", "draw"}:
         raise ValueError(
             f"The effect has dims {da.dims}: more than one value per draw. Calibrate one "
             "average effect: kind='mean' (or 'predictive'), not 'probs'."
         )
-    return np.asarray(da.values, dtype=float).reshape(-1)
+    return np.asarray(da.values, dtype=float).reshape(-1), np.asarray(rows.values, dtype=float)
 
 
 def _summarise(table, prob):
@@ -254,4 +301,6 @@ def _summarise(table, prob):
         "mean_width": float((table["upper"] - table["lower"]).mean()),
         "mean_fit_seconds": float(table["fit_seconds"].mean()),
         "share_warned": float((table["warnings"] > 0).mean()),
+        **({"mean_row_coverage": float(table["row_coverage"].mean())}
+           if "row_coverage" in table else {}),
     }, name="calibration")

@@ -16,10 +16,12 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   thousands of rows, where NUTS is both fast and exact up to Monte Carlo error. That
   guess assumes a well-conditioned posterior; a correlated one needs far deeper trees (4
   to 5 times the guess, and more, on real models), so the run then *measures* its cost:
-  after its first warm-up loop (:data:`skimpact.inference` runs 100 iterations per loop)
-  the leapfrog steps it actually took, times the gradient time, extrapolate the whole
-  run, and beyond the budget the fit goes on with one chain if one fits, else switches to
-  SVI (:func:`after_over_budget`, :func:`switch_to_svi`), saying so.
+  the leapfrog steps its first 100 warm-up iterations actually take, times the gradient
+  time, extrapolate the whole run, and beyond the budget the fit goes on with one chain if
+  one fits, else switches to SVI (:func:`after_over_budget`, :func:`switch_to_svi`),
+  saying so. The measurement stops as soon as the steps taken so far put the run over
+  budget (it runs in loops of 10 iterations), so an expensive posterior costs at most the
+  budget's share of those iterations, not all of them.
 * **SVI** otherwise (and whenever ``fit_batch_size`` asks for minibatches), with the guide
   :func:`choose_guide` picks from the latent dimension: a full-rank
   ``AutoMultivariateNormal`` up to :data:`FULL_RANK_MAX_DIM` dimensions, which keeps the
@@ -353,7 +355,7 @@ def switch_to_svi(choice, over, guide):
     choice : InferenceChoice
         The rule's NUTS choice.
     over : skimpact.inference.NutsOverBudget
-        What the first warm-up loop measured.
+        What the first warm-up iterations measured.
     guide : str, AutoGuide class or callable
         The estimator's ``guide`` setting.
 

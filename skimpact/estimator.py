@@ -31,7 +31,8 @@ import pandas as pd
 from numpyro.infer.reparam import Reparam
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
+from sklearn.utils._param_validation import (
+    Interval, InvalidParameterError, StrOptions, validate_parameter_constraints)
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
@@ -53,7 +54,7 @@ from .methods import get_method, method_names
 from .layout import InputLayout
 from .builtin_models import builtin_offsets, builtin_scales, linear_model, logistic_model
 from .inspection import ModelRef
-from .model import Model, as_model
+from .model import FIT_SETTINGS, Model, as_model
 from .posterior import NUMPYRO_LOCK, FittedPosterior, make_key
 from .program import build_program, training_model
 from .schema import DeferredTree, Labels, log_likelihood_tree, posterior_tree, prior_tree
@@ -381,16 +382,16 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                            mask=mask),
             program, measured)
         fit_kwargs = {self.outcome: jnp.asarray(y_model), **program.inputs(inputs)}
-        params = self.get_params(deep=False)
+        params, declared = _with_fit_settings(self, spec)
         # fits of one program (same model, shapes, no weights, masks or experiments) share
         # their compiled programs
         cache_key = program.cache_key if weights is None and mask is None and not measured \
             else None
         choice = choose_inference(
-            self.inference, ModelRef(fit_model, cache_key), (Xm,), fit_kwargs,
+            params["inference"], ModelRef(fit_model, cache_key), (Xm,), fit_kwargs,
             latent_dim=latent_dimension(info.site_shapes, info.latent_sites),
             n_rows=Xm.shape[0], settings=params, key=make_key(0, "fit"),
-            explicit=_changed_from_defaults(self),
+            explicit=_changed_from_defaults(self) | set(declared),
         )
         base = params
 
@@ -421,6 +422,11 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
                 break
             except NutsOverBudget as over:
                 choice = after_over_budget(choice, over, base)
+        if declared:
+            choice = replace(choice, reason=(
+                f"{type(spec).__name__}.fit_settings() declares "
+                f"{', '.join(f'{k}={v!r}' for k, v in declared.items())}, used in place of "
+                f"the estimator's defaults. {choice.reason}"))
         attrs = {**_tree_attrs(params, spec), "inference_choice": choice.reason,
                  "experiments": len(measured),
                  "posterior_fingerprint": _draws_fingerprint(result.draws)}
@@ -900,14 +906,31 @@ def _draws_fingerprint(draws):
     return h.hexdigest()
 
 
-def _changed_from_defaults(estimator):
-    """The settings that only one inference method reads whose values differ from
-    ``__init__``'s defaults."""
+def _changed_from_defaults(estimator, names=(*SVI_SETTINGS, *NUTS_SETTINGS)):
+    """The settings among ``names`` (by default those that only one inference method
+    reads) whose values differ from ``__init__``'s defaults."""
     defaults = {k: p.default for k, p in
                 inspect.signature(type(estimator).__init__).parameters.items()}
     params = estimator.get_params(deep=False)
-    return {k for k in (*SVI_SETTINGS, *NUTS_SETTINGS)
+    return {k for k in names
             if type(params[k]) is not type(defaults[k]) or params[k] != defaults[k]}
+
+
+def _with_fit_settings(estimator, spec):
+    """The estimator's parameters with the settings ``spec.fit_settings()`` declares in
+    place of those left at their defaults, and the declared settings so used."""
+    params = estimator.get_params(deep=False)
+    declared = dict(spec.fit_settings())
+    unknown = sorted(set(declared) - set(FIT_SETTINGS))
+    if unknown:
+        raise ValueError(f"{type(spec).__name__}.fit_settings() declares {unknown}; a model "
+                         f"may declare only {list(FIT_SETTINGS)}.")
+    validate_parameter_constraints(
+        {k: estimator._parameter_constraints[k] for k in declared}, declared,
+        caller_name=f"{type(spec).__name__}.fit_settings")
+    changed = _changed_from_defaults(estimator, FIT_SETTINGS)
+    used = {k: v for k, v in declared.items() if k not in changed}
+    return {**params, **used}, used
 
 
 def _conflict_message(check, bias, ungrounded=None):
@@ -980,7 +1003,10 @@ class ImpactRegressor(RegressorMixin, _ImpactBase):
         ``guide``. The choice and its reason are recorded in
         ``diagnostics_["inference_choice"]``, ``inference_`` and the output trees'
         attrs; on a loaded machine a model near the 30 s boundary may be fitted either
-        way, so set ``inference`` explicitly where that matters.
+        way, so set ``inference`` explicitly where that matters. A model may declare the
+        settings it is fitted with best (:meth:`skimpact.Model.fit_settings`;
+        :func:`skimpact.effect_model` declares SVI): each replaces the estimator's own
+        setting where that is at its default.
     guide : str, AutoGuide class or callable, default="auto"
         Autoguide for SVI: ``"auto"`` (a full-rank ``AutoMultivariateNormal`` up to 200
         latent dims, ``AutoLowRankMultivariateNormal`` up to 20,000, the mean-field

@@ -126,9 +126,11 @@ def run_inference(
     them share one compilation of the SVI steps; ``None`` compiles per fit.
 
     ``nuts_budget``, ``(seconds, gradient seconds)``, makes a NUTS run measure its cost:
-    after its first warm-up loop the leapfrog steps it took per iteration, times the
-    gradient time, extrapolate the whole run, and beyond ``seconds`` it stops with
-    :class:`NutsOverBudget`.
+    the leapfrog steps its first :data:`_NUTS_CHUNK_STEPS` warm-up iterations take, times
+    the gradient time, extrapolate the whole run, and beyond ``seconds`` it stops with
+    :class:`NutsOverBudget`. The measurement runs in loops of :data:`_NUTS_PROBE_STEPS`
+    iterations and stops as soon as the steps already taken decide it, so an over-budget
+    run spends at most its budget's share of those iterations before it stops.
 
     The method's guide is ``settings["guide"]`` when the method reads ``guide`` (SVI),
     else its own default guide (``"AutoDelta"`` for MAP).
@@ -269,7 +271,8 @@ _DETERMINISTIC_ELEMENTS = 2**24  # draws x rows evaluated at once for determinis
 _SVI_FIRST_CHUNK = 100  # SVI steps of the first compiled loop, which times one step
 _SVI_MAX_CHUNK = 10_000  # most SVI steps per compiled loop (the size of its loss buffer)
 _SVI_CHUNK_SECONDS = 0.25  # aimed-at wall time of one loop; KeyboardInterrupt lands between
-_NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop
+_NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop; also the measured warm-up
+_NUTS_PROBE_STEPS = 10  # iterations per compiled loop of a run that measures its cost
 
 
 def _nuts_settings(s):
@@ -624,12 +627,14 @@ def _run_nuts(
     parallel = 1 < num_chains <= jax.local_device_count()
     if parallel:
         states = [jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)]
-    draws, diverging = [], []
+    draws, diverging, probe_steps = [], [], 0.0
+    # a run that measures its cost runs short loops (one compiled program for the run)
+    chunk = _NUTS_CHUNK_STEPS if budget is None else _NUTS_PROBE_STEPS
     bar = _progress(progress_bar, num_warmup + num_samples, "NUTS")
     with _Interrupts() as interrupts:
-        for phase, total, done in _nuts_schedule(num_warmup, num_samples):
+        for phase, total, done in _nuts_schedule(num_warmup, num_samples, chunk):
             interrupts.check()
-            length = min(_NUTS_CHUNK_STEPS, total - done)
+            length = min(chunk, total - done)
             if parallel:
                 states, outs = _nuts_parallel(ref, length)(states[0], args, kwargs)
                 states, outs = [states], jax.device_get(outs)
@@ -641,15 +646,19 @@ def _run_nuts(
             if phase == "sample":
                 draws.append(outs[0])
                 diverging.append(np.asarray(outs[1]))
-            elif done == 0 and budget is not None:
-                # the cost measured, not guessed: this loop's trees, extrapolated
-                mean_steps = float(np.mean(outs[2]))
-                expected = ((num_warmup + num_samples) * num_chains * mean_steps
-                            * budget[1])
-                if expected > budget[0]:
+            elif done < _NUTS_CHUNK_STEPS and budget is not None:
+                # the cost measured, not guessed: the first _NUTS_CHUNK_STEPS warm-up
+                # iterations' trees, extrapolated; the steps taken so far are a lower
+                # bound on theirs, so the run stops as soon as that bound is over budget
+                probe_steps += float(np.sum(outs[2])) / num_chains
+                ran = done + length
+                window = min(_NUTS_CHUNK_STEPS, num_warmup)
+                per_iteration = budget[1] * (num_warmup + num_samples) * num_chains
+                if per_iteration * probe_steps / window > budget[0]:
                     if bar is not None:
                         bar.close()
-                    raise NutsOverBudget(expected, mean_steps, length)
+                    raise NutsOverBudget(per_iteration * probe_steps / ran,
+                                         probe_steps / ran, ran)
             if bar is not None:
                 bar.update(length)
                 bar.set_postfix(phase=phase)
@@ -667,10 +676,11 @@ def _run_nuts(
     )
 
 
-def _nuts_schedule(num_warmup, num_samples):
-    """``(phase, its length, iterations done)`` at the start of each NUTS loop."""
+def _nuts_schedule(num_warmup, num_samples, chunk=_NUTS_CHUNK_STEPS):
+    """``(phase, its length, iterations done)`` at the start of each NUTS loop of at most
+    ``chunk`` iterations."""
     for phase, total in (("warmup", num_warmup), ("sample", num_samples)):
-        for done in range(0, total, _NUTS_CHUNK_STEPS):
+        for done in range(0, total, chunk):
             yield phase, total, done
 
 

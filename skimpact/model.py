@@ -12,7 +12,11 @@ import inspect
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Model", "as_model"]
+__all__ = ["FIT_SETTINGS", "Model", "as_model"]
+
+#: The estimator settings a model may declare with :meth:`Model.fit_settings`.
+FIT_SETTINGS = ("inference", "guide", "learning_rate", "num_steps", "num_warmup",
+                "num_samples", "num_chains", "target_accept_prob")
 
 #: JAX's errors for a model that turns a traced value into NumPy or Python.
 
@@ -113,6 +117,32 @@ class Model:
         True
         """
         return None
+
+    def fit_settings(self):
+        """Inference settings the model is fitted with best, used in place of the
+        estimator's defaults.
+
+        A model whose author has measured how it fits (a posterior too correlated for
+        NUTS within any sensible budget, say, and the SVI steps its accuracy was measured
+        with) declares those settings here. The estimator uses each of them where its own
+        setting is at its default; settings the user sets win. Which ones applied is said
+        in ``diagnostics_["inference_choice"]``. The default is ``{}``: the estimator's
+        defaults (``inference="auto"``) hold; subclasses such as
+        :class:`skimpact.effect_model.EffectModel` override it.
+
+        Returns
+        -------
+        dict
+            Keys among :data:`FIT_SETTINGS`, values as the estimator's parameters of the
+            same names take them.
+
+        Examples
+        --------
+        >>> from skimpact.builtin_models import linear_model
+        >>> Model(linear_model).fit_settings()
+        {}
+        """
+        return {}
 
     def snapshot(self):
         """An independent copy whose hyperparameters later ``set_params`` calls on this

@@ -1193,6 +1193,17 @@ EFFECT_CASES = [
     # an array: a raw conversion error after the first fit
     case("calibrate-true-effect-array", _no_fit(_calibrate_truth(lambda i: np.full(60, 0.5))),
          ValueError, r"true effect of type ndarray of shape \(60,\).*one real number.*average"),
+    case("calibrate-per-row-truth-scalar",
+         _no_fit(lambda fx: calibrate_effect(ImpactRegressor(**TINY), _simulate,
+                                             SWEEP_INTERVENTION, n_simulations=1,
+                                             per_row=True)),
+         ValueError, r"simulation 0; with per_row=True it must be an array of one real "
+                     r"number per row of X \(24,\)"),
+    case("calibrate-per-row-truth-nan",
+         _no_fit(lambda fx: calibrate_effect(
+             ImpactRegressor(**TINY), lambda rng: (*_simulate(rng)[:2], np.full(24, np.nan)),
+             SWEEP_INTERVENTION, n_simulations=1, per_row=True)),
+         ValueError, r"24 non-finite per-row true effects in simulation 0"),
     # the message advised in_sample=True (which loo does not take) or in_sample=False
     case("loo-other-rows", lambda fx: fx.nuts.loo(D.xn[::-1], D.yn[::-1]),
          ValueError, r"^loo needs the training rows.*log_likelihood\(X, y\)(?!.*in_sample)"),

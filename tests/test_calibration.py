@@ -49,6 +49,22 @@ def test_table_and_summary_are_consistent(result):
     assert 0.04 < s["mean_sd"] < 0.1 and abs(s["mean_bias_sd"]) < 2
 
 
+def test_per_row_truths_give_the_coverage_of_per_row_intervals(result):
+    # the linear model's effect is one value for every row: each row's interval is the
+    # average's, so a row covers its (constant) truth exactly when the average does
+    def simulate_rows(rng):
+        X, y, truth = simulate(rng)
+        return X, y, np.full(len(X), truth)
+
+    rows = calibrate_effect(ImpactRegressor(**FAST), simulate_rows, SHIFT, BASE,
+                            n_simulations=2, random_state=0, per_row=True)
+    cols = ["true_effect", "mean", "sd", "lower", "upper", "covered"]
+    pd.testing.assert_frame_equal(rows.table[cols], result.table[cols].iloc[:2])
+    assert rows.table["row_coverage"].tolist() == rows.table["covered"].astype(float).tolist()
+    assert rows.summary["mean_row_coverage"] == pytest.approx(rows.table["covered"].mean())
+    assert "row_coverage" not in result.table and "mean_row_coverage" not in result.summary
+
+
 @pytest.mark.slow
 def test_same_seed_same_table_and_parallel_agrees(result):
     again = calibrate_effect(ImpactRegressor(**FAST), simulate, SHIFT, BASE, n_simulations=2,

@@ -1,5 +1,6 @@
 """The built-in heterogeneous-effect model: y = mu(x, pi_hat(x)) + tau(x) T + noise."""
 
+import json
 import pickle
 import warnings
 
@@ -10,7 +11,7 @@ from sklearn.base import clone
 
 import skimpact
 from skimpact import ImpactRegressor, effect, effect_model, summarize_effect
-from skimpact.effect_model import EffectModel
+from skimpact.effect_model import EffectModel, effect_model_factory
 
 N = 300
 SVI = {"inference": "svi", "num_steps": 1500, "num_samples": 200, "random_state": 0}
@@ -122,3 +123,42 @@ def test_single_index_starts_along_the_score_of_a_steep_prognosis():
     np.testing.assert_allclose(index.std(), 1.0, rtol=1e-3)
     np.testing.assert_allclose([knots[0], knots[-1]], [index.min(), index.max()], rtol=1e-3)
     assert np.all(np.diff(knots) > 0)
+
+
+def test_defaults_fit_with_the_settings_the_model_declares(binary):
+    X, y, tau, _ = binary
+    # the user's num_samples wins; inference and num_steps come from fit_settings()
+    est = ImpactRegressor(effect_model("T"), num_samples=300, random_state=0).fit(X, y)
+    reason = est.diagnostics_["inference_choice"]["reason"]
+    assert reason.startswith("EffectModel.fit_settings() declares inference='svi', "
+                             "num_steps=2000, used in place of the estimator's defaults.")
+    assert est.inference_ == "svi" and est.posterior_["posterior"].sizes["draw"] == 300
+    assert json.loads(est.posterior_.attrs["inference_settings"])["num_steps"] == 2000
+    assert est.get_params()["inference"] == "auto"  # the estimator's own setting is kept
+    rows = summarize_effect(effect(est, X, {"T": 1.0}, {"T": 0.0}), per_row=True)
+    assert np.corrcoef(rows["mean"], tau)[0, 1] > 0.9
+    inside = (rows["hdi_lower"] <= tau) & (tau <= rows["hdi_upper"])
+    assert inside.mean() > 0.8
+
+
+class _Declares(EffectModel):
+    """An effect model declaring the settings given at construction."""
+
+    def __init__(self, declared):
+        super().__init__(effect_model_factory, treatment="T")
+        self.declared = declared
+
+    def fit_settings(self):
+        return self.declared
+
+
+@pytest.mark.parametrize("declared, error, match", [
+    ({"seed": 1}, ValueError, r"fit_settings\(\) declares \['seed'\]; a model may declare "
+                              r"only \['inference', 'guide'"),
+    ({"inference": "gibbs"}, ValueError, r"'inference' parameter of _Declares.fit_settings"),
+    ({"num_steps": 0}, ValueError, r"'num_steps' parameter of _Declares.fit_settings"),
+])
+def test_bad_declared_settings_are_refused(binary, declared, error, match):
+    X, y, _, _ = binary
+    with pytest.raises(error, match=match):
+        ImpactRegressor(_Declares(declared)).fit(X, y)
