@@ -49,21 +49,21 @@ class RssPeak:
     def __enter__(self):
         import threading
 
-        self.peak_mb, self._stop = _rss_mb(), threading.Event()
+        self.peak_mb, self._stop = rss_mb(), threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
         return self
 
     def _poll(self):
         while not self._stop.wait(0.01):
-            self.peak_mb = max(self.peak_mb, _rss_mb())
+            self.peak_mb = max(self.peak_mb, rss_mb())
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
 
 
-def _rss_mb():
+def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 

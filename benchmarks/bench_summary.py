@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
-from _common import RssPeak, _rss_mb, compile_count, data, linear  # noqa: E402
+from _common import RssPeak, rss_mb, compile_count, data, linear  # noqa: E402
 
 import skimpact  # noqa: E402
 from skimpact import ImpactRegressor, Model, effect, summarize_effect  # noqa: E402
@@ -42,7 +42,7 @@ def main(n=1_000_000, kind="mean", mode="streamed", repeats=1):
 
     call(X[:4096])
     compiled = compile_count()
-    base = _rss_mb()
+    base = rss_mb()
     times = []
     with RssPeak() as rss:
         for _ in range(repeats):

@@ -5,26 +5,15 @@ not rows x draws, and their values are those of the reduction of all draws."""
 import tracemalloc
 
 import numpy as np
-import numpyro
-import numpyro.distributions as dist
 import pytest
 
+import models
 from skimpact import ImpactClassifier, ImpactRegressor, Model
 from skimpact.effects import outcome_draws
 from skimpact.metrics import crps, interval_width, neg_crps_scorer, neg_interval_width_scorer
 from skimpact.pipeline import predict_interval, predict_quantiles
 
 N_DRAWS, N_ROWS, BATCH = 400, 20_000, 256
-
-
-def _linear(prior_scale=1.0):
-    def model(X, y=None):
-        b = numpyro.sample("b", dist.Normal(0, prior_scale).expand([X.shape[1]]).to_event(1))
-        sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
-        with numpyro.plate("obs", X.shape[0]):
-            numpyro.sample("y", dist.Normal(X @ b, sigma), obs=y)
-
-    return model
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +27,7 @@ def data():
 @pytest.fixture(scope="module")
 def regressor(data):
     X, y = data
-    return ImpactRegressor(Model(_linear), inference="svi", num_steps=200, num_samples=N_DRAWS,
+    return ImpactRegressor(Model(models.slopes), inference="svi", num_steps=200, num_samples=N_DRAWS,
                            random_state=0, batch_size=BATCH).fit(X[:300], y[:300])
 
 
