@@ -161,7 +161,7 @@ def _check_call(estimator, table, intervention, baseline, inputs):
             "them columns of the Dask DataFrame and name them in the estimator's `inputs=` "
             "before fitting, so each partition carries its own."
         )
-    layout.check_inputs(inputs)
+    layout.check_input_shapes(inputs)
     if n == 0:
         raise ValueError("X has no rows; a Dask X needs at least one row.")
 

@@ -334,9 +334,9 @@ class InputLayout(BaseEstimator):
             )
 
     def check_inputs(self, inputs):
-        """Refuse keyword inputs other than those of the fit, and an input the model uses
-        whole (not per row) given in another shape than at fit: only per-row inputs change
-        length with the rows."""
+        """Refuse keyword inputs other than those of the fit (X's input columns among
+        them), and inputs given in another shape than at fit (:meth:`check_input_shapes`):
+        only per-row inputs change length with the rows."""
         missing = [k for k in self.input_names_ if k not in inputs]
         extra = [k for k in inputs if k not in self.input_names_]
         if missing or extra:
@@ -346,6 +346,11 @@ class InputLayout(BaseEstimator):
                 + (f"unexpected {extra}. " if extra else "")
                 + "Pass the same keyword inputs as at fit."
             )
+        self.check_input_shapes(inputs)
+
+    def check_input_shapes(self, inputs):
+        """Refuse an input the model uses whole (not per row) given in another shape than
+        at fit."""
         for k, v in inputs.items():
             fitted = self.input_shapes_.get(k)
             if k in self.row_inputs_ or fitted is None or np.shape(v) == fitted:

@@ -165,11 +165,13 @@ def test_auto_measures_nuts_and_switches_to_svi_when_trees_run_deep(monkeypatch)
     made = est.diagnostics_["inference_choice"]
     assert est.inference_ == "svi" and made["method"] == "svi"
     assert made["reason"].startswith("SVI: NUTS was expected to take")
-    # it stopped as soon as the steps taken exceeded the budget's share of the first
-    # 100 warm-up iterations (200 x 100 steps), in loops of 10 iterations
+    # it stopped as soon as the steps taken by NUTS's two default chains exceeded the
+    # budget's share of the first 100 warm-up iterations (200 x 100 steps), in loops of
+    # 10 iterations (the mean is per chain)
     ran, mean = map(int, re.search(r"first (\d+) warm-up iterations averaged (\d+)",
                                    made["reason"]).groups())
-    assert ran % 10 == 0 and ran < 100 and ran * mean > 0.99 * 200 * 100
+    chains = 2
+    assert ran % 10 == 0 and ran < 100 and ran * mean * chains > 0.99 * 200 * 100
     assert made["expected_nuts_seconds"] > choice.NUTS_BUDGET_SECONDS
     # well-conditioned data need a few steps per iteration: NUTS goes on
     easy = ImpactRegressor(random_state=0).fit(*_data())
