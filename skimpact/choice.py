@@ -327,18 +327,22 @@ def after_over_budget(choice, over, settings):
     -------
     InferenceChoice
         NUTS with one chain when the run had NUTS's default chains (``num_chains=None``)
-        and one chain fits the budget; else :func:`switch_to_svi`'s SVI.
+        and one chain may fit the budget (its least possible cost does; the one-chain run
+        measures itself again and goes to SVI if it is over); else :func:`switch_to_svi`'s
+        SVI.
     """
     chains = NUTS_METHOD.chains(choice.num_chains or settings["num_chains"])
     one = over.expected_seconds / chains
-    if chains == 1 or settings["num_chains"] is not None or one > NUTS_BUDGET_SECONDS:
+    if chains == 1 or settings["num_chains"] is not None \
+            or over.least_seconds / chains > NUTS_BUDGET_SECONDS:
         return switch_to_svi(choice, over, settings["guide"])
     reason = (
         f"NUTS with one chain: its first {over.iterations} warm-up iterations averaged "
         f"{over.mean_steps:.0f} leapfrog steps (the guess was "
         f"{expected_leapfrog_steps(choice.latent_dim):.0f}), so {chains} chains would take "
-        f"about {over.expected_seconds:.3g} s > {NUTS_BUDGET_SECONDS:g} s and one about "
-        f"{one:.3g} s."
+        f"about {over.expected_seconds:.3g} s > {NUTS_BUDGET_SECONDS:g} s; one chain takes "
+        f"at least {over.least_seconds / chains:.3g} s (about {one:.3g} s if the first "
+        "iterations' trees stay as deep), so it runs and measures itself again."
     )
     return replace(choice, reason=reason, expected_nuts_seconds=one, num_chains=1)
 

@@ -69,11 +69,17 @@ class NutsOverBudget(RuntimeError):
         Leapfrog steps per iteration in the loop.
     iterations : int
         Iterations the loop ran.
+    least_seconds : float
+        The whole run's least possible cost: the steps taken so far, as if the rest of the
+        measured window took none (the first warm-up iterations, before the step size
+        adapts, take the deepest trees, so ``expected_seconds`` from a short loop is high).
     """
 
-    def __init__(self, expected_seconds, mean_steps, iterations):
+    def __init__(self, expected_seconds, mean_steps, iterations, least_seconds=None):
         self.expected_seconds, self.mean_steps, self.iterations = (
             float(expected_seconds), float(mean_steps), int(iterations))
+        self.least_seconds = float(expected_seconds if least_seconds is None
+                                   else least_seconds)
         super().__init__(
             f"NUTS would take about {expected_seconds:.3g} s: its first {iterations} "
             f"warm-up iterations averaged {mean_steps:.0f} leapfrog steps."
@@ -658,7 +664,8 @@ def _run_nuts(
                     if bar is not None:
                         bar.close()
                     raise NutsOverBudget(per_iteration * probe_steps / ran,
-                                         probe_steps / ran, ran)
+                                         probe_steps / ran, ran,
+                                         per_iteration * probe_steps / window)
             if bar is not None:
                 bar.update(length)
                 bar.set_postfix(phase=phase)

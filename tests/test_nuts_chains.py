@@ -63,3 +63,16 @@ def test_a_run_over_budget_goes_on_with_one_chain_if_one_fits(measured, num_chai
     if then.method == "nuts":
         assert then.reason.startswith("NUTS with one chain: its first 100 warm-up")
         assert then.expected_nuts_seconds == measured / 2
+
+
+def test_a_short_probe_decides_one_chain_by_its_least_possible_cost():
+    # two chains stopped after 50 of the 100 measured iterations: extrapolated from those
+    # (the deepest trees, before the step size adapts) one chain would take 40 s, but the
+    # steps taken so far only prove 20 s: one chain runs and measures itself again
+    made = InferenceChoice("nuts", None, "NUTS: expected ...", 4, 1e-4, 5.0)
+    over = NutsOverBudget(80.0, 90.0, 50, 40.0)
+    then = after_over_budget(made, over, {"num_chains": None, "guide": "auto"})
+    assert (then.method, then.num_chains) == ("nuts", 1)
+    assert "at least 20 s" in then.reason and "measures itself again" in then.reason
+    beyond = NutsOverBudget(160.0, 90.0, 50, 80.0)  # even the least is over for one chain
+    assert after_over_budget(made, beyond, {"num_chains": None, "guide": "auto"}).method == "svi"
