@@ -365,8 +365,8 @@ def run_case(fn, expected, match, request):
         assert_no_internal_names(str(excinfo.value))
 
 
-def case(id, fn, expected=None, match=None):
-    return pytest.param(fn, expected, match, id=id)
+def case(id, fn, expected=None, match=None, marks=()):
+    return pytest.param(fn, expected, match, id=id, marks=marks)
 
 
 def ate(tree, var=None):
@@ -553,7 +553,7 @@ INPUT_CASES = [
          ValueError, r"Unknown label type"),
     # None labels: "Unknown label type: unknown", or "'<' not supported between instances
     # of 'NoneType' and 'str'"
-    case("classifier-none-labels-masked", _none_labels_masked),
+    case("classifier-none-labels-masked", _none_labels_masked, marks=pytest.mark.slow),
     case("classifier-none-labels-error",
          lambda fx: _fit(ImpactClassifier(**FAST), D.xc, _with_none(D.yc)),
          ValueError, r"y contains missing labels \(None or NaN\) in 2 rows.*missing='mask'"),

@@ -61,6 +61,7 @@ def test_reductions_hold_one_batch_of_draws(regressor, data, call):
     assert peak < ALL_DRAWS / 10, (call, peak)
 
 
+@pytest.mark.slow
 def test_reductions_equal_the_reductions_of_all_draws(regressor, data):
     X, y = data
     means = outcome_draws(regressor, X, stat="mean")
@@ -75,6 +76,7 @@ def test_reductions_equal_the_reductions_of_all_draws(regressor, data):
         -interval_width(draws, 0.9), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_classifier_probabilities_hold_one_batch_of_draws(data):
     X, y = data
     labels = np.where(y > 3.0, "high", "low")

@@ -49,6 +49,7 @@ def test_table_and_summary_are_consistent(result):
     assert 0.04 < s["mean_sd"] < 0.1 and abs(s["mean_bias_sd"]) < 2
 
 
+@pytest.mark.slow
 def test_per_row_truths_give_the_coverage_of_per_row_intervals(result):
     # the linear model's effect is one value for every row: each row's interval is the
     # average's, so a row covers its (constant) truth exactly when the average does
@@ -106,6 +107,7 @@ def test_bad_simulators_are_named():
                          n_simulations=1)
 
 
+@pytest.mark.slow
 def test_effects_with_a_class_dim_are_refused():
     def simulate_binary(rng):
         X = rng.normal(size=(40, 1))

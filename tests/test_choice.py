@@ -35,6 +35,7 @@ def test_defaults_are_auto():
     assert ImpactClassifier().get_params()["inference"] == "auto"
 
 
+@pytest.mark.slow
 def test_auto_picks_nuts_for_a_small_regression_and_records_why(auto_fit):
     est = auto_fit
     made = est.diagnostics_["inference_choice"]

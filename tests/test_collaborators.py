@@ -253,6 +253,7 @@ def test_no_module_imports_a_private_name_of_another():
                 assert not private, f"{path.name} imports {private} from {node.module}"
 
 
+@pytest.mark.slow
 def test_set_params_after_fit_changes_no_prediction():
     X, y = seed_data(80)
     with warnings.catch_warnings():

@@ -39,6 +39,7 @@ def _fit(model, X, y):
                            random_state=0).fit(X, y)
 
 
+@pytest.mark.slow
 def test_linear_model_effect_is_flagged_constant(data):
     X, y = data
     est = _fit(None, X, y)
@@ -58,6 +59,7 @@ def test_linear_model_effect_is_flagged_constant(data):
         effect_summary(est, X, {"T": 1.0}, {"T": 0.0}, by=groups.to_numpy())
 
 
+@pytest.mark.slow
 def test_interaction_model_effect_varies(data):
     X, y = data
     est = _fit(_interaction, X, y)

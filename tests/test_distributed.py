@@ -191,6 +191,7 @@ def test_killed_worker_leaves_nothing(client, reg, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_refusals(reg, tmp_path):
     X = _new_rows()[["x", "z"]]
     ddf = _partitioned(X)

@@ -18,7 +18,7 @@ SVI = {"inference": "svi", "num_steps": 1500, "num_samples": 200, "random_state"
 
 
 @pytest.fixture(scope="module")
-def binary():
+def binary_data():
     """Confounded binary treatment (units with high x1 are treated more often) whose
     effect is 1 + x1; x2 only moves the outcome."""
     rng = np.random.default_rng(1)
@@ -26,7 +26,13 @@ def binary():
     t = rng.binomial(1, 1 / (1 + np.exp(-x1))).astype(float)
     tau = 1.0 + x1
     y = np.sin(2 * x2) + x1 + tau * t + rng.normal(0, 0.3, N)
-    X = pd.DataFrame({"x1": x1, "T": t, "x2": x2})
+    return pd.DataFrame({"x1": x1, "T": t, "x2": x2}), y, tau
+
+
+@pytest.fixture(scope="module")
+def binary(binary_data):
+    """That data, and ``effect_model("T")`` fitted to it."""
+    X, y, tau = binary_data
     return X, y, tau, ImpactRegressor(effect_model("T"), **SVI).fit(X, y)
 
 
@@ -125,6 +131,7 @@ def test_single_index_starts_along_the_score_of_a_steep_prognosis():
     assert np.all(np.diff(knots) > 0)
 
 
+@pytest.mark.slow
 def test_defaults_fit_with_the_settings_the_model_declares(binary):
     X, y, tau, _ = binary
     # the user's num_samples wins; inference and num_steps come from fit_settings()
@@ -158,7 +165,7 @@ class _Declares(EffectModel):
     ({"inference": "gibbs"}, ValueError, r"'inference' parameter of _Declares.fit_settings"),
     ({"num_steps": 0}, ValueError, r"'num_steps' parameter of _Declares.fit_settings"),
 ])
-def test_bad_declared_settings_are_refused(binary, declared, error, match):
-    X, y, _, _ = binary
+def test_bad_declared_settings_are_refused(binary_data, declared, error, match):
+    X, y, _ = binary_data
     with pytest.raises(error, match=match):
         ImpactRegressor(_Declares(declared)).fit(X, y)

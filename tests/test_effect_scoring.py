@@ -59,6 +59,7 @@ def test_both_losses_pick_the_per_arm_model_through_a_pipeline(search):
     assert search.best_params_["functiontransformer__func"] is per_arm
 
 
+@pytest.mark.slow
 def test_scores_are_the_losses_of_their_definitions(search, data):
     X, y = data
     est = search.best_estimator_
@@ -77,6 +78,7 @@ def test_scores_are_the_losses_of_their_definitions(search, data):
         assert np.sqrt(np.mean((tau - (1 + 2 * X["x"])) ** 2)) < 0.3
 
 
+@pytest.mark.slow
 def test_refuses_a_treatment_that_is_not_binary_or_an_arm_too_small(search, data):
     X, y = data
     est = search.best_estimator_

@@ -217,6 +217,7 @@ def test_summarize_effect_prob_positive_and_a_global_site(est, data):
         summarize_effect(eff, var="b", per_row=True)
 
 
+@pytest.mark.slow
 def test_pipeline_raw_column_interventions():
     rng = np.random.default_rng(2)
     X = pd.DataFrame({"dose": rng.normal(10.0, 3.0, 300), "age": rng.normal(50.0, 10.0, 300)})

@@ -40,6 +40,7 @@ def fit():
     return est, X, t.astype(bool), x, coef.astype(float), intercept.astype(float)
 
 
+@pytest.mark.slow
 def test_att_atc_and_lift_equal_their_closed_forms(fit):
     est, X, t, x, coef, intercept = fit
     eff = effect(est, X, {0: 1.0}, {0: 0.0})

@@ -91,6 +91,7 @@ def test_experiments_are_fit_data_for_clone_and_grid_search(small):
     assert abs(_ate(search.best_estimator_, X)["mean"] - TAU) < 0.3
 
 
+@pytest.mark.slow
 def test_an_experiment_in_a_pipeline_is_given_in_the_final_estimator_columns(small):
     X, y, experiment = small
     pipe = Pipeline([("scale", StandardScaler()), ("est", _svi())])

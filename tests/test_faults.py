@@ -36,11 +36,13 @@ def _interrupted(est):
         timer.cancel()
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_svi_without_progress_bar():
     _interrupted(ImpactRegressor(inference="svi", num_steps=10**7, num_samples=5, random_state=0))
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_garbage_collection_still_stops_the_fit():
     # Python raises KeyboardInterrupt at the next bytecode, which may be in a gc callback
     # (JAX registers one), where it is printed and dropped; the fit must stop all the same
@@ -78,6 +80,7 @@ def test_ctrl_c_during_a_garbage_collection_still_stops_the_fit():
         gc.callbacks.remove(interrupt_in_collection)
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_nuts_sampling_without_progress_bar():
     _interrupted(
         # long enough that only Ctrl-C ends it in time, bounded so a lost interrupt fails
@@ -86,6 +89,7 @@ def test_ctrl_c_stops_nuts_sampling_without_progress_bar():
     )
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_nuts_warmup():
     _interrupted(
         ImpactRegressor(inference="nuts", num_warmup=10**6, num_samples=10, random_state=0)

@@ -43,6 +43,7 @@ def fitted():
     return _fit(X, y), X, y
 
 
+@pytest.mark.slow
 def test_sample_prior_predictive_groups_and_moments(fitted):
     est, X, _ = fitted
     tree = est.sample_prior_predictive(X[:5], num_samples=4000)

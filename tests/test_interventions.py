@@ -215,6 +215,7 @@ def _compilations(est):
     return {k[1]: fn._cache_size() for k, fn in _COMPILED.items() if k[0] == key}
 
 
+@pytest.mark.slow
 def test_repeated_calls_with_same_names_and_shapes_do_not_recompile(est, data):
     X, _, t = data
 

@@ -45,6 +45,7 @@ def fitted():
 
 # 200 draws give PSIS a Pareto-k threshold of 0.57, which one or two rows cross by chance
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter of Pareto:UserWarning")
+@pytest.mark.slow
 def test_each_function_matches_the_final_estimator_on_transformed_X(fitted):
     pipe, X, y = fitted
     est, Xt = pipe[-1], pipe[:-1].transform(X)

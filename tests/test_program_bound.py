@@ -48,6 +48,7 @@ def _fit(n):
                            random_state=0).fit(X, X @ [1.0, -1.0])
 
 
+@pytest.mark.slow
 def test_programs_over_the_bound_are_released_and_compiled_again(small_bound):
     X = np.ones((5, 2))
     first = _fit(41)

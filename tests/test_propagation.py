@@ -264,6 +264,7 @@ def test_couple_refuses_what_it_cannot_carry_naming_the_site(old, new, why):
 
 
 # ------------------------------------------------------- experiments and refuters
+@pytest.mark.slow
 def test_an_experiment_through_a_downstream_latent_moves_the_fit(chain):
     est, X = chain
     _, y = models.chain_data()

@@ -74,6 +74,7 @@ def test_clean_data_every_refuter_passes_through_a_pipeline_with_two_jobs(data):
     assert "permuted" in result.tree["placebo"].attrs["rule"]
 
 
+@pytest.mark.slow
 def test_confounded_data_is_flagged_by_sensitivity_and_clean_data_is_not(data):
     est = _est().fit(data["X"], data["confounded"])
     conf = sensitivity(est, data["X"], data["confounded"], SHIFT,

@@ -31,6 +31,7 @@ def rows():
     return X
 
 
+@pytest.mark.slow
 def test_parts_get_the_random_numbers_of_the_table(reg, rows):
     pred = reg.predictor_
     whole, _ = pred.predict(fitted_scenario(reg, rows, None, {})[1], pred.key())

@@ -30,6 +30,7 @@ def test_groups_are_sorted_not_in_order_of_appearance():
     assert summarize_effect(_tree(draws), by=[3, 3, 1, 1, 2, 2]).index.tolist() == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_map_effects_warn_that_they_have_no_posterior_uncertainty():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100, 2))

@@ -37,6 +37,7 @@ def store(tmp_path, monkeypatch):
     mlflow.set_tracking_uri(previous)
 
 
+@pytest.mark.slow
 def test_log_and_load_round_trip(fitted, store, tmp_path):
     est, X = fitted
     with mlflow.start_run() as run:
