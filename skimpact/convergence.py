@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import kruskal, norm
+from scipy.stats import chi2, kruskal, norm
 from arviz_stats.base import array_stats
 from sklearn.exceptions import ConvergenceWarning
 
@@ -35,6 +35,7 @@ _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 __all__ = [
     "RHAT_MAX",
     "RHAT_MAX_ONE_CHAIN",
+    "RHAT_FALSE_ALARM",
     "ESS_MIN_PER_CHAIN",
     "ELBO_RTOL",
     "ELBO_NOISE_Z",
@@ -51,6 +52,7 @@ __all__ = [
     "loss_window",
     "mcmc_diagnostics",
     "mcmc_problems",
+    "rhat_limits",
 ]
 
 #: Largest acceptable split r_hat of any parameter element (several chains).
@@ -58,6 +60,9 @@ RHAT_MAX = 1.01
 #: Largest acceptable r_hat of one chain's two halves: with a few hundred draws per half the
 #: largest of many elements' r_hat passes 1.01 by chance alone, even for exact draws.
 RHAT_MAX_ONE_CHAIN = 1.05
+#: Chance that exact draws (independent chains that sample the posterior) trip the r_hat
+#: check of a fit anywhere among its elements: see :func:`rhat_limits`.
+RHAT_FALSE_ALARM = 0.01
 #: Smallest acceptable bulk / tail effective sample size, per chain.
 ESS_MIN_PER_CHAIN = 100
 #: Largest acceptable relative change of the smoothed loss over the last window.
@@ -134,22 +139,76 @@ def mcmc_diagnostics(posterior):
     -------
     dict
         ``r_hat``, ``ess_bulk`` and ``ess_tail``: each ``{parameter: value}`` holding the
-        largest r_hat and smallest ESS over the parameter's elements; ``num_chains`` and
-        ``num_draws``. With a single chain, r_hat compares the chain's two halves.
+        largest r_hat and smallest ESS over the parameter's elements; ``r_hat_limit``:
+        ``{parameter: limit}`` of :func:`rhat_limits` at the element furthest above its
+        own limit (or nearest below it); ``num_chains`` and ``num_draws``. With a single
+        chain, r_hat compares the chain's two halves.
     """
-    r_hat, ess_bulk, ess_tail = {}, {}, {}
-    for name, da in posterior.data_vars.items():
-        stats = chain_stats(draws_by_chain(da))
-        r_hat[name] = _worst(stats["r_hat"], np.nanmax)
-        ess_bulk[name] = _worst(stats["ess_bulk"], np.nanmin)
-        ess_tail[name] = _worst(stats["ess_tail"], np.nanmin)
+    values = {name: draws_by_chain(da) for name, da in posterior.data_vars.items()}
+    stats = {name: chain_stats(v) for name, v in values.items()}
+    n_chains = int(posterior.sizes["chain"])
+    n_elements = sum(int(np.isfinite(s["r_hat"]).sum()) for s in stats.values())
+    r_hat, ess_bulk, ess_tail, r_hat_limit = {}, {}, {}, {}
+    for name, st in stats.items():
+        r_hat[name] = _worst(st["r_hat"], np.nanmax)
+        ess_bulk[name] = _worst(st["ess_bulk"], np.nanmin)
+        ess_tail[name] = _worst(st["ess_tail"], np.nanmin)
+        limits = rhat_limits(_within_chain_ess(values[name]), n_chains, max(n_elements, 1))
+        excess = st["r_hat"] - limits
+        if np.isfinite(excess).any():
+            r_hat_limit[name] = float(limits[np.nanargmax(excess)])
     return {
         "r_hat": r_hat,
+        "r_hat_limit": r_hat_limit,
         "ess_bulk": ess_bulk,
         "ess_tail": ess_tail,
-        "num_chains": int(posterior.sizes["chain"]),
+        "num_chains": n_chains,
         "num_draws": int(posterior.sizes["draw"]),
     }
+
+
+def rhat_limits(ess_bulk, n_chains, n_elements):
+    """The largest acceptable r_hat of each element: :data:`RHAT_MAX` (or
+    :data:`RHAT_MAX_ONE_CHAIN`), or more where exact draws with that element's bulk ESS
+    exceed it by chance.
+
+    Split r_hat compares ``m`` half-chains (two per chain). For draws that do sample the
+    posterior, ``(r_hat - 1) * 2 * ess_bulk / m`` follows about ``chi2(m - 1) / (m - 1) -
+    1`` (a between-chain variance estimated from ``m`` means, each worth ``ess_bulk / m``
+    draws). The limit is that quantity's ``1 - RHAT_FALSE_ALARM / n_elements`` quantile,
+    so exact draws trip the check somewhere among ``n_elements`` elements with chance
+    :data:`RHAT_FALSE_ALARM` at most: with 2 chains of 500 draws and a few dozen elements
+    the largest r_hat of exact draws passes 1.01 in most fits. With long runs (bulk ESS of
+    a few thousand) the limit is :data:`RHAT_MAX` itself.
+
+    Parameters
+    ----------
+    ess_bulk : array-like
+        Bulk effective sample size of each element, the sum of each chain's own (chains
+        that disagree lower the ESS of their pooled draws, which would raise the limit by
+        the very disagreement it is there to catch).
+    n_chains : int
+        Chains of the run (one chain is split into two halves first).
+    n_elements : int
+        Elements checked in the whole fit.
+
+    Returns
+    -------
+    numpy.ndarray
+        One limit per element (NaN where the ESS is).
+
+    Examples
+    --------
+    >>> from skimpact.convergence import rhat_limits
+    >>> [round(float(v), 3) for v in rhat_limits([400, 4000], n_chains=2, n_elements=30)]
+    [1.026, 1.01]
+    """
+    m = 2 * max(n_chains, 2)
+    floor = RHAT_MAX if n_chains > 1 else RHAT_MAX_ONE_CHAIN
+    excess = chi2.ppf(1 - RHAT_FALSE_ALARM / n_elements, m - 1) / (m - 1) - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        noise = 1 + excess * m / (2 * np.asarray(ess_bulk, dtype=float))
+    return np.where(np.isnan(noise), np.nan, np.maximum(floor, noise))
 
 
 def loss_window(n_steps):
@@ -308,8 +367,12 @@ def mcmc_problems(diagnostics, sampler="NUTS"):
             "reparam={'theta': LocScaleReparam(centered=0)}."
         )
     chains = int(diagnostics.get("num_chains", 1))
-    limit = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
-    bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limit}
+    floor = RHAT_MAX if chains > 1 else RHAT_MAX_ONE_CHAIN
+    limits = diagnostics.get("r_hat_limit", {})
+    bad = {k: v for k, v in diagnostics.get("r_hat", {}).items() if v > limits.get(k, floor)}
+    limit = (f"{floor}" if all(limits.get(k, floor) == floor for k in bad) else
+             f"{floor} (or what exact draws of their ESS reach by chance: "
+             f"{_fmt({k: limits.get(k, floor) for k in bad})})")
     if bad and chains > 1:
         problems.append(
             f"r_hat above {limit} for {_fmt(bad)}: the {chains} chains disagree about "
@@ -535,6 +598,15 @@ def chain_stats(values):
 
 
 # ------------------------------------------------------------------------------ helpers
+def _within_chain_ess(values):
+    """Sum over chains of each chain's own bulk ESS, per element of ``(chain, draw, k)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return sum(np.asarray(array_stats.ess(values[c : c + 1], method="bulk", chain_axis=0,
+                                              draw_axis=1), dtype=float)
+                   for c in range(values.shape[0]))
+
+
 def _z_score(a, b):
     """How far the mean of ``a`` lies above the mean of ``b``, in standard errors of the
     difference (infinite when both are constant and differ)."""

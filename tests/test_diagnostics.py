@@ -12,12 +12,14 @@ from sklearn.exceptions import ConvergenceWarning
 from skimpact import ImpactRegressor
 from skimpact.convergence import (
     ELBO_RTOL,
+    RHAT_MAX,
     check_convergence,
     draws_by_chain,
     elbo_convergence,
     finish_fit,
     loss_window,
     mcmc_diagnostics,
+    rhat_limits,
 )
 from skimpact.posterior_summary import row_dims, summary
 from skimpact.tracking import diagnostic_metrics
@@ -194,6 +196,41 @@ def test_mcmc_diagnostics_single_chain_and_constant_draws():
     table = summary(ds, var_names=["fixed"])
     assert list(table.index) == ["fixed[0]", "fixed[1]"]
     assert table[["ess_bulk", "ess_tail", "r_hat"]].isna().all().all()
+
+
+def _ar1(rng, rho, shape):
+    """Exact but autocorrelated draws: stationary AR(1) chains along the last axis."""
+    noise = rng.normal(size=shape)
+    x = np.empty(shape)
+    x[..., 0] = noise[..., 0] / np.sqrt(1 - rho**2)
+    for t in range(1, shape[-1]):
+        x[..., t] = rho * x[..., t - 1] + noise[..., t]
+    return x
+
+
+def test_exact_draws_rarely_trip_the_rhat_check_and_disagreeing_chains_do():
+    # 2 chains of 500 autocorrelated draws (bulk ESS about 340) of 30 elements, as in a
+    # hierarchical model with 30 group intercepts: the largest of 30 r_hats passes 1.01
+    # in most fits by chance alone, so a fixed 1.01 warned of chains that sample exactly
+    rng = np.random.default_rng(0)
+    fits = [mcmc_diagnostics(xr.Dataset(
+        {"z": (("chain", "draw", "k"), _ar1(rng, 0.5, (30, 2, 500)).transpose(1, 2, 0))}))
+        for _ in range(40)]
+    assert np.mean([f["r_hat"]["z"] > 1.01 for f in fits]) > 0.5
+    tripped = [any("r_hat" in m for m in check_convergence({**f, "num_divergences": 0}, "nuts"))
+               for f in fits]
+    assert sum(tripped) <= 2  # RHAT_FALSE_ALARM = 1% per fit
+    assert all(1.01 < f["r_hat_limit"]["z"] < 1.06 for f in fits)
+    # one chain shifted by one posterior sd: the chains disagree, and it shows
+    draws = _ar1(rng, 0.5, (30, 2, 500)).transpose(1, 2, 0)
+    draws[1, :, 3] += 1.0
+    diag = mcmc_diagnostics(xr.Dataset({"z": (("chain", "draw", "k"), draws)}))
+    message = next(m for m in check_convergence({**diag, "num_divergences": 0}, "nuts")
+                   if "r_hat" in m)
+    assert "z (" in message and "chains disagree" in message
+    assert "what exact draws of their ESS reach by chance" in message
+    # with a bulk ESS of thousands the limit is RHAT_MAX itself
+    assert rhat_limits([5000.0], n_chains=4, n_elements=30)[0] == RHAT_MAX
 
 
 def test_check_convergence_messages():
