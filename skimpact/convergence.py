@@ -184,9 +184,9 @@ def rhat_limits(ess_bulk, n_chains, n_elements):
     Parameters
     ----------
     ess_bulk : array-like
-        Bulk effective sample size of each element, the sum of each chain's own (chains
-        that disagree lower the ESS of their pooled draws, which would raise the limit by
-        the very disagreement it is there to catch).
+        Effective sample size of each element: the sum of each chain's own (chains that
+        disagree lower the ESS of their pooled draws, which would raise the limit by the
+        very disagreement it is there to catch), the smaller of bulk and folded ESS.
     n_chains : int
         Chains of the run (one chain is split into two halves first).
     n_elements : int
@@ -599,11 +599,14 @@ def chain_stats(values):
 
 # ------------------------------------------------------------------------------ helpers
 def _within_chain_ess(values):
-    """Sum over chains of each chain's own bulk ESS, per element of ``(chain, draw, k)``."""
+    """Sum over chains of each chain's own ESS, the smaller of its bulk ESS and its folded
+    ESS (r_hat is the larger of a location and a folded, scale comparison), per element
+    of ``(chain, draw, k)``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return sum(np.asarray(array_stats.ess(values[c : c + 1], method="bulk", chain_axis=0,
-                                              draw_axis=1), dtype=float)
+        return sum(np.minimum(*(np.asarray(array_stats.ess(values[c : c + 1], method=m,
+                                                           chain_axis=0, draw_axis=1),
+                                           dtype=float) for m in ("bulk", "folded")))
                    for c in range(values.shape[0]))
 
 
