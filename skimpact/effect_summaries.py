@@ -364,11 +364,20 @@ class SummaryReduction:
     def __call__(self, outputs, mask, *inputs):
         arr = outputs[self.var]
         arr = jnp.moveaxis(arr, arr.ndim + self.row_axis, 1)  # (draws, rows) + rest
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            arr = arr.astype(jnp.float32)
         rows = mask.reshape(mask.shape + (1,) * (arr.ndim - 2))
-        out = {"sum": jnp.where(rows, arr, 0).sum(1),
-               "lo": jnp.where(rows, arr, jnp.inf).min(1),
-               "hi": jnp.where(rows, arr, -jnp.inf).max(1),
-               "positive": (arr > 0).sum(0, dtype=jnp.int32)}
+
+        def masked(arr):
+            return (jnp.where(rows, arr, 0).sum(1), jnp.where(rows, arr, jnp.inf).min(1),
+                    jnp.where(rows, arr, -jnp.inf).max(1))
+
+        # every batch but a table's first and last is full: it reads the draws once, where
+        # the masks would make three passes
+        per_draw = jax.lax.cond(mask.all(), lambda a: (a.sum(1), a.min(1), a.max(1)),
+                                masked, arr)
+        out = dict(zip(("sum", "lo", "hi"), per_draw))
+        out["positive"] = (arr > 0).sum(0, dtype=jnp.int32)
         inputs = list(inputs)
         if self.n_groups:
             codes = jnp.where(mask, inputs.pop(0), self.n_groups)  # padding: dropped
