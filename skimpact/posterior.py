@@ -177,7 +177,8 @@ class FittedPosterior:
         rows = scenario.rows
         if pd.isna(np.asarray(y, dtype=object)).any():
             raise ValueError("y contains NaN; the log-likelihood needs every outcome observed.")
-        y_model = jax.numpy.asarray(self.encode_outcome(y, rows.n))
+        # a NumPy array: the engine takes each batch's rows of it on the host
+        y_model = self.encode_outcome(y, rows.n)
         return replace(scenario, rows=replace(
             rows, inputs={**rows.inputs, self.program.outcome: y_model},
             row_inputs=rows.row_inputs + (self.program.outcome,)))
