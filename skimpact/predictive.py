@@ -335,6 +335,7 @@ class PredictiveEngine:
                 for X, inputs, values, _, factual in scenarios]
         shard = _draw_sharding(n_draws)
         glob = {k: _put(v, shard) for k, v in latent.items() if k not in local}
+        at = np.arange(batch_size)
 
         def dispatch(b, pos, start, stop):
             rows = _padded_rows(start, stop, batch_size, pos)
@@ -345,7 +346,6 @@ class PredictiveEngine:
             batch = [_batch_of(h, rows) for h in host]
             reduce = ()
             if reduction is not None:
-                at = np.arange(batch_size)
                 reduce = ((at >= pos) & (at < pos + stop - start),) + tuple(
                     _take(v, rows, 0) for v in reduce_rows)
             return fn(key, b, b_latent, *(tuple(part) for part in zip(*batch)), reduce,
