@@ -260,3 +260,11 @@ def test_repeated_summaries_compile_nothing(reg, rows):
         np.testing.assert_allclose(by["mean"], value * first[0]["mean"].iloc[0], rtol=1e-5)
         np.testing.assert_allclose(per_row["mean"], value * first[1]["mean"], rtol=1e-5)
     assert compilations() == before
+
+
+def test_progress_bar_counts_the_rows_of_reduced_batches(rows, capsys):
+    est = ImpactRegressor(**SVI, batch_size=16, progress_bar=True).fit(
+        rows, rows["x"] + 2.0 * rows["z"])
+    capsys.readouterr()
+    effect_summary(est, rows, {"z": 1.0}, {"z": 0.0})
+    assert "101/101" in capsys.readouterr().err
