@@ -1,6 +1,7 @@
 """Reductions over draws (predict, predict_proba, predict_quantiles, predict_interval, score,
-the draw scorers, the log-score scorer) keep one batch of draws at a time: their largest allocation is a batch,
-not rows x draws, and their values are those of the reduction of all draws."""
+the draw scorers, the log-score scorer) keep one batch of draws at a time: their largest
+allocation is a batch, not rows x draws, and their values are those of the reduction of all
+draws."""
 
 import tracemalloc
 
