@@ -223,6 +223,7 @@ def test_summaries_on_the_device_equal_those_on_the_host(reg, rows, kind, kw):
         np.testing.assert_allclose(device.sums, host.sums, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["predictive", "probs"])
 def test_classifier_summaries_equal_those_of_the_full_arrays(clf, rows, kind):
     # predictive: differences of 0/1 draws (ties everywhere); probs: a class dim per row
@@ -262,6 +263,7 @@ def test_repeated_summaries_compile_nothing(reg, rows):
     assert compilations() == before
 
 
+@pytest.mark.slow
 def test_progress_bar_counts_the_rows_of_reduced_batches(rows, capsys):
     est = ImpactRegressor(**SVI, batch_size=16, progress_bar=True).fit(
         rows, rows["x"] + 2.0 * rows["z"])
