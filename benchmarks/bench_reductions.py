@@ -1,5 +1,5 @@
-"""Reductions over the draws at scale: ``predict``, ``predict_quantiles``, ``score`` and
-the CRPS scorer on N rows x 1000 draws, one call per process (clean peak RSS).
+"""Reductions over the draws at scale: ``predict``, ``predict_quantiles``, ``score``, the
+CRPS scorer and the log-score scorer on N rows x 1000 draws, one call per process (clean peak RSS).
 
 Fits the benchmark linear model (5 features) on 10k rows with SVI (1000 draws), warms the
 call up on 4096 rows (compiles the batch program), then times ``repeats`` calls on N rows
@@ -10,6 +10,7 @@ repository root, one call at a time::
     python benchmarks/bench_reductions.py 1000000 quantiles 1
     python benchmarks/bench_reductions.py 1000000 score 1
     python benchmarks/bench_reductions.py 1000000 crps 1
+    python benchmarks/bench_reductions.py 1000000 log_score 1
 
 With ``PYTHONPATH`` pointing at another checkout it measures that one (before / after).
 """
@@ -25,7 +26,7 @@ from _common import RssPeak, rss_mb, compile_count, data, linear  # noqa: E402
 
 import skimpact  # noqa: E402
 from skimpact import ImpactRegressor, Model  # noqa: E402
-from skimpact.metrics import neg_crps_scorer  # noqa: E402
+from skimpact.metrics import log_score_scorer, neg_crps_scorer  # noqa: E402
 from skimpact.pipeline import predict_quantiles  # noqa: E402
 
 
@@ -38,6 +39,7 @@ def main(n=1_000_000, call="predict", repeats=1):
         "quantiles": lambda X, y: predict_quantiles(est, X, [0.05, 0.5, 0.95]),
         "score": lambda X, y: est.score(X, y),
         "crps": lambda X, y: neg_crps_scorer(est, X, y),
+        "log_score": lambda X, y: log_score_scorer(est, X, y),
     }
     fn = calls[call]
     fn(X[:4096], y[:4096])

@@ -4,7 +4,9 @@ call per process (clean peak RSS).
 Fits the benchmark linear model (5 features) on 10k rows with SVI (1000 draws), warms the
 call up on 4096 rows, then times ``repeats`` calls on N rows of the effect of raising
 column 0 by one (``kind`` "mean" or "predictive") and prints the median seconds and the
-peak RSS sampled during them. Run from the repository root, one call at a time::
+peak RSS sampled during them, with the 1-minute load average before and after (the machine
+is shared: a figure is comparable only with one measured at a like load). Run from the
+repository root, one call at a time::
 
     python benchmarks/bench_summary.py 1000000 mean streamed 3
     python benchmarks/bench_summary.py 1000000 mean memory 3
@@ -14,6 +16,7 @@ peak RSS sampled during them. Run from the repository root, one call at a time::
 With ``PYTHONPATH`` pointing at another checkout it measures that one (before / after).
 """
 
+import os
 import statistics
 import sys
 import time
@@ -43,6 +46,7 @@ def main(n=1_000_000, kind="mean", mode="streamed", repeats=1):
     call(X[:4096])
     compiled = compile_count()
     base = rss_mb()
+    load = os.getloadavg()[0]
     times = []
     with RssPeak() as rss:
         for _ in range(repeats):
@@ -52,7 +56,8 @@ def main(n=1_000_000, kind="mean", mode="streamed", repeats=1):
     print(f"skimpact from {Path(skimpact.__file__).parent}; ATE {table['mean'].iloc[0]:.4f}")
     print(f"| {mode} | kind {kind} | {n} rows | median {statistics.median(times):.2f} s of "
           f"{repeats} | peak RSS {rss.peak_mb:.0f} MB (before the call {base:.0f} MB) | "
-          f"compilations in the timed calls {compile_count() - compiled} |")
+          f"compilations in the timed calls {compile_count() - compiled} | load "
+          f"{load:.1f} -> {os.getloadavg()[0]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -167,6 +167,11 @@ class ProgressSink:
             )
             self.bar.update(rows)
 
+    def add_reduced(self, reduced, batch_rows, rows):
+        """Hand a batch reduced on the device to the inner sink; its rows advance the bar."""
+        self.inner.add_reduced(reduced, batch_rows, rows)
+        self.bar.update(rows.stop - rows.start)
+
     def close(self):
         """Close the bar; return what the inner sink's ``close()`` returns."""
         self.bar.close()
@@ -188,6 +193,10 @@ class OffsetSink:
     offsets : dict of str to float
         ``{output: offset}``; outputs not named pass through unchanged.
     """
+
+    #: the inner sink's device reduction would see the outputs without their offsets, so
+    #: every batch comes through :meth:`write`
+    reduction = None
 
     def __init__(self, inner, offsets):
         self.inner = MemorySink() if inner is None else inner

@@ -110,7 +110,9 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
         Receives ``allocate(shapes, dtypes, row_axes=..., batch_size=...)`` once,
         ``write(name, index, difference)`` per block and site (draw axis first, chains
         flattened; ``index`` places the block's rows) and ``close()``, or ``abort()`` if
-        anything fails. A sink copies what it keeps of ``difference``.
+        anything fails. A sink copies what it keeps of ``difference``. A sink with a
+        device ``reduction`` receives each block reduced instead (see
+        :meth:`skimpact.predictive.PredictiveEngine.run`).
     kind : {"predictive", "mean", "probs"}, optional
         As in :func:`skimpact.effect`.
     return_sites : list of str, optional
@@ -156,19 +158,18 @@ def stream_effect(estimator, X, intervention, baseline=None, *, sink, kind=None,
 
 
 class _AsClosed:
-    """Passes a sink's calls on; what its ``close()`` returns is returned as it is (not
-    split into chains, as the engine's own arrays are)."""
+    """Passes a sink's calls (and its device reduction) on; what its ``close()`` returns is
+    returned as it is (not split into chains, as the engine's own arrays are)."""
 
     keeps_draws = False
 
     def __init__(self, inner):
         self.inner = inner
 
-    def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
-        return self.inner.allocate(shapes, dtypes, row_axes=row_axes, batch_size=batch_size)
-
-    def write(self, name, index, array):
-        return self.inner.write(name, index, array)
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
 
     def close(self):
         return self.inner.close()

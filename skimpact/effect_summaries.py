@@ -5,9 +5,15 @@ one pass.
 :func:`skimpact.summarize_effect` (all draws in memory) and for :class:`EffectSummarySink`,
 which keeps per-draw sums of the blocks of differences it receives (see
 :mod:`skimpact.blockwise`), never the draws, so :func:`skimpact.streaming.effect_summary`
-summarises any number of rows in bounded memory with the same numbers.
+summarises any number of rows in bounded memory with the same numbers. The engine reduces
+each block for the sink inside its compiled program (:class:`SummaryReduction`), so only
+the sums leave the device.
 """
 
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
@@ -17,7 +23,8 @@ from .heterogeneity import spread_tolerance
 from .schema import Labels
 
 __all__ = [
-    "EffectSummarySink", "by_labels", "check_interval", "outcome_labels", "summary_stats",
+    "EffectSummarySink", "SummaryReduction", "by_labels", "check_interval", "outcome_labels",
+    "summary_stats",
 ]
 
 
@@ -31,7 +38,8 @@ class EffectSummarySink:
     group of ``by``) and the row counts, so the average effect of every draw is exact and
     the summaries over draws (mean, sd, interval, P(> 0)) are those of the full arrays.
     Per-row summaries (``per_row=True``) are computed from each row's draws as its block
-    arrives. Memory: the draw count times the groups, plus the per-row table if asked.
+    arrives. Memory: the draw count times the groups (and a group code per row with
+    ``by``), plus the per-row table if asked.
 
     Parameters
     ----------
@@ -59,6 +67,15 @@ class EffectSummarySink:
     subsets : skimpact.estimands.SubsetSums, optional
         Also sums per draw over these subsets of the rows (``ATE``, ``ATT``, ``ATC``): the
         average table has one row per subset instead of ``ATE`` alone.
+
+    Attributes
+    ----------
+    reduction : SummaryReduction
+        Set by :meth:`allocate`: how the engine reduces each block on the device, which
+        it then hands to :meth:`add_reduced`; blocks given to :meth:`write` are reduced
+        on the host alike.
+    reduction_inputs : tuple of ndarray
+        The per-row arrays the reduction reads (group codes, subset masks).
 
     Examples
     --------
@@ -88,7 +105,8 @@ class EffectSummarySink:
         self.labels = Labels("", []) if labels is None else labels
 
     def allocate(self, shapes, dtypes, row_axes=None, batch_size=None):
-        """Start the sums for ``var`` (draws, and the dims beyond the row)."""
+        """Start the sums for ``var`` (draws, and the dims beyond the row), and say how the
+        engine reduces each block on the device (:attr:`reduction`)."""
         if self.var not in shapes:
             raise KeyError(f"No output {self.var!r} to summarise; the outputs are {list(shapes)}.")
         shape = shapes[self.var]
@@ -96,7 +114,7 @@ class EffectSummarySink:
         if self.row_axis is None:
             raise ValueError(f"{self.var!r} does not vary by row; there is no effect to average.")
         axis = len(shape) + self.row_axis
-        self.n_rows = shape[axis]
+        self.n_draws, self.n_rows = shape[0], shape[axis]
         self.rest = tuple(s for i, s in enumerate(shape) if i not in (0, axis))
         names = [d for i, d in enumerate(self.labels.dims(self.var, shape[1:], self.row_axis))
                  if i != axis - 1]
@@ -106,15 +124,29 @@ class EffectSummarySink:
             raise ValueError(
                 f"`by` needs one label per row ({self.n_rows}); got shape {self.by.shape}."
             )
-        self.sums = np.zeros((shape[0],) + self.rest)
-        self.lo = np.full((shape[0],) + self.rest, np.inf)
-        self.hi = np.full((shape[0],) + self.rest, -np.inf)
+        self.sums = np.zeros((self.n_draws,) + self.rest)
+        self.lo = np.full((self.n_draws,) + self.rest, np.inf)
+        self.hi = np.full((self.n_draws,) + self.rest, -np.inf)
         self.count = 0
         self.credible = np.zeros(self.rest)
-        self.groups = {}
-        self.group_credible = {}
+        inputs, n_groups = [], 0
+        if self.by is not None:
+            codes, labels = pd.factorize(self.by, use_na_sentinel=False)
+            self.codes, self.group_labels = codes.astype(np.int32), pd.Index(labels)
+            self.group_rows = np.zeros(len(labels), np.int64)
+            self.group_sums = np.zeros((len(labels), self.n_draws) + self.rest)
+            self.group_credible = np.zeros((len(labels),) + self.rest)
+            inputs.append(self.codes)
+            n_groups = 1 << max(0, len(labels) - 1).bit_length()  # few shapes, few programs
+        if self.subsets is not None:
+            inputs.append(np.stack(list(self.subsets.masks.values()), 1))
         if self.per_row:
             self.rows = {c: np.full((self.n_rows,) + self.rest, np.nan) for c in self.columns}
+        self.reduction = SummaryReduction(
+            self.var, self.row_axis, n_groups,
+            0 if self.subsets is None else len(self.subsets.masks),
+            (self.interval, self.prob) if self.per_row else ())
+        self.reduction_inputs = tuple(inputs)
 
     @property
     def columns(self):
@@ -123,34 +155,59 @@ class EffectSummarySink:
         return ["mean", "sd", f"{tag}_lower", f"{tag}_upper", "prob_positive"]
 
     def write(self, name, index, array):
-        """Add one block of differences (draw axis first) to the sums."""
+        """Add one block of differences (draw axis first) to the sums, reduced on the host
+        as :class:`SummaryReduction` reduces it on the device."""
         if name != self.var:
             return
         arr = np.asarray(array)
         axis = arr.ndim + self.row_axis
         rows = index[axis]
         arr = np.moveaxis(arr, axis, 1)
-        self.sums += arr.sum(1, dtype=np.float64)
-        self.lo = np.minimum(self.lo, arr.min(1))
-        self.hi = np.maximum(self.hi, arr.max(1))
-        self.count += arr.shape[1]
-        credible = (arr > 0).mean(0) >= self.prob  # (rows,) + rest
-        if self.subsets is not None:
-            self.subsets.add(arr, rows, self.prob)
-        self.credible = self.credible + credible.sum(0)
+        reduced = {"sum": arr.sum(1, dtype=np.float64), "lo": arr.min(1), "hi": arr.max(1),
+                   "positive": (arr > 0).sum(0)}
         if self.by is not None:
-            labels = self.by[rows]
-            for g in pd.unique(labels):
-                mask = labels == g
-                n, sums = self.groups.get(g, (0, 0.0))
-                part = arr[:, mask].sum(1, dtype=np.float64)
-                self.groups[g] = (n + int(mask.sum()), sums + part)
-                self.group_credible[g] = self.group_credible.get(g, 0) + credible[mask].sum(0)
+            codes = self.codes[rows]
+            present = np.unique(codes)
+            reduced["groups"] = np.stack(
+                [arr[:, codes == g].sum(1, dtype=np.float64) for g in present])
+        if self.subsets is not None:
+            reduced["subsets"] = self.subsets.block_sums(arr, rows)
         if self.per_row:
             values = np.asarray(arr, dtype=np.float64).reshape(arr.shape[0], -1)
-            stats = summary_stats(values, self.prob, self.interval)
-            for c, values in zip(self.columns, stats):
-                self.rows[c][rows] = values.reshape((arr.shape[1],) + self.rest)
+            stats = summary_stats(values, self.prob, self.interval)[:4]
+            reduced.update((f"row_{i}", v.reshape(arr.shape[1:])) for i, v in enumerate(stats))
+        self._add(reduced, rows)
+
+    def add_reduced(self, reduced, batch_rows, rows):
+        """Add one block reduced on the device by :attr:`reduction`: its per-row results
+        are at ``batch_rows`` of the block, for the sink's ``rows``."""
+        reduced = {k: (v[batch_rows] if k == "positive" or k.startswith("row_") else v)
+                   for k, v in reduced.items()}
+        if self.by is not None:
+            reduced["groups"] = reduced["groups"][np.unique(self.codes[rows])]
+        self._add(reduced, rows)
+
+    def _add(self, reduced, rows):
+        """Add a block's reductions (as :class:`SummaryReduction` names them) for ``rows``."""
+        self.sums += reduced["sum"]
+        self.lo = np.minimum(self.lo, reduced["lo"])
+        self.hi = np.maximum(self.hi, reduced["hi"])
+        self.count += len(reduced["positive"])
+        credible = reduced["positive"] / self.n_draws >= self.prob  # (rows,) + rest
+        self.credible = self.credible + credible.sum(0)
+        if self.subsets is not None:
+            self.subsets.add(reduced["subsets"], rows, credible)
+        if self.by is not None:
+            codes = self.codes[rows]
+            present = np.unique(codes)
+            self.group_sums[present] += reduced["groups"]
+            self.group_rows += np.bincount(codes, minlength=len(self.group_rows))
+            np.add.at(self.group_credible, codes, credible)
+        if self.per_row:
+            values = [reduced[f"row_{i}"] for i in range(4)]
+            values.append(reduced["positive"] / self.n_draws)
+            for c, v in zip(self.columns, values):
+                self.rows[c][rows] = v
 
     def merge(self, other):
         """Add the sums of ``other`` (the same site, other rows: another partition)."""
@@ -158,10 +215,16 @@ class EffectSummarySink:
         self.lo, self.hi = np.minimum(self.lo, other.lo), np.maximum(self.hi, other.hi)
         self.count += other.count
         self.credible = self.credible + other.credible
-        for g, (n, sums) in other.groups.items():
-            m, mine = self.groups.get(g, (0, 0.0))
-            self.groups[g] = (m + n, mine + sums)
-            self.group_credible[g] = self.group_credible.get(g, 0) + other.group_credible[g]
+        if self.by is not None:
+            labels = self.group_labels.append(other.group_labels).unique()
+            at = labels.get_indexer(other.group_labels)
+            for name in ("group_rows", "group_sums", "group_credible"):
+                mine = getattr(self, name)
+                total = np.zeros((len(labels),) + mine.shape[1:], mine.dtype)
+                total[:len(mine)] = mine
+                total[at] += getattr(other, name)
+                setattr(self, name, total)
+            self.group_labels = labels
         return self
 
     def close(self):
@@ -212,10 +275,9 @@ class EffectSummarySink:
         if not by:
             return ((self.sums / self.count)[:, None], (self.credible / self.count)[None],
                     [("effect", np.array(["ATE"]))])
-        labels = list(self.groups)
-        return (np.stack([self.groups[g][1] / self.groups[g][0] for g in labels], 1),
-                np.stack([self.group_credible[g] / self.groups[g][0] for g in labels]),
-                [(self.by_name, pd.Index(labels).to_numpy())])
+        rows = self.group_rows.reshape((-1,) + (1,) * len(self.rest))
+        return (np.moveaxis(self.group_sums / rows[:, None], 0, 1), self.group_credible / rows,
+                [(self.by_name, self.group_labels.to_numpy())])
 
     def lift(self, baseline, by=False):
         """Columns ``lift_mean``, ``lift_sd`` and the lift's interval bounds: each table
@@ -259,6 +321,109 @@ class EffectSummarySink:
         if len(levels) == 1:
             return pd.Index(levels[0][1], name=levels[0][0])
         return pd.MultiIndex.from_product([v for _, v in levels], names=[n for n, _ in levels])
+
+
+@dataclass(frozen=True)
+class SummaryReduction:
+    """What :class:`EffectSummarySink` keeps of a block, computed on the device.
+
+    The engine applies it inside its compiled program (see
+    :meth:`skimpact.predictive.PredictiveEngine.run`), so a block's draws never leave the
+    device; being hashable, it is part of the compiled program's cache key. Called with a
+    block's outputs, the mask of its rows and the block's rows of the sink's
+    ``reduction_inputs``, it returns a dict: ``sum``, ``lo`` and ``hi``, each draw's sum,
+    least and largest value over the rows (``(draws,) + rest``); ``positive``, each row's
+    count of positive draws (``(rows,) + rest``); ``groups`` and ``subsets``, each
+    group's and subset's sums per draw (``(n, draws) + rest``); ``row_0`` to ``row_3``,
+    each row's mean, sd (ddof 1), lower and upper bound. They are what the sink computes
+    on the host from the whole block (:meth:`EffectSummarySink.write`), up to float32
+    round-off: sums over a block's rows are float32.
+
+    Parameters
+    ----------
+    var : str
+        The output summarised.
+    row_axis : int
+        Its row axis (negative).
+    n_groups : int, default=0
+        Groups of ``by`` summed (a power of two at least their number, so few programs
+        serve any number of groups); the first input then holds each row's group code.
+    n_subsets : int, default=0
+        Subsets of the rows summed (ATE, ATT, ATC); the next input then holds one bool
+        per row and subset.
+    per_row : tuple, default=()
+        ``(interval, prob)``: also each row's mean, sd, and interval over the draws.
+    """
+
+    var: str
+    row_axis: int
+    n_groups: int = 0
+    n_subsets: int = 0
+    per_row: tuple = ()
+
+    def __call__(self, outputs, mask, *inputs):
+        arr = outputs[self.var]
+        arr = jnp.moveaxis(arr, arr.ndim + self.row_axis, 1)  # (draws, rows) + rest
+        if not jnp.issubdtype(arr.dtype, jnp.floating):
+            arr = arr.astype(jnp.float32)
+        rows = mask.reshape(mask.shape + (1,) * (arr.ndim - 2))
+
+        def masked(arr):
+            return (jnp.where(rows, arr, 0).sum(1), jnp.where(rows, arr, jnp.inf).min(1),
+                    jnp.where(rows, arr, -jnp.inf).max(1))
+
+        # every batch but a table's first and last is full: it reads the draws once, where
+        # the masks would make three passes
+        per_draw = jax.lax.cond(mask.all(), lambda a: (a.sum(1), a.min(1), a.max(1)),
+                                masked, arr)
+        out = dict(zip(("sum", "lo", "hi"), per_draw))
+        out["positive"] = (arr > 0).sum(0, dtype=jnp.int32)
+        inputs = list(inputs)
+        if self.n_groups:
+            codes = jnp.where(mask, inputs.pop(0), self.n_groups)  # padding: dropped
+            out["groups"] = jax.ops.segment_sum(jnp.moveaxis(arr, 1, 0), codes, self.n_groups)
+        if self.n_subsets:
+            subsets = inputs.pop(0) & mask[:, None]
+            out["subsets"] = jnp.stack([
+                jnp.where(subsets[:, i].reshape(rows.shape), arr, 0).sum(1)
+                for i in range(self.n_subsets)])
+        if self.per_row:
+            out.update((f"row_{i}", v) for i, v in enumerate(_row_stats(arr, *self.per_row)))
+        return out
+
+
+def _row_stats(arr, interval, prob):
+    """Each row's mean, sd (ddof 1) and interval over the draws (axis 0) of ``arr``, as
+    :func:`summary_stats` computes them."""
+    x = arr.astype(jnp.float32)
+    n = x.shape[0]
+    mean = x.mean(0)
+    sd = jnp.sqrt(jnp.square(x - mean).sum(0) / (n - 1))
+    x = jnp.sort(x, axis=0)
+    if interval == "quantile":
+        return (mean, sd, *(_quantile(x, q) for q in ((1 - prob) / 2, (1 + prob) / 2)))
+    # the narrowest window of k + 1 sorted draws (arviz's nearest HDI), compared exactly:
+    # each float32 width plus its round-off (Knuth's two-sum), the first of equal ones
+    k = min(int(np.floor(prob * n)), n - 1)
+    upper, lower = x[k:], x[:n - k]
+    width = upper - lower
+    back = width - upper
+    error = (upper - (width - back)) + (-lower - back)
+    narrowest = width == width.min(0)
+    error = jnp.where(narrowest, error, jnp.inf)
+    first = jnp.argmax(narrowest & (error == error.min(0)), axis=0)[None]
+    return (mean, sd, jnp.take_along_axis(x, first, 0)[0],
+            jnp.take_along_axis(x, first + k, 0)[0])
+
+
+def _quantile(x, q):
+    """The ``q`` quantile of the sorted ``x`` along axis 0, as :func:`numpy.quantile`
+    interpolates it (linear)."""
+    at = q * (x.shape[0] - 1)
+    i = int(np.floor(at))
+    t = at - i
+    a, b = x[i], x[min(i + 1, x.shape[0] - 1)]
+    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)
 
 
 def summary_stats(draws, prob, interval="hdi"):

@@ -169,8 +169,9 @@ class SubsetSums:
     >>> import numpy as np
     >>> from skimpact.estimands import SubsetSums, estimand_masks
     >>> sums = SubsetSums(estimand_masks(np.array([True, False, False])))
-    >>> sums.add(np.array([[3.0, 1.0], [5.0, 1.0]]), slice(0, 2))
-    >>> sums.add(np.array([[2.0], [0.0]]), slice(2, 3))
+    >>> block = np.array([[3.0, 1.0], [5.0, 1.0]])
+    >>> sums.add(sums.block_sums(block, slice(0, 2)), slice(0, 2))
+    >>> sums.add(sums.block_sums(np.array([[2.0], [0.0]]), slice(2, 3)), slice(2, 3))
     >>> {k: v.tolist() for k, v in sums.averages().items()}
     {'ATE': [2.0, 2.0], 'ATT': [3.0, 5.0], 'ATC': [1.5, 0.5]}
     """
@@ -180,15 +181,21 @@ class SubsetSums:
         self.sums = {k: 0.0 for k in masks}
         self.credible = {k: 0.0 for k in masks}
 
-    def add(self, block, rows, prob=None):
-        """Add ``block`` (draws first, then its rows, then any further dims) for ``rows``
-        (an index into the table's rows); with ``prob``, also count the rows whose own
-        P(effect > 0) is at least ``prob``."""
-        for k, mask in self.masks.items():
-            part = block[:, mask[rows]]
-            self.sums[k] = self.sums[k] + part.sum(1, dtype=np.float64)
-            if prob is not None:
-                self.credible[k] = self.credible[k] + ((part > 0).mean(0) >= prob).sum(0)
+    def block_sums(self, block, rows):
+        """Each subset's sums per draw of ``block`` (draws first, then its rows, then any
+        further dims) for ``rows`` (an index into the table's rows): ``(subsets, draws,
+        ...)``."""
+        return np.stack([block[:, mask[rows]].sum(1, dtype=np.float64)
+                         for mask in self.masks.values()])
+
+    def add(self, sums, rows, credible=None):
+        """Add the subsets' sums of a block for ``rows`` (as :meth:`block_sums` gives them);
+        ``credible``: whether each of those rows' own P(effect > 0) reaches the summary's
+        probability, counted per subset."""
+        for i, (k, mask) in enumerate(self.masks.items()):
+            self.sums[k] = self.sums[k] + sums[i]
+            if credible is not None:
+                self.credible[k] = self.credible[k] + credible[mask[rows]].sum(0)
 
     def averages(self):
         """Each subset's average per draw, ``{name: (n_draws, ...)}``."""

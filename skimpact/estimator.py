@@ -795,17 +795,9 @@ class _ImpactBase(_RoutingMixin, BaseEstimator, metaclass=ABCMeta):
         pred = self._predictor()
         if store is not None:
             check_target(store)
-        site, outcome = pred.info.outcome_site, pred.program.outcome
-        scenario = pred.scenario(X, inputs, return_sites=(site,), outcome_stat="log_prob",
-                                 in_sample=in_sample)
-        rows = scenario.rows
-        if pd.isna(np.asarray(y, dtype=object)).any():
-            raise ValueError("y contains NaN; the log-likelihood needs every outcome observed.")
-        y_model = pred.encode_outcome(y, rows.n)
-        scenario = replace(scenario, rows=replace(
-            rows, inputs={**rows.inputs, outcome: jnp.asarray(y_model)},
-            row_inputs=rows.row_inputs + (outcome,)))
-        labels = _labels(pred, rows.labels)
+        site = pred.info.outcome_site
+        scenario = pred.log_likelihood_scenario(X, y, inputs, in_sample=in_sample)
+        labels = _labels(pred, scenario.rows.labels)
         posterior = self.posterior_["posterior"].to_dataset()
 
         def build(arrays, row_axes):

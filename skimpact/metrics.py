@@ -14,7 +14,9 @@ import copy
 
 import numpy as np
 from scipy.special import logsumexp
+from sklearn.utils.validation import check_is_fitted
 
+from ._sinks import ReduceSink
 from .effect_scoring import effect_scorer
 from .effects import outcome_draws
 from .scenarios import through_pipeline
@@ -83,9 +85,13 @@ def log_score(log_likelihood, *, sample_weight=None, pointwise=False):
     -------
     float or ndarray of shape (n_rows,)
     """
-    ll = _log_lik_array(log_likelihood)
-    values = logsumexp(ll, axis=0) - np.log(ll.shape[0])
+    values = _lpd(_log_lik_array(log_likelihood))
     return values if pointwise else _average(values, sample_weight)
+
+
+def _lpd(ll):
+    """``log mean_s p(y_i | theta_s)`` per row of a ``(draws, rows)`` log-likelihood."""
+    return logsumexp(ll, axis=0) - np.log(ll.shape[0])
 
 
 def interval_coverage(y_true, y_draws, prob=0.9, *, sample_weight=None, pointwise=False):
@@ -176,7 +182,10 @@ class _PredictiveScorer:
     def __call__(self, estimator, X, y, sample_weight=None, **inputs):
         """Score ``estimator`` on ``(X, y)``; greater is better."""
         y = np.asarray(y)
-        if self.needs == "log_lik":
+        if self.needs == "log_lik" and self.metric is log_score:
+            # its value per row, batch by batch: the log-likelihood of all rows is never held
+            value = _average(_pointwise_log_score(estimator, X, y, inputs), sample_weight)
+        elif self.needs == "log_lik":
             value = self.metric(
                 _log_likelihood(estimator, X, y, inputs), sample_weight=sample_weight,
                 **self.kwargs,
@@ -272,9 +281,11 @@ log_score_scorer = _documented(
 Mean log predictive density of held-out outcomes (regression and classification).
 
 ``log_score_scorer(estimator, X, y, sample_weight=None, **inputs)`` computes the pointwise
-log-likelihood of ``y`` for every posterior draw (the estimator's ``log_likelihood``) and
-returns :func:`log_score`: the average over rows of ``log mean_s p(y_i | theta_s)``. It is
-the cross-validated counterpart of PSIS-LOO's ELPD per row; greater is better.
+log-likelihood of ``y`` for every posterior draw (as the estimator's ``log_likelihood``)
+and returns :func:`log_score`: the average over rows of ``log mean_s p(y_i | theta_s)``,
+each row's value taken from its batch as it is computed, so memory holds one batch of
+the log-likelihood, not rows x draws. It is the cross-validated counterpart of PSIS-LOO's
+ELPD per row; greater is better.
 """)
 
 
@@ -329,6 +340,17 @@ def _log_lik_array(log_likelihood):
     if ll.ndim != 2:
         raise ValueError(f"log_likelihood must have shape (n_draws, n_rows); got {ll.shape}.")
     return ll
+
+
+def _pointwise_log_score(estimator, X, y, inputs):
+    """:func:`log_score` of each row of a fitted estimator or Pipeline, from each batch of
+    the pointwise log-likelihood as it is computed."""
+    est, Xt = through_pipeline(estimator, X, None)[:2]
+    check_is_fitted(est, "predictor_")
+    pred = est.predictor_
+    sink = ReduceSink(lambda name, ll, rows: _lpd(ll))
+    out, _ = pred.predict(pred.log_likelihood_scenario(Xt, y, inputs), pred.key(), sink=sink)
+    return out[pred.info.outcome_site]
 
 
 def _log_likelihood(estimator, X, y, inputs):

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 import jax
 import numpy as np
+import pandas as pd
 from numpyro.infer import Predictive
 from sklearn.utils import check_random_state
 
@@ -152,6 +153,35 @@ class FittedPosterior:
             local_from_posterior=bool(in_sample),
             semantics=check_semantics(semantics),
         ))
+
+    def log_likelihood_scenario(self, X, y, inputs, *, in_sample=False):
+        """The scenario whose outcome statistic is the log-density of the observed ``y``
+        per draw and row (the pointwise log-likelihood), ``y`` passed among the inputs.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame
+        y : array-like of shape (n_rows,)
+            Observed outcomes (class labels for a classifier).
+        inputs : dict
+            The model's keyword inputs.
+        in_sample : bool, default=False
+            As in :meth:`scenario`.
+
+        Returns
+        -------
+        Scenario
+        """
+        scenario = self.scenario(X, inputs, return_sites=(self.info.outcome_site,),
+                                 outcome_stat="log_prob", in_sample=in_sample)
+        rows = scenario.rows
+        if pd.isna(np.asarray(y, dtype=object)).any():
+            raise ValueError("y contains NaN; the log-likelihood needs every outcome observed.")
+        # a NumPy array: the engine takes each batch's rows of it on the host
+        y_model = self.encode_outcome(y, rows.n)
+        return replace(scenario, rows=replace(
+            rows, inputs={**rows.inputs, self.program.outcome: y_model},
+            row_inputs=rows.row_inputs + (self.program.outcome,)))
 
     def encode_outcome(self, y, n):
         """``y`` as the model observes it: class codes for a classifier, else float32 less

@@ -7,7 +7,9 @@ what is requested (sites returned, sites intervened on, shift functions), never 
 or on the number of rows, so repeated calls reuse one compilation.
 
 This module knows nothing of scikit-learn or of output formats: it takes arrays and returns
-arrays (or hands each batch to a sink).
+arrays (or hands each batch to a sink). A sink may declare a *device reduction* (see
+:meth:`PredictiveEngine.run`): a pure JAX function, applied inside the compiled program to
+each batch's outputs, whose small results are all that leave the device.
 """
 
 from collections import OrderedDict
@@ -105,26 +107,30 @@ class PredictiveEngine:
         self.grounding = grounding
 
     # ------------------------------------------------------------------ compiled core
-    def compiled(self, *requests):
-        """The jitted program ``(key, batch, latent, Xs, inputs, values, factuals,
+    def compiled(self, *requests, reduction=None):
+        """The jitted program ``(key, batch, latent, Xs, inputs, values, factuals, reduce,
         n_draws=, sharding=) -> outputs`` running one scenario per request.
 
         Each draw's key is split from ``fold_in(key, batch)`` inside the program, and every
         scenario uses the same keys (common random numbers); with two requests the program
         returns the first scenario minus the second. ``Xs``, ``inputs``, ``values`` and
         ``factuals`` (``(X, inputs)`` before the scenario changed them, or ``None``) hold
-        one entry per request.
+        one entry per request. With a ``reduction`` (hashable: it is part of the cache key)
+        the program returns ``reduction(outputs, *reduce)`` instead of the outputs;
+        ``reduce`` is ``()`` without one.
         """
-        key = (self.cache_key, requests)
+        key = (self.cache_key, requests, reduction)
         fn = _COMPILED.get(key)
         if fn is None:
             draws = jax.vmap(self._scenarios(requests), in_axes=(0, 0, None, None, None, None))
 
-            def program(key, batch, latent, Xs, inputs, values, factuals, n_draws, sharding):
+            def program(key, batch, latent, Xs, inputs, values, factuals, reduce, n_draws,
+                        sharding):
                 keys = jax.random.split(jax.random.fold_in(key, batch), n_draws)
                 if sharding is not None:
                     keys = jax.lax.with_sharding_constraint(keys, sharding)
-                return draws(keys, latent, Xs, inputs, values, factuals)
+                out = draws(keys, latent, Xs, inputs, values, factuals)
+                return out if reduction is None else reduction(out, *reduce)
 
             fn = jax.jit(program, static_argnames=("n_draws", "sharding"))
             _COMPILED[key] = fn
@@ -223,6 +229,15 @@ class PredictiveEngine:
             arrays; see :mod:`skimpact._sinks`. Row counts below ``batch_size`` are padded
             to the next power of two, so they share a bounded number of compilations; with
             several devices and a draw count they divide, draws are sharded across them.
+            A sink whose ``reduction`` attribute (read after ``allocate``) is not ``None``
+            is handed each batch reduced on the device instead: ``reduction(outputs, mask,
+            *inputs)`` (a hashable, pure JAX function; ``outputs`` are the batch's, draw
+            axis first; ``mask`` is true for the batch's rows that are the sink's, false
+            for padding; ``inputs`` are the batch's rows of the arrays in the sink's
+            ``reduction_inputs``, one entry per row of ``X``, padded like ``X``) runs
+            inside the compiled program, and the sink receives ``add_reduced(reduced,
+            batch_rows, rows)`` per batch: the results as NumPy arrays, the slice of the
+            batch that holds its rows and the slice of its rows they are.
         row_inputs : tuple of str
             The inputs with one entry per row (decided once, at fit).
         rows_of : tuple of (int, int), optional
@@ -305,7 +320,6 @@ class PredictiveEngine:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
         batch_size = max(1, min(int(batch_size), _bucket(total)))
         PROGRAMS.release_if_over()
-        fn = self.compiled(*requests)
         sink = sink if sink is not None else MemorySink()
         sink.allocate(
             {k: _full_shape(s, row_axes[k], n) for k, s in self._shapes.items()},
@@ -313,10 +327,15 @@ class PredictiveEngine:
             row_axes=row_axes,
             batch_size=batch_size,
         )
+        reduction = getattr(sink, "reduction", None)
+        reduce_rows = () if reduction is None else tuple(
+            np.asarray(v) for v in getattr(sink, "reduction_inputs", ()))
+        fn = self.compiled(*requests, reduction=reduction)
         host = [self._host_scenario(X, inputs, values, row_inputs, n, factual)
                 for X, inputs, values, _, factual in scenarios]
         shard = _draw_sharding(n_draws)
         glob = {k: _put(v, shard) for k, v in latent.items() if k not in local}
+        at = np.arange(batch_size)
 
         def dispatch(b, pos, start, stop):
             rows = _padded_rows(start, stop, batch_size, pos)
@@ -325,11 +344,16 @@ class PredictiveEngine:
                 if k in local:
                     b_latent[k] = _put(_take(v, rows, local[k]), shard)
             batch = [_batch_of(h, rows) for h in host]
-            return fn(key, b, b_latent, *(tuple(part) for part in zip(*batch)),
+            reduce = ()
+            if reduction is not None:
+                reduce = ((at >= pos) & (at < pos + stop - start),) + tuple(
+                    _take(v, rows, 0) for v in reduce_rows)
+            return fn(key, b, b_latent, *(tuple(part) for part in zip(*batch)), reduce,
                       n_draws=n_draws, sharding=shard)
 
         try:
-            self._stream(dispatch, sink, row_axes, _batches(offset, n, batch_size), batch_size)
+            self._stream(dispatch, sink, row_axes, _batches(offset, n, batch_size), batch_size,
+                         reduced=reduction is not None)
         except BaseException:
             getattr(sink, "abort", lambda: None)()
             raise
@@ -346,14 +370,19 @@ class PredictiveEngine:
         return np.asarray(X), inputs, rows, values, per_row, factual
 
     @staticmethod
-    def _stream(dispatch, sink, row_axes, bounds, batch_size):
-        """Compute batch after batch, handing each to ``sink``."""
+    def _stream(dispatch, sink, row_axes, bounds, batch_size, reduced=False):
+        """Compute batch after batch, handing each to ``sink`` (``reduced``: its reduction
+        of the batch)."""
         pending = dispatch(*bounds[0]) if bounds else None
         for i, (_, pos, start, stop) in enumerate(bounds):
             out = pending
             # Dispatch the next batch before copying this one out: XLA computes it meanwhile.
             pending = dispatch(*bounds[i + 1]) if i + 1 < len(bounds) else None
             keep = stop - start
+            if reduced:
+                sink.add_reduced({k: np.asarray(v) for k, v in out.items()},
+                                 slice(pos, pos + keep), slice(start, stop))
+                continue
             for name, arr in out.items():
                 ax = row_axes[name]
                 if ax is None:

@@ -1,6 +1,7 @@
 """Reductions over draws (predict, predict_proba, predict_quantiles, predict_interval, score,
-the draw scorers) keep one batch of draws at a time: their largest allocation is a batch,
-not rows x draws, and their values are those of the reduction of all draws."""
+the draw scorers, the log-score scorer) keep one batch of draws at a time: their largest
+allocation is a batch, not rows x draws, and their values are those of the reduction of all
+draws."""
 
 import tracemalloc
 
@@ -10,7 +11,9 @@ import pytest
 import models
 from skimpact import ImpactClassifier, ImpactRegressor, Model
 from skimpact.effects import outcome_draws
-from skimpact.metrics import crps, interval_width, neg_crps_scorer, neg_interval_width_scorer
+from skimpact.metrics import (
+    crps, interval_width, log_score, log_score_scorer, neg_crps_scorer, neg_interval_width_scorer,
+)
 from skimpact.pipeline import predict_interval, predict_quantiles
 
 N_DRAWS, N_ROWS, BATCH = 400, 20_000, 256
@@ -46,7 +49,8 @@ def _peak(fn):
 ALL_DRAWS = N_DRAWS * N_ROWS * 8
 
 
-@pytest.mark.parametrize("call", ["predict", "quantiles", "interval", "score", "crps", "width"])
+@pytest.mark.parametrize("call", ["predict", "quantiles", "interval", "score", "crps", "width",
+                                  "log_score"])
 def test_reductions_hold_one_batch_of_draws(regressor, data, call):
     X, y = data
     calls = {
@@ -56,6 +60,7 @@ def test_reductions_hold_one_batch_of_draws(regressor, data, call):
         "score": lambda: regressor.score(X, y),
         "crps": lambda: neg_crps_scorer(regressor, X, y),
         "width": lambda: neg_interval_width_scorer(regressor, X, y),
+        "log_score": lambda: log_score_scorer(regressor, X, y),
     }
     _, peak = _peak(calls[call])
     assert peak < ALL_DRAWS / 10, (call, peak)
@@ -74,6 +79,8 @@ def test_reductions_equal_the_reductions_of_all_draws(regressor, data):
     assert neg_crps_scorer(regressor, X, y) == pytest.approx(-crps(y, draws), rel=1e-12)
     assert neg_interval_width_scorer(regressor, X, y) == pytest.approx(
         -interval_width(draws, 0.9), rel=1e-12)
+    assert log_score_scorer(regressor, X, y) == pytest.approx(
+        log_score(regressor.log_likelihood(X, y)), rel=1e-12)
 
 
 @pytest.mark.slow

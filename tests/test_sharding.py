@@ -33,11 +33,17 @@ _SCRIPT = textwrap.dedent(
     assert (_draw_sharding(20) is None) == (jax.device_count() == 1)  # 20 draws are sharded
     out = est.sample_posterior_predictive(X[:30])["predictions"]
     ins = est.sample_posterior_predictive(X, in_sample=True)["posterior_predictive"]
+    # a streamed summary: its draws reduced inside the sharded program
+    from skimpact.blockwise import stream_effect
+    from skimpact.effect_summaries import EffectSummarySink
+    summary = stream_effect(est, X[:30], {0: 2.0 * X[:30, 0]}, sink=EffectSummarySink(
+        "y", per_row=True, by=X[:30, 1] > 0))[0]
     # NUTS chains: in parallel across devices with two devices, sequential with one.
     nuts = ImpactRegressor(model, inference="nuts", num_warmup=50, num_samples=50,
                            num_chains=2, random_state=0).fit(X, y)
     np.savez(OUT or sys.argv[1], n=jax.device_count(), y=out["y"].values,
-             t=out["t"].values, yi=ins["y"].values, b=nuts.posterior_["posterior"]["b"].values)
+             t=out["t"].values, yi=ins["y"].values, b=nuts.posterior_["posterior"]["b"].values,
+             rows=summary.row_frame().to_numpy(), by=summary.frame(by=True).to_numpy())
     """
 )
 
@@ -54,5 +60,5 @@ def test_two_devices_equal_one(tmp_path):
     one, two = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
     assert int(one["n"]) == 1 and int(two["n"]) == 2
     assert one["b"].shape == (2, 50, 2)
-    for name in ("y", "t", "yi", "b"):
+    for name in ("y", "t", "yi", "b", "rows", "by"):
         np.testing.assert_allclose(one[name], two[name], rtol=1e-5, atol=1e-5)
