@@ -213,7 +213,7 @@ class InputLayout(BaseEstimator):
         self.check_inputs(inputs)
         _check_columns(X, "X")
         _check_finite(X, "X")
-        Xf = self._validate(X, reset=False, dtype=np.float64)
+        Xf = self._validate(X, reset=False, dtype=np.float64, ensure_all_finite=False)
         arrays = {k: _input_array(k, v) for k, v in inputs.items()}
         for k in self.row_inputs_:
             if arrays[k].ndim < 1 or arrays[k].shape[0] != n:
@@ -236,11 +236,11 @@ class InputLayout(BaseEstimator):
         if resolved.columns:  # on the caller's X, so a Series is aligned by its index
             changed = apply_to_columns(X, resolved.columns)
             _check_columns(changed, "X after the intervention")
-            Xf = self._validate(changed, reset=False, dtype=np.float64)
+            Xf = self._validate(changed, reset=False, dtype=np.float64, ensure_all_finite=False)
+            _check_finite(Xf, "X after the intervention")
         arrays = apply_to_inputs(replace(resolved, columns={}), Xf, arrays)[1]
         for k, v in arrays.items():
             _check_finite(np.asarray(v), f"input {k!r} after the intervention")
-        _check_finite(Xf, "X after the intervention")
         return Rows(
             X=self.cast(np.asarray(Xf, dtype=np.float64)),
             inputs={k: jnp.asarray(_input_array(k, v)) for k, v in arrays.items()},
@@ -367,7 +367,8 @@ class InputLayout(BaseEstimator):
         """Validated float64 X as the model takes it: float32, centred when ``center``."""
         if self.x_loc_ is not None:
             X = X - self.x_loc_
-        big = np.abs(X).max(axis=0, initial=0.0) > np.finfo(np.float32).max
+        limit = np.finfo(np.float32).max
+        big = (X.max(axis=0, initial=0.0) > limit) | (X.min(axis=0, initial=0.0) < -limit)
         if big.any():
             raise ValueError(
                 f"Column(s) {[c for c, b in zip(self.columns_, big) if b]} of X exceed "
@@ -427,8 +428,11 @@ def _check_finite(X, what, allow_nan=False):
             "(np.real, np.imag)."
         )
     try:
-        arr = np.asarray(X, dtype=float)
+        arr = np.asarray(X)
+        arr = arr if arr.dtype.kind == "f" else np.asarray(arr, dtype=float)
     except (TypeError, ValueError):
+        return
+    if not allow_nan and np.isfinite(arr).all():  # one pass, no copy, for the usual case
         return
     finite = np.isfinite(arr) | (np.isnan(arr) if allow_nan else False)
     if finite.all():
@@ -547,11 +551,11 @@ def _input_array(name, value):
 
 
 def _fingerprint(X, inputs, row_inputs):
-    h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    h = hashlib.sha1(np.ascontiguousarray(X, dtype=np.float64).data)
     h.update(str(X.shape).encode())
     for k in row_inputs:
         h.update(k.encode())
-        h.update(np.ascontiguousarray(inputs[k]).tobytes())
+        h.update(np.ascontiguousarray(inputs[k]).data)
     return h.hexdigest()
 
 
