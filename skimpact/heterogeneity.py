@@ -60,10 +60,11 @@ def effect_varies_by_row(draws, row_axis=1):
     >>> effect_varies_by_row(same), effect_varies_by_row(same + np.arange(5) * 0.1)
     (False, True)
     """
-    draws = np.asarray(draws, dtype=np.float64)
+    draws = np.asarray(draws)  # extremes in the draws' own dtype: no float64 copy of them
     if draws.ndim < 2 or draws.shape[row_axis] < 2:
         return False
-    lo, hi = draws.min(axis=row_axis), draws.max(axis=row_axis)
+    lo = draws.min(axis=row_axis).astype(np.float64)
+    hi = draws.max(axis=row_axis).astype(np.float64)
     return not bool(np.all(hi - lo <= spread_tolerance(lo, hi)))
 
 
