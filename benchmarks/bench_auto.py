@@ -33,22 +33,9 @@ def design(name):
     """``(estimator, X, y)`` of one design, its estimator with every argument at default."""
     sys.path.insert(0, str(HERE))
     if name == "retail":
-        from sklearn.compose import ColumnTransformer
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-        from bench_workflow import retail_model, simulate
-
-        from skimpact import ImpactRegressor, Model
+        from bench_workflow import retail_pipeline, simulate
         X, y = simulate()
-        est = make_pipeline(
-            ColumnTransformer(
-                [("price", StandardScaler(), ["price"]),
-                 ("region", OneHotEncoder(drop="first", sparse_output=False), ["region"])],
-                remainder="passthrough", verbose_feature_names_out=False,
-            ).set_output(transform="pandas"),
-            ImpactRegressor(Model(retail_model), inputs=["store"], random_state=0))
-        return est, X, y
+        return retail_pipeline(), X, y
     if name == "regression_100k":
         from _common import data
 

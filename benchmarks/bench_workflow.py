@@ -80,9 +80,10 @@ ARMS = {
 }
 
 
-def workflow(settings, X, y):
-    """The whole workflow with one estimator setting: ``(seconds, methods, warnings)``."""
-    pipeline = make_pipeline(
+def retail_pipeline(**settings):
+    """The Pipeline of the workflow: scaled price and one-hot region before the estimator,
+    which takes ``settings``."""
+    return make_pipeline(
         ColumnTransformer(
             [("price", StandardScaler(), ["price"]),
              ("region", OneHotEncoder(drop="first", sparse_output=False), ["region"])],
@@ -90,6 +91,11 @@ def workflow(settings, X, y):
         ).set_output(transform="pandas"),
         ImpactRegressor(Model(retail_model), inputs=["store"], random_state=0, **settings),
     )
+
+
+def workflow(settings, X, y):
+    """The whole workflow with one estimator setting: ``(seconds, methods, warnings)``."""
+    pipeline = retail_pipeline(**settings)
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
