@@ -208,6 +208,7 @@ def _ar1(rng, rho, shape):
     return x
 
 
+@pytest.mark.slow
 def test_exact_draws_rarely_trip_the_rhat_check_and_disagreeing_chains_do():
     # 2 chains of 500 autocorrelated draws (bulk ESS about 340) of 30 elements, as in a
     # hierarchical model with 30 group intercepts: the largest of 30 r_hats passes 1.01
