@@ -167,23 +167,23 @@ def mcmc_diagnostics(posterior):
     }
 
 
-def rhat_limits(ess_bulk, n_chains, n_elements):
+def rhat_limits(ess, n_chains, n_elements):
     """The largest acceptable r_hat of each element: :data:`RHAT_MAX` (or
-    :data:`RHAT_MAX_ONE_CHAIN`), or more where exact draws with that element's bulk ESS
-    exceed it by chance.
+    :data:`RHAT_MAX_ONE_CHAIN`), or more where exact draws with that element's ESS exceed
+    it by chance.
 
     Split r_hat compares ``m`` half-chains (two per chain). For draws that do sample the
-    posterior, ``(r_hat - 1) * 2 * ess_bulk / m`` follows about ``chi2(m - 1) / (m - 1) -
-    1`` (a between-chain variance estimated from ``m`` means, each worth ``ess_bulk / m``
+    posterior, ``(r_hat - 1) * 2 * ess / m`` follows about ``chi2(m - 1) / (m - 1) -
+    1`` (a between-chain variance estimated from ``m`` means, each worth ``ess / m``
     draws). The limit is that quantity's ``1 - RHAT_FALSE_ALARM / n_elements`` quantile,
     so exact draws trip the check somewhere among ``n_elements`` elements with chance
-    :data:`RHAT_FALSE_ALARM` at most: with 2 chains of 500 draws and a few dozen elements
-    the largest r_hat of exact draws passes 1.01 in most fits. With long runs (bulk ESS of
+    about :data:`RHAT_FALSE_ALARM`: with 2 chains of 500 draws and a few dozen elements
+    the largest r_hat of exact draws passes 1.01 in most fits. With long runs (an ESS of
     a few thousand) the limit is :data:`RHAT_MAX` itself.
 
     Parameters
     ----------
-    ess_bulk : array-like
+    ess : array-like
         Effective sample size of each element: the sum of each chain's own (chains that
         disagree lower the ESS of their pooled draws, which would raise the limit by the
         very disagreement it is there to catch), the smaller of bulk and folded ESS.
@@ -207,7 +207,7 @@ def rhat_limits(ess_bulk, n_chains, n_elements):
     floor = RHAT_MAX if n_chains > 1 else RHAT_MAX_ONE_CHAIN
     excess = chi2.ppf(1 - RHAT_FALSE_ALARM / n_elements, m - 1) / (m - 1) - 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        noise = 1 + excess * m / (2 * np.asarray(ess_bulk, dtype=float))
+        noise = 1 + excess * m / (2 * np.asarray(ess, dtype=float))
     return np.where(np.isnan(noise), np.nan, np.maximum(floor, noise))
 
 
