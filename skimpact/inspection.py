@@ -4,7 +4,7 @@ and its log-density at points.
 :func:`inspect_model` traces a model once on the training data (as one compiled program,
 :func:`trace_model`) and returns a :class:`ModelInfo`. :class:`ModelRef` makes a model a
 static argument of compiled functions, shared by fits of one program;
-:func:`start_point`, :func:`potential_grad` and :func:`potential_hessian` evaluate its
+:func:`start_point`, :func:`potential_grads` and :func:`potential_hessian` evaluate its
 log-density (for the choice of inference and the Laplace check).
 """
 
@@ -20,7 +20,7 @@ from numpyro import handlers
 from numpyro.infer.util import potential_energy, unconstrain_fn
 
 __all__ = [
-    "ModelInfo", "ModelRef", "TRACER_ERRORS", "inspect_model", "potential_grad",
+    "ModelInfo", "ModelRef", "TRACER_ERRORS", "inspect_model", "potential_grads",
     "potential_hessian", "start_point", "trace_model", "traced_value_error",
     "unconstrained_point",
 ]
@@ -262,9 +262,15 @@ def start_point(model, args, kwargs, seed):
 
 
 @partial(jax.jit, static_argnums=0)
-def potential_grad(model, z, args, kwargs):
-    """Gradient of the potential energy (negative log-density) at unconstrained ``z``."""
-    return jax.grad(lambda z: potential_energy(model, args, kwargs, z))(z)
+def potential_grads(model, z, args, kwargs, n):
+    """``n`` gradients of the potential energy (negative log-density) in one compiled
+    loop, from unconstrained ``z``, each at the last point moved by a negligible multiple
+    of its gradient (so that none can be hoisted out of the loop); the last point."""
+    def step(_, z):
+        grad = jax.grad(lambda z: potential_energy(model, args, kwargs, z))(z)
+        return jax.tree.map(lambda v, g: v + 1e-30 * g, z, grad)
+
+    return jax.lax.fori_loop(0, n, step, z)
 
 
 @partial(jax.jit, static_argnums=0)

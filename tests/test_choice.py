@@ -100,6 +100,27 @@ def test_settings_only_one_method_reads_decide_auto():
     assert "NUTS ignores num_steps=1500" in both.diagnostics_["inference_choice"]["reason"]
 
 
+@pytest.mark.parametrize("gradient, expected, limit", [
+    # 4 latent dims: NUTS's guess is 2 x 1000 iterations x 11.3 leapfrog steps, SVI's
+    # 3000 steps, each one gradient
+    (1e-6, "nuts", "5 s, as SVI's expected 0.003 s is small"),  # compilation dominates
+    (1e-3, "svi", "2 x SVI's expected 3 s"),  # 11 s (one chain) within the budget
+    (6e-3, "svi", "the 30 s budget"),
+])
+def test_auto_weighs_nuts_against_the_svi_fit_it_would_replace(monkeypatch, gradient,
+                                                               expected, limit):
+    monkeypatch.setattr(choice, "gradient_seconds", lambda *a: gradient)
+    settings = {**ImpactRegressor().get_params(), "guide": "auto"}
+    made = choice.choose_inference("auto", None, (), {}, latent_dim=4, n_rows=100,
+                                   settings=settings, key=None)
+    assert made.method == expected and f"limit {made.limit_seconds:.3g} s: {limit}" \
+        in made.reason
+    assert made.expected_svi_seconds == pytest.approx(3000 * gradient)
+    assert made.limit_seconds == choice.nuts_limit(3000 * gradient)[0]
+    nuts_guess = 1000 * expected_leapfrog_steps(4) * gradient
+    assert (made.method == "nuts") == (nuts_guess <= made.limit_seconds)
+
+
 def test_svi_with_guide_auto_picks_by_dimension():
     assert choose_guide("auto", 1) == "AutoMultivariateNormal"
     assert choose_guide("auto", choice.FULL_RANK_MAX_DIM) == "AutoMultivariateNormal"

@@ -33,6 +33,8 @@ def test_auto_keeps_to_one_chain_when_two_exceed_the_budget(monkeypatch):
     # one chain's guess is 2/3 of the budget: it fits, two do not
     seconds = choice.NUTS_BUDGET_SECONDS / (1.5 * per_chain * expected_leapfrog_steps(4))
     monkeypatch.setattr(choice, "gradient_seconds", lambda *a: seconds)
+    # however slow SVI is expected to be, NUTS's limit is the budget
+    monkeypatch.setattr(choice, "NUTS_SVI_RATIO", np.inf)
     est = ImpactRegressor(num_samples=500, random_state=0)
     made = choice.choose_inference(
         "auto", None, (X,), {}, latent_dim=4, n_rows=len(X), key=None,
