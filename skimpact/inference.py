@@ -277,6 +277,7 @@ _DETERMINISTIC_ELEMENTS = 2**24  # draws x rows evaluated at once for determinis
 _SVI_FIRST_CHUNK = 100  # SVI steps of the first compiled loop, which times one step
 _SVI_MAX_CHUNK = 10_000  # most SVI steps per compiled loop (the size of its loss buffer)
 _SVI_CHUNK_SECONDS = 0.25  # aimed-at wall time of one loop; KeyboardInterrupt lands between
+_SVI_AHEAD_SECONDS = 2.0  # steps a first fit dispatches while it compiles the draws' program
 _NUTS_CHUNK_STEPS = 100  # NUTS iterations per compiled loop; also the measured warm-up
 _NUTS_PROBE_STEPS = 10  # iterations per compiled loop of a run that measures its cost
 
@@ -409,19 +410,20 @@ _PREPARED_MAX = 64
 def _prepared(static, inputs, prepare):
     """``prepare()`` (compile the fit's programs together) once per shared program
     (``static`` starts with its recipe) and input types: a refit of the same shapes goes
-    straight to its compiled programs."""
+    straight to its compiled programs. What ``prepare()`` returns, or ``None`` when it was
+    not called."""
     if not static[0].shared:
-        prepare()
-        return
+        return prepare()
     leaves, treedef = jax.tree.flatten(inputs)
     signature = (static, treedef, tuple(jax.typeof(v) for v in leaves))
     if signature in _PREPARED:
         _PREPARED.move_to_end(signature)
-        return
-    prepare()
+        return None
+    done = prepare()
     _PREPARED[signature] = True
     if len(_PREPARED) > _PREPARED_MAX:
         _PREPARED.popitem(last=False)
+    return done
 
 
 def _loss_buffer():
@@ -557,16 +559,19 @@ def _run_svi(
 
     def prepare():
         # The guide's prototype is traced with the outcome observed (kwargs hold y); the
-        # initial state's types let the steps and draws compile while it is computed.
+        # initial state's types let the steps compile while it is computed, and the draws
+        # while the steps run.
         blank = jax.eval_shape(_initial_state, keyed, batch, key, full_args, full_kwargs)
-        _compile_together(  # the longest tracing first, while fewer compilations run
-            (final.func, (*final.args, key, blank[0] if minibatch else blank, *final_args)),
+        _compile_together(
             (chunk.func, (*chunk.args, blank, 1, *chunk_args)),
             (_initial_state, (keyed, batch, key, full_args, full_kwargs)),
         )
+        return partial(_compile_together, (
+            final.func, (*final.args, key, blank[0] if minibatch else blank, *final_args)))
 
     with _Interrupts() as interrupts:  # from the compilation to the last chunk
-        _prepared((keyed, batch, laplace_model, num_samples), (full_args, full_kwargs), prepare)
+        compile_final = _prepared((keyed, batch, laplace_model, num_samples),
+                                  (full_args, full_kwargs), prepare)
         state = _initial_state(keyed, batch, key, full_args, full_kwargs)
         # The first chunk is short and waited for: its time per step sets the length of the
         # others, about _SVI_CHUNK_SECONDS each, so a small model pays few dispatches and a
@@ -579,18 +584,24 @@ def _run_svi(
         check(0, chunk_losses, length)
         per_step = max(time.perf_counter() - t0, 1e-9) / length
         planned = int(np.clip(_SVI_CHUNK_SECONDS / per_step, 1, _SVI_MAX_CHUNK))
-        done, pending = length, None
+        # a first fit dispatches up to _SVI_AHEAD_SECONDS of steps at once and compiles
+        # the draws' program in this thread while the device runs them
+        ahead = (int(_SVI_AHEAD_SECONDS / per_step) if compile_final is not None else 0)
+        done, pending = length, []
         while done < num_steps:
             interrupts.check()
             length = min(planned, num_steps - done)
             state, chunk_losses = chunk(state, length, *chunk_args)
-            if pending is not None:
-                check(*pending)
-            pending = (done, chunk_losses, length)
+            pending.append((done, chunk_losses, length))
             done += length
+            if compile_final is not None and (done >= min(num_steps, ahead)):
+                compile_final()
+                compile_final = None
+            while len(pending) > 1 and compile_final is None:
+                check(*pending.pop(0))
     draws, laplace = final(key, state[0] if minibatch else state, *final_args)
-    if pending is not None:
-        check(*pending)
+    for chunk_pending in pending:
+        check(*chunk_pending)
     if bar is not None:
         bar.close()
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
