@@ -34,7 +34,7 @@ import dask
 import numpy as np
 import pandas as pd
 
-from ._sinks import ZarrSink, check_target
+from ._sinks import ZarrSink, check_target, draw_quantiles
 from .arguments import (
     check_coverage, check_flag, check_prob, check_quantiles, check_site_names,
 )
@@ -289,7 +289,7 @@ class _Quantiles:
         self.q = q
 
     def __call__(self, draws):
-        return np.moveaxis(np.quantile(draws, self.q, axis=0), 0, -1)
+        return np.moveaxis(draw_quantiles(draws, self.q), 0, -1)
 
 
 class _ClassCounts:

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted
 
-from ._sinks import ReduceSink
+from ._sinks import ReduceSink, draw_quantiles
 from .effect_scoring import effect_scorer
 from .effects import outcome_draws
 from .scenarios import through_pipeline
@@ -327,7 +327,7 @@ def _average(values, sample_weight):
 def _interval(draws, prob):
     if not 0 < prob < 1:
         raise ValueError(f"prob must be in (0, 1); got {prob}.")
-    return np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+    return draw_quantiles(draws, [(1 - prob) / 2, (1 + prob) / 2])
 
 
 def _log_lik_array(log_likelihood):

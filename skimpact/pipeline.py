@@ -32,6 +32,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from ._sinks import draw_quantiles
 from .arguments import check_coverage, check_quantiles
 from .dask_dispatch import accepts_dask
 from .effects import counterfactual_predict, outcome_draws
@@ -94,8 +95,7 @@ def _quantiles(q):
     """``reduce(draws, rows)``: the quantiles ``q`` over the draws of one batch, leading."""
 
     def reduce(draws, rows):
-        # the draws of a row made contiguous: numpy's partition runs 1.4x faster along them
-        return np.quantile(np.ascontiguousarray(np.moveaxis(draws, 0, -1)), q, axis=-1)
+        return draw_quantiles(draws, q)
 
     return reduce
 

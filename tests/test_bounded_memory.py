@@ -94,3 +94,22 @@ def test_classifier_probabilities_hold_one_batch_of_draws(data):
     full = np.asarray(outcome_draws(clf, X, stat="probs"), dtype=np.float64).mean(0)
     np.testing.assert_array_equal(probs, full)
     assert clf.predict(X).shape == (N_ROWS,)
+
+
+def test_draw_quantiles_are_numpys_to_the_bit():
+    # NaN and infinite draws included: NumPy's linear method, its order statistics, its
+    # interpolation from the nearer end, and NaN for a row with a NaN
+    from skimpact._sinks import draw_quantiles
+
+    rng = np.random.default_rng(3)
+    q = [0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0]
+    for shape, dtype in [((1,), np.float32), ((7, 3), np.float32), ((50, 2, 4), np.float64),
+                         ((1000, 20), np.float32)]:
+        draws = rng.normal(size=shape).astype(dtype)
+        if draws.ndim > 1:
+            draws[1, 0] = np.nan
+            draws[0, -1] = np.inf
+        with np.errstate(invalid="ignore"):  # inf - inf, as in NumPy
+            got, want = draw_quantiles(draws, q), np.quantile(draws, q, axis=0)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
