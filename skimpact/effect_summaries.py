@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from arviz_stats.base import array_stats
 
+from ._sinks import draw_quantiles
 from .arguments import check_prob
 from .heterogeneity import spread_tolerance
 from .schema import Labels
@@ -441,7 +442,7 @@ def summary_stats(draws, prob, interval="hdi"):
         bounds = array_stats.hdi(draws, prob, axis=0)
         lower, upper = bounds[..., 0], bounds[..., 1]
     else:
-        lower, upper = np.quantile(draws, [(1 - prob) / 2, (1 + prob) / 2], axis=0)
+        lower, upper = draw_quantiles(draws, [(1 - prob) / 2, (1 + prob) / 2])
     return draws.mean(0), draws.std(0, ddof=1), lower, upper, (draws > 0).mean(0)
 
 
