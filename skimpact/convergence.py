@@ -228,7 +228,7 @@ def loss_window(n_steps):
     return max(1, min(n_steps, max(n_steps // 10, 50)))
 
 
-def elbo_convergence(loss, window=None):
+def elbo_convergence(loss, window=None, full_rate_steps=None):
     """Whether an SVI loss trace fell from its start and settled at its end.
 
     The trace is judged by the mean loss over windows of ``window`` steps, each compared
@@ -250,6 +250,12 @@ def elbo_convergence(loss, window=None):
       standard errors and either by more than :data:`ELBO_RTOL` relative or by more than
       5 % of the loss's whole fall (a slow, steady descent).
 
+    When ``full_rate_steps`` is given, a trace whose first ``full_rate_steps`` steps
+    diverged by these rules **diverged**, whatever the smaller steps after them did: SVI
+    tapers its step size over its last third (:mod:`skimpact.inference`), and a taper
+    that brings down a loss thrown about by the full ``learning_rate`` does not make that
+    rate right.
+
     Parameters
     ----------
     loss : array-like of shape (num_steps,)
@@ -257,6 +263,8 @@ def elbo_convergence(loss, window=None):
     window : int, optional
         Steps per window; default :func:`loss_window` of the trace length. Traces shorter
         than two windows are judged for divergence and stalling on their halves.
+    full_rate_steps : int, optional
+        Steps run at the full learning rate, before a taper.
 
     Returns
     -------
@@ -274,6 +282,10 @@ def elbo_convergence(loss, window=None):
     loss = np.asarray(loss, dtype=float)
     n = len(loss)
     window = int(window or loss_window(n))
+    if full_rate_steps is not None and full_rate_steps < n:
+        full_rate = elbo_convergence(loss[:full_rate_steps], window)
+        if full_rate["elbo_problem"] == "diverged":
+            return {**full_rate, "elbo_full_rate_steps": int(full_rate_steps)}
     out = {
         "elbo_window": window,
         "elbo_start": math.nan,
@@ -644,6 +656,8 @@ def _elbo_message(diag, loss):
             if diag.get("elbo_levels_differ")
             else f"it rose from {start:.4g} over the first steps to {end:.4g} over the last"
         )
+        if "elbo_full_rate_steps" in diag:
+            how += f" of the {diag['elbo_full_rate_steps']} steps at the full learning rate"
         return (
             f"{loss} diverged: {how}. Lower `learning_rate` (it must be positive, "
             "e.g. 0.001 to 0.01), and standardise X and y if their scales are large."

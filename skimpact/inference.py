@@ -28,7 +28,7 @@ import numpyro.infer.autoguide as autoguide
 from numpyro.handlers import replay, seed
 from numpyro.infer import ELBO, NUTS, SVI, Predictive, Trace_ELBO, init_to_median
 from numpyro.infer.util import compute_log_probs
-from numpyro.optim import Adam
+from numpyro.optim import _NumPyroOptim
 from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
@@ -163,8 +163,10 @@ def run_inference(
 
 
 class SVIMethod(InferenceMethod):
-    """Stochastic variational inference: ``num_steps`` Adam steps (``learning_rate``) on the
-    ELBO of the guide ``guide``, then ``num_samples`` independent draws of the guide.
+    """Stochastic variational inference: ``num_steps`` Adam steps (``learning_rate``,
+    tapered to a tenth over the last third) on the ELBO of the guide ``guide``, then
+    ``num_samples`` independent draws of the guide at its parameters averaged over the
+    taper.
 
     Its checks judge the loss trace (:func:`~skimpact.convergence.elbo_convergence`) and,
     for a mean-field guide, the posterior correlation it ignores
@@ -186,7 +188,10 @@ class SVIMethod(InferenceMethod):
         )
 
     def convergence(self, diagnostics, posterior, sample_sites=None):
-        return elbo_convergence(diagnostics["loss"]) if "loss" in diagnostics else {}
+        if "loss" not in diagnostics:
+            return {}
+        return elbo_convergence(diagnostics["loss"],
+                                full_rate_steps=diagnostics.get("full_rate_steps"))
 
     def problems(self, diagnostics):
         return loss_problems(diagnostics, self.loss_name)
@@ -301,10 +306,11 @@ class _Keyed:
         self.make_svi, self.shared = make_svi, key is not None
         self.key = key if self.shared else id(make_svi)
 
-    def svi(self, args, kwargs):
-        """A fresh SVI object with its guide set up for ``args``; the throw-away ``init``
-        only fixes shapes and constraints, and its unused values are compiled away."""
-        svi = self.make_svi()
+    def svi(self, args, kwargs, num_steps=1):
+        """A fresh SVI object with its guide set up for ``args`` (and its step sizes for a
+        run of ``num_steps``, which may be traced); the throw-away ``init`` only fixes
+        shapes and constraints, and its unused values are compiled away."""
+        svi = self.make_svi(num_steps=num_steps)
         svi.init(jax.random.PRNGKey(0), *args, **kwargs)
         return svi
 
@@ -323,7 +329,7 @@ def _sample_guide(keyed, laplace_model, key, state, num_samples, args, kwargs, f
     elements, the point and Hessian of the Laplace check at the guide's median on the full
     data: one program."""
     svi = keyed.svi(args, kwargs)
-    params = svi.get_params(state)
+    params = _averaged_params(svi, state)
     draws = svi.guide.sample_posterior(
         _fit_keys(key)[1], params, *args, sample_shape=(num_samples,), **kwargs
     )
@@ -343,11 +349,12 @@ def _fit_keys(key):
 
 
 @partial(jax.jit, static_argnums=(0,))
-def _svi_chunk(keyed, state, length, args, kwargs):
-    """``length`` (a traced count, at most ``_SVI_MAX_CHUNK``) SVI steps from ``state``;
-    the losses fill the first ``length`` entries of a buffer of fixed size. One program
-    runs every chunk, whatever its length, so the schedule is free to follow the clock."""
-    svi = keyed.svi(args, kwargs)
+def _svi_chunk(keyed, state, length, num_steps, args, kwargs):
+    """``length`` (a traced count, at most ``_SVI_MAX_CHUNK``) SVI steps from ``state`` of
+    a run of ``num_steps`` (traced too); the losses fill the first ``length`` entries of a
+    buffer of fixed size. One program runs every chunk, whatever its length, so the
+    schedule is free to follow the clock."""
+    svi = keyed.svi(args, kwargs, num_steps)
 
     def step(i, carry):
         state, losses = carry
@@ -358,12 +365,12 @@ def _svi_chunk(keyed, state, length, args, kwargs):
 
 
 @partial(jax.jit, static_argnums=(0, 1))
-def _svi_minibatch_chunk(keyed, batch, state, length, args, kwargs):
+def _svi_minibatch_chunk(keyed, batch, state, length, num_steps, args, kwargs):
     """:func:`_svi_chunk` on a random minibatch of rows per step, ``batch`` being ``(rows,
     names of the keyword arguments cut with them)``; ``state`` is the SVI state and the key
     of the next minibatch."""
     (size, names), n = batch, args[0].shape[0]
-    svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(size, int), names))
+    svi = keyed.svi(*_rows(args, kwargs, jnp.zeros(size, int), names), num_steps)
 
     def step(i, carry):
         (state, key), losses = carry
@@ -430,8 +437,60 @@ def _loss_buffer():
     return jnp.full(_SVI_MAX_CHUNK, jnp.nan, dtype=jnp.result_type(float))
 
 
-def _make_svi(model, guide, learning_rate):
-    return SVI(model, resolve_guide(guide, model), Adam(learning_rate), _SiteOrderELBO())
+def _make_svi(model, guide, learning_rate, num_steps=1):
+    return SVI(model, resolve_guide(guide, model), _tapered_adam(learning_rate, num_steps),
+               _SiteOrderELBO())
+
+
+#: Adam's first- and second-moment decays in SVI. The second is shorter than Adam's usual
+#: 0.999: that remembers a squared gradient for about a thousand steps, so once the loss
+#: has fallen the large gradients of the first steps keep every step tiny for thousands
+#: more, and a guide whose scale must shrink far (a posterior made narrow by many rows)
+#: had not shrunk after the default 3,000 steps.
+_ADAM_B1, _ADAM_B2, _ADAM_EPS = 0.9, 0.95, 1e-8
+#: The last third of the SVI steps shrinks the step size geometrically to this factor of
+#: ``learning_rate`` and averages the parameters: Adam at a constant step jitters about
+#: the optimum by about its step, more than the posterior's sd when many rows make it
+#: narrow.
+_TAPER_FROM, _TAPER_TO = 2 / 3, 0.1
+
+
+def _tapered_adam(learning_rate, num_steps):
+    """Adam for a run of ``num_steps`` steps: ``learning_rate`` for the first
+    ``_TAPER_FROM`` of them, then a geometric taper to ``_TAPER_TO`` of it over the rest,
+    during which the state also keeps the running mean of the parameters
+    (:func:`_averaged_params`), the parameters a fit reports. ``num_steps`` may be traced,
+    so one program serves every length."""
+    start = jnp.floor(num_steps * _TAPER_FROM)  # steps at the full rate
+
+    def rate(i):  # step i + 1 of num_steps
+        return learning_rate * _TAPER_TO ** jnp.clip((i + 1 - start) / (num_steps - start),
+                                                     0, 1)
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return params, zeros, zeros, params
+
+    def update(i, grads, state):
+        params, m, v, mean = state
+        m = jax.tree.map(lambda m, g: _ADAM_B1 * m + (1 - _ADAM_B1) * g, m, grads)
+        v = jax.tree.map(lambda v, g: _ADAM_B2 * v + (1 - _ADAM_B2) * g * g, v, grads)
+        m_bias, v_bias = 1 - _ADAM_B1 ** (i + 1), 1 - _ADAM_B2 ** (i + 1)
+        params = jax.tree.map(
+            lambda p, m, v: p - rate(i) * (m / m_bias) / (jnp.sqrt(v / v_bias) + _ADAM_EPS),
+            params, m, v)
+        weight = 1 / jnp.maximum(i + 1 - start, 1)  # 1 before the taper
+        mean = jax.tree.map(lambda a, p: a + weight * (p - a), mean, params)
+        return params, m, v, mean
+
+    # NumPyro's own wrapper of optax transformations builds its optimisers this way
+    return _NumPyroOptim(lambda *fns: fns, init, update, lambda state: state[0])
+
+
+def _averaged_params(svi, state):
+    """The guide's constrained parameters a fit reports: the mean of the iterates over
+    the taper (:func:`_tapered_adam`)."""
+    return svi.constrain_fn(state.optim_state[1][3])
 
 
 class _SiteOrderELBO(ELBO):
@@ -550,10 +609,10 @@ def _run_svi(
 
     if minibatch is None:
         chunk = partial(_svi_chunk, keyed)
-        chunk_args = (args, kwargs)
+        chunk_args = (num_steps, args, kwargs)
     else:
         chunk = partial(_svi_minibatch_chunk, keyed, batch)
-        chunk_args = (full_args, full_kwargs)
+        chunk_args = (num_steps, full_args, full_kwargs)
     final = partial(_sample_guide, keyed, laplace_model)
     final_args = (num_samples, args, kwargs, full_args, full_kwargs)
 
@@ -606,7 +665,8 @@ def _run_svi(
         bar.close()
     draws = {k: np.asarray(v)[None] for k, v in draws.items()}
     diagnostics = {"loss": np.concatenate(losses), "fit_seconds": time.perf_counter() - start,
-                   "guide": guide_type.__name__}
+                   "guide": guide_type.__name__,
+                   "full_rate_steps": math.floor(num_steps * _TAPER_FROM)}
     if laplace_model is not None:
         diagnostics.update(laplace_correlation_at(*(laplace or (None, None))))
     return InferenceResult(draws=draws, diagnostics=diagnostics)
