@@ -250,11 +250,11 @@ def elbo_convergence(loss, window=None, full_rate_steps=None):
       standard errors and either by more than :data:`ELBO_RTOL` relative or by more than
       5 % of the loss's whole fall (a slow, steady descent).
 
-    When ``full_rate_steps`` is given, a trace whose first ``full_rate_steps`` steps
-    diverged by these rules **diverged**, whatever the smaller steps after them did: SVI
-    tapers its step size over its last third (:mod:`skimpact.inference`), and a taper
-    that brings down a loss thrown about by the full ``learning_rate`` does not make that
-    rate right.
+    When ``full_rate_steps`` is given, only the trace's first ``full_rate_steps`` steps
+    are judged: SVI tapers its step size over its last third (:mod:`skimpact.inference`),
+    where the loss falls further as the parameters jitter less, whether or not the
+    optimisation had settled, and where a loss thrown about by too large a
+    ``learning_rate`` comes down without that rate being right.
 
     Parameters
     ----------
@@ -277,15 +277,15 @@ def elbo_convergence(loss, window=None, full_rate_steps=None):
         not fall, whether its level differed between windows (``None`` otherwise);
         ``elbo_problem``, one of ``"diverged"``,
         ``"stalled"``, ``"not settled"`` or ``None``; and ``elbo_converged``, whether
-        ``elbo_problem`` is ``None``.
+        ``elbo_problem`` is ``None``. With ``full_rate_steps``, the figures are those of
+        the steps judged, and ``elbo_full_rate_steps`` says how many they were.
     """
     loss = np.asarray(loss, dtype=float)
     n = len(loss)
-    window = int(window or loss_window(n))
     if full_rate_steps is not None and full_rate_steps < n:
-        full_rate = elbo_convergence(loss[:full_rate_steps], window)
-        if full_rate["elbo_problem"] == "diverged":
-            return {**full_rate, "elbo_full_rate_steps": int(full_rate_steps)}
+        return {**elbo_convergence(loss[:full_rate_steps], window),
+                "elbo_full_rate_steps": int(full_rate_steps)}
+    window = int(window or loss_window(n))
     out = {
         "elbo_window": window,
         "elbo_start": math.nan,
@@ -656,8 +656,7 @@ def _elbo_message(diag, loss):
             if diag.get("elbo_levels_differ")
             else f"it rose from {start:.4g} over the first steps to {end:.4g} over the last"
         )
-        if "elbo_full_rate_steps" in diag:
-            how += f" of the {diag['elbo_full_rate_steps']} steps at the full learning rate"
+        how += _at_full_rate(diag)
         return (
             f"{loss} diverged: {how}. Lower `learning_rate` (it must be positive, "
             "e.g. 0.001 to 0.01), and standardise X and y if their scales are large."
@@ -674,11 +673,16 @@ def _elbo_message(diag, loss):
         "fewer than two windows of steps to judge"
         if math.isnan(rel)
         else f"relative change {rel:.2g} over the last {window} steps"
-    )
+    ) + _at_full_rate(diag)
     return (
         f"{loss} has not settled ({what}). Increase `num_steps`, or raise "
         "`learning_rate` if the loss is still falling steadily (lower it if it jumps)."
     )
+
+
+def _at_full_rate(diag):
+    steps = diag.get("elbo_full_rate_steps")
+    return "" if steps is None else f" of the {steps} steps at the full learning rate"
 
 
 def _worst(values, reduce):

@@ -17,6 +17,7 @@ from skimpact.convergence import (
     draws_by_chain,
     elbo_convergence,
     finish_fit,
+    loss_problems,
     loss_window,
     mcmc_diagnostics,
     rhat_limits,
@@ -42,15 +43,17 @@ def test_svi_converged_fit_has_no_warning(svi):
     diag = est.diagnostics_
     assert caught == []
     assert diag["converged"] and diag["elbo_converged"]
-    assert diag["elbo_window"] == 150
-    loss = np.asarray(diag["loss"], float)  # as the check reads it: float32 means differ
-    last, prev = loss[-150:].mean(), loss[-300:-150].mean()
+    # the 1000 steps at the full learning rate are judged in windows of 100, in float64
+    # as the check reads them
+    assert diag["elbo_full_rate_steps"] == 1000 and diag["elbo_window"] == 100
+    loss = np.asarray(diag["loss"], float)[:1000]
+    last, prev = loss[-100:].mean(), loss[-200:-100].mean()
     expected = abs(last - prev) / max(abs(last), abs(prev))
     assert diag["elbo_rel_change"] == pytest.approx(expected, rel=1e-3)
 
 
 def test_svi_too_few_steps_warns_what_to_change():
-    est, caught = fit_dose_age(inference="svi", num_steps=100, num_samples=20)
+    est, caught = fit_dose_age(inference="svi", num_steps=150, num_samples=20)
     assert len(caught) == 1
     message = str(caught[0].message)
     assert "num_steps" in message and "has not settled" in message
@@ -96,6 +99,22 @@ def test_elbo_convergence_flags_divergence_and_stalls():
     # window still makes a tenth of the whole fall.
     slow = elbo_convergence(np.linspace(374.0, 371.5, 1000))
     assert slow["elbo_rel_change"] < ELBO_RTOL and slow["elbo_problem"] == "not settled"
+
+
+def test_only_the_steps_at_the_full_rate_are_judged():
+    rng = np.random.default_rng(2)
+    # settled at the full rate, then 2 nats lower as a taper stills the parameters
+    settled = np.r_[100.0 + 50.0 * np.exp(-np.arange(2000) / 50.0), np.linspace(100, 98, 1000)]
+    settled += rng.normal(0, 1.0, 3000)
+    assert elbo_convergence(settled)["elbo_problem"] == "not settled"
+    judged = elbo_convergence(settled, full_rate_steps=2000)
+    assert judged["elbo_converged"] and judged["elbo_full_rate_steps"] == 2000
+    # thrown about at the full rate, brought down by the taper: still diverged
+    thrown = np.r_[np.linspace(900.0, 5000.0, 200), np.linspace(5000.0, 80.0, 100)]
+    verdict = elbo_convergence(thrown, full_rate_steps=200)
+    assert verdict["elbo_problem"] == "diverged"
+    message = loss_problems({"loss": thrown, **verdict})[0]
+    assert "of the 200 steps at the full learning rate" in message
 
 
 def test_loss_window():
