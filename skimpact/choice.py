@@ -10,13 +10,7 @@ gradient, then times a few calls and keeps the fastest. The rule, with the measu
   leapfrog steps per iteration ``x`` gradient time, is within its limit for one chain
   (for ``num_chains`` chains when that is set). With ``num_chains=None`` NUTS runs its
   default two chains, so that r_hat compares chains, when they too fit the limit, else
-  one. With at least :data:`SVI_MAX_ROWS_PER_DIM` rows per latent value the limit is
-  :data:`NUTS_BUDGET_SECONDS`: the posterior is then as narrow as the steps of SVI's
-  optimiser, so SVI's answer is imprecise (at 100,000 rows of a 5-feature regression an
-  effect's sd came out 6x a long NUTS run's with 3,000 steps, and with 20,000 steps its
-  94% interval, about 0.991–0.998, missed the truth, 1), and NUTS's exact posterior is
-  worth its time. Otherwise the limit (:func:`nuts_limit`) compares NUTS with the SVI fit it would
-  replace:
+  one. The limit (:func:`nuts_limit`) compares NUTS with the SVI fit it would replace:
   :data:`NUTS_SVI_RATIO` times SVI's expected cost (``num_steps`` x one gradient, which
   an SVI step with one particle about costs), but never below
   :data:`NUTS_FREE_SECONDS`, below which the compilation both methods pay (5 to 7 s for a
@@ -69,7 +63,6 @@ __all__ = [
     "NUTS_BUDGET_SECONDS",
     "NUTS_FREE_SECONDS",
     "NUTS_SVI_RATIO",
-    "SVI_MAX_ROWS_PER_DIM",
     "InferenceChoice",
     "after_over_budget",
     "choose_guide",
@@ -92,11 +85,6 @@ NUTS_SVI_RATIO = 2.0
 #: Expected NUTS seconds ``inference="auto"`` always allows: about what compiling either
 #: method costs a first fit on 2 cores, so NUTS within it stays within about 2x of SVI.
 NUTS_FREE_SECONDS = 5.0
-#: Rows per latent value from which ``inference="auto"`` lets NUTS take the whole budget
-#: rather than weighing it against SVI: a parameter informed by m rows has a posterior
-#: sd of about its noise / sqrt(m), and from about 1,000 rows that is of the order of the
-#: steps SVI's optimiser takes (``learning_rate``), which SVI then cannot resolve.
-SVI_MAX_ROWS_PER_DIM = 1000
 #: Largest latent dimension for which ``guide="auto"`` is a full-rank multivariate normal.
 FULL_RANK_MAX_DIM = 200
 #: Largest latent dimension for which ``guide="auto"`` is a low-rank multivariate normal.
@@ -292,8 +280,7 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
     latent_dim : int
         Scalar latent values (:func:`latent_dimension`).
     n_rows : int
-        Rows of the training data: with :data:`SVI_MAX_ROWS_PER_DIM` per latent value
-        NUTS may take the whole budget.
+        Rows of the training data (reported in the reason).
     settings : dict
         The estimator's parameters (``guide``, ``num_steps``, ``num_warmup``,
         ``num_samples``, ``num_chains``, ``fit_batch_size``).
@@ -354,12 +341,7 @@ def choose_inference(method, model, args, kwargs, *, latent_dim, n_rows, setting
     steps = expected_leapfrog_steps(latent_dim)
     chains = NUTS_METHOD.chains(settings["num_chains"])
     svi_seconds = settings["num_steps"] * seconds
-    if n_rows >= SVI_MAX_ROWS_PER_DIM * latent_dim:
-        limit, why = NUTS_BUDGET_SECONDS, (
-            f"the {NUTS_BUDGET_SECONDS:g} s budget, as {n_rows / max(latent_dim, 1):.0f} "
-            "rows per latent value make a posterior narrower than SVI's steps resolve")
-    else:
-        limit, why = nuts_limit(svi_seconds)
+    limit, why = nuts_limit(svi_seconds)
     # SVI when one chain does not fit (the user's chains when set); NUTS's default chains
     # when they fit, else one
     judged = chains if settings["num_chains"] is not None else 1

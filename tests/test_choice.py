@@ -121,18 +121,6 @@ def test_auto_weighs_nuts_against_the_svi_fit_it_would_replace(monkeypatch, grad
     assert (made.method == "nuts") == (nuts_guess <= made.limit_seconds)
 
 
-def test_auto_gives_nuts_its_budget_when_rows_make_the_posterior_narrow(monkeypatch):
-    # 1e-3 s per gradient: with 25 rows per latent value SVI is weighed in (above); with
-    # 1000 the posterior is narrower than SVI's steps resolve, and NUTS's 11 s fits 30 s
-    monkeypatch.setattr(choice, "gradient_seconds", lambda *a: 1e-3)
-    settings = {**ImpactRegressor().get_params(), "guide": "auto"}
-    made = choice.choose_inference("auto", None, (), {}, latent_dim=4,
-                                   n_rows=4 * choice.SVI_MAX_ROWS_PER_DIM, settings=settings,
-                                   key=None)
-    assert made.method == "nuts" and made.limit_seconds == choice.NUTS_BUDGET_SECONDS
-    assert "1000 rows per latent value" in made.reason
-
-
 def test_svi_with_guide_auto_picks_by_dimension():
     assert choose_guide("auto", 1) == "AutoMultivariateNormal"
     assert choose_guide("auto", choice.FULL_RANK_MAX_DIM) == "AutoMultivariateNormal"
