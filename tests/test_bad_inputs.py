@@ -1468,7 +1468,7 @@ def _race(est, refits, predict, done_check):
     def refit():
         try:
             for X, y in refits:
-                est.fit(X, y)
+                _fit(est, X, y)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

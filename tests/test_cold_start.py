@@ -18,7 +18,7 @@ from sklearn.base import clone
 
 from skimpact import ImpactRegressor, Model
 from skimpact._compilation_cache import default_cache_dir, enable_compilation_cache
-from skimpact.inference import run_inference
+from skimpact.inference import _tapered_adam, run_inference
 
 from models import slopes
 
@@ -51,12 +51,13 @@ def _settings(guide, steps):
 @pytest.mark.parametrize("guide", ["AutoLowRankMultivariateNormal", "AutoDelta",
                                    "AutoMultivariateNormal"])
 def test_compiled_init_equals_numpyro_eager_init(guide):
-    # NumPyro's own path: the guide set up eagerly, then one jitted step and the draws.
+    # NumPyro's own path: the guide set up eagerly, then one jitted step (with the fit's
+    # optimiser: one step of one is a tapered step) and the draws.
     X, y = _data(57)
     key = jax.random.PRNGKey(11)
     k_init, k_post = jax.random.split(key)
     g = getattr(autoguide, guide)(_linear, init_loc_fn=init_to_median(num_samples=15))
-    svi = SVI(_linear, g, Adam(0.01), Trace_ELBO())
+    svi = SVI(_linear, g, _tapered_adam(0.01, 1), Trace_ELBO())
     state, loss = jax.jit(svi.update)(svi.init(k_init, X, y=y), X, y=y)
     expected = g.sample_posterior(k_post, svi.get_params(state), X, y=y, sample_shape=(7,))
     before = _EVENTS["compile"]
