@@ -40,12 +40,14 @@ __all__ = [
     "ELBO_RTOL",
     "ELBO_NOISE_Z",
     "MEAN_FIELD_CORR_MAX",
+    "GUIDE_SPREAD_MAX",
     "LAPLACE_MAX_DIM",
     "chain_stats",
     "check_convergence",
     "draws_by_chain",
     "elbo_convergence",
     "finish_fit",
+    "guide_spread_at",
     "laplace_correlation",
     "laplace_correlation_at",
     "loss_problems",
@@ -74,6 +76,12 @@ _ELBO_LATE_SHARE = 0.05
 #: Largest absolute posterior correlation between two latent elements that a mean-field
 #: guide (which assumes none) may ignore before the fit warns.
 MEAN_FIELD_CORR_MAX = 0.5
+#: Largest factor by which a full-rank guide's sd along any direction may exceed, or fall
+#: short of, the Laplace approximation's at the guide's mean before the fit warns. Not 2:
+#: where the posterior is far from normal the guide's best fit departs from the curvature
+#: at its mean, by 2.0-2.1x on the retail model of ``benchmarks/bench_workflow.py`` (20
+#: non-centred store intercepts) after 3,000 steps and after 10,000 alike.
+GUIDE_SPREAD_MAX = 3.0
 #: Latent elements up to which the Laplace approximation's Hessian is computed.
 LAPLACE_MAX_DIM = 2000
 #: Steps at the very start of the trace that also stand for its start.
@@ -416,14 +424,17 @@ def mcmc_problems(diagnostics, sampler="NUTS"):
 
 
 def loss_problems(diagnostics, loss="The SVI loss"):
-    """The failed checks of an optimised loss: :func:`elbo_convergence`'s verdict and,
-    for a mean-field guide, the posterior correlation it ignores.
+    """The failed checks of an optimised loss: :func:`elbo_convergence`'s verdict, for a
+    full-rank guide its spread against the posterior's curvature
+    (:func:`guide_spread_at`) and, for a mean-field guide, the posterior correlation it
+    ignores.
 
     Parameters
     ----------
     diagnostics : dict
-        ``loss`` with :func:`elbo_convergence`'s figures, and the ``laplace_*`` figures of
-        :func:`laplace_correlation_at` when the guide is mean-field.
+        ``loss`` with :func:`elbo_convergence`'s figures, the ``guide_sd_ratio_*``
+        figures of :func:`guide_spread_at` when the guide is full-rank, and the
+        ``laplace_*`` figures of :func:`laplace_correlation_at` when it is mean-field.
     loss : str, default="The SVI loss"
         The loss as messages name it (``"The MAP optimisation's loss"``).
 
@@ -443,10 +454,28 @@ def loss_problems(diagnostics, loss="The SVI loss"):
     problems = []
     if "loss" in diagnostics and not diagnostics.get("elbo_converged", True):
         problems.append(_elbo_message(diagnostics, loss))
-    corr = diagnostics.get("laplace_max_abs_corr", math.nan)
     # the Laplace approximation is taken at the fitted mean: after a loss that diverged
-    # or stalled that mean is far from the posterior, and so is its correlation
+    # or stalled that mean is far from the posterior, and so is its curvature
     fell = diagnostics.get("elbo_problem") not in ("diverged", "stalled")
+    low = diagnostics.get("guide_sd_ratio_min", math.nan)
+    high = diagnostics.get("guide_sd_ratio_max", math.nan)
+    # judged once the loss settled: before that the loss's own message says what to do
+    settled = diagnostics.get("elbo_problem") is None
+    if settled and (low < 1 / GUIDE_SPREAD_MAX or high > GUIDE_SPREAD_MAX):
+        how, why = (
+            (f"{1 / low:.2g}x narrower", "spread along a ridge of correlated parameters, "
+             "which the loss barely feels")
+            if low < 1 / GUIDE_SPREAD_MAX else
+            (f"{high:.2g}x wider", "shrunk where many rows pin the posterior down"))
+        problems.append(
+            f"The guide {diagnostics.get('guide', '')} is {how} along some direction "
+            "of the latent values than the posterior's curvature at its mean says "
+            f"(Laplace approximation): either the optimisation has not yet {why} (more "
+            "`num_steps` move it), or the posterior is far from normal there (they do "
+            "not). Either way effects along that direction may get a wrong interval: "
+            "raise `num_steps` and compare, or use inference='nuts'."
+        )
+    corr = diagnostics.get("laplace_max_abs_corr", math.nan)
     if fell and corr > MEAN_FIELD_CORR_MAX:
         a, b = diagnostics.get("laplace_pair", ("?", "?"))
         problems.append(
@@ -499,6 +528,58 @@ def laplace_correlation(model, args, kwargs, values):
     if sum(math.prod(np.shape(v)) for v in values.values()) > LAPLACE_MAX_DIM:
         return laplace_correlation_at(None, None)
     return laplace_correlation_at(*potential_hessian(model, args, kwargs, values))
+
+
+def guide_spread_at(z, hessian, covariance):
+    """How far a full-rank guide's spread departs from the posterior's curvature at the
+    guide's mean: the extreme ratios, over every direction of the unconstrained latent
+    space, of the guide's sd along it to the Laplace approximation's there.
+
+    For a posterior close to normal, as a fitted full-rank guide assumes, both are 1. A
+    ratio far below 1 is a guide that has not spread along a direction the data leave
+    loose (a ridge of strongly correlated parameters, which the loss barely feels); far
+    above 1, a guide that has not shrunk where many rows pin the posterior down.
+
+    Parameters
+    ----------
+    z : dict or None
+        ``{latent site: unconstrained value}`` at the guide's mean; ``None`` when the
+        Hessian was not computed (more than :data:`LAPLACE_MAX_DIM` latent elements).
+    hessian, covariance : arrays of shape (d, d)
+        The potential energy's Hessian at ``z`` and the guide's covariance, both
+        flattened in the order of :func:`jax.flatten_util.ravel_pytree` (sites sorted by
+        name).
+
+    Returns
+    -------
+    dict
+        ``guide_sd_ratio_min`` and ``guide_sd_ratio_max`` (NaN when ``z`` is ``None`` or
+        the Hessian is not positive definite there, so that there is no Laplace
+        approximation to compare with).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skimpact.convergence import guide_spread_at
+    >>> hessian = np.linalg.inv([[1.0, 0.99], [0.99, 1.0]])   # a ridge along (1, -1)
+    >>> out = guide_spread_at({"b": np.zeros(2)}, hessian, np.eye(2))
+    >>> round(out["guide_sd_ratio_min"], 2), round(out["guide_sd_ratio_max"], 2)
+    (0.71, 10.0)
+    """
+    out = {"guide_sd_ratio_min": math.nan, "guide_sd_ratio_max": math.nan}
+    if z is None:
+        return out
+    hessian, covariance = np.asarray(hessian, float), np.asarray(covariance, float)
+    if not (np.all(np.isfinite(hessian)) and np.all(np.isfinite(covariance))):
+        return out
+    try:
+        root = np.linalg.cholesky(hessian)
+    except np.linalg.LinAlgError:
+        return out
+    # the guide's covariance in the coordinates where the Laplace approximation is the
+    # identity: its eigenvalues are the squared sd ratios along the extreme directions
+    ratios = np.sqrt(np.clip(np.linalg.eigvalsh(root.T @ covariance @ root), 0, None))
+    return {"guide_sd_ratio_min": float(ratios.min()), "guide_sd_ratio_max": float(ratios.max())}
 
 
 def laplace_correlation_at(z, hessian):

@@ -33,8 +33,8 @@ from numpyro.primitives import Messenger
 from numpyro.util import check_model_guide_match
 
 from .convergence import (
-    LAPLACE_MAX_DIM, elbo_convergence, laplace_correlation_at, loss_problems, mcmc_diagnostics,
-    mcmc_problems,
+    LAPLACE_MAX_DIM, elbo_convergence, guide_spread_at, laplace_correlation_at, loss_problems,
+    mcmc_diagnostics, mcmc_problems,
 )
 from .inspection import TRACER_ERRORS, ModelRef, potential_hessian, traced_value_error
 from .methods import InferenceMethod, get_method, method_names, register_method
@@ -327,7 +327,8 @@ def _sample_guide(keyed, laplace_model, key, state, num_samples, args, kwargs, f
     """``num_samples`` draws of the guide (with the draws' key of the fit's ``key``) and,
     when ``laplace_model`` is given and the latent values have at most ``LAPLACE_MAX_DIM``
     elements, the point and Hessian of the Laplace check at the guide's median on the full
-    data: one program."""
+    data, with a full-rank guide's covariance of the unconstrained latent values (in the
+    same order, sites sorted by name): one program."""
     svi = keyed.svi(args, kwargs)
     params = _averaged_params(svi, state)
     draws = svi.guide.sample_posterior(
@@ -338,7 +339,10 @@ def _sample_guide(keyed, laplace_model, key, state, num_samples, args, kwargs, f
     median = svi.guide.median(params)
     if sum(math.prod(jnp.shape(v)) for v in median.values()) > LAPLACE_MAX_DIM:
         return draws, None
-    return draws, potential_hessian(laplace_model, full_args, full_kwargs, median)
+    z, hessian = potential_hessian(laplace_model, full_args, full_kwargs, median)
+    if isinstance(svi.guide, autoguide.AutoMultivariateNormal):
+        return draws, (z, hessian, svi.guide.get_posterior(params).covariance_matrix)
+    return draws, (z, hessian)
 
 
 def _fit_keys(key):
@@ -585,8 +589,10 @@ def _run_svi(
     keyed = _Keyed(partial(_make_svi, model, guide, learning_rate), cache_key)
     batch = None if minibatch is None else (minibatch[0], minibatch[2])
     guide_type = type(keyed.make_svi().guide)  # built, not set up: only its class is read
-    # what a mean-field guide cannot represent: correlations of the posterior at its median
-    laplace_model = full_model if issubclass(guide_type, _MEAN_FIELD) else None
+    # what a mean-field guide cannot represent (correlations of the posterior at its
+    # median) and where a full-rank guide's spread departs from the posterior's curvature
+    laplace_model = full_model if issubclass(
+        guide_type, (*_MEAN_FIELD, autoguide.AutoMultivariateNormal)) else None
     start = time.perf_counter()
     losses = []
     bar = _progress(progress_bar, num_steps, "SVI")
@@ -667,7 +673,9 @@ def _run_svi(
     diagnostics = {"loss": np.concatenate(losses), "fit_seconds": time.perf_counter() - start,
                    "guide": guide_type.__name__,
                    "full_rate_steps": math.floor(num_steps * _TAPER_FROM)}
-    if laplace_model is not None:
+    if laplace is not None and len(laplace) == 3:
+        diagnostics.update(guide_spread_at(*laplace))
+    elif laplace_model is not None:
         diagnostics.update(laplace_correlation_at(*(laplace or (None, None))))
     return InferenceResult(draws=draws, diagnostics=diagnostics)
 

@@ -117,6 +117,22 @@ def test_only_the_steps_at_the_full_rate_are_judged():
     assert "of the 200 steps at the full learning rate" in message
 
 
+def test_a_full_rank_guide_off_the_curvature_warns_once_the_loss_settled():
+    settled = {"loss": np.ones(10), "elbo_problem": None, "elbo_converged": True,
+               "guide": "AutoMultivariateNormal"}
+    assert loss_problems({**settled, "guide_sd_ratio_min": 0.4,
+                          "guide_sd_ratio_max": 2.9}) == []
+    narrow, = loss_problems({**settled, "guide_sd_ratio_min": 0.2, "guide_sd_ratio_max": 1.1})
+    assert "is 5x narrower along some direction" in narrow and "ridge" in narrow
+    wide, = loss_problems({**settled, "guide_sd_ratio_min": 0.9, "guide_sd_ratio_max": 24.0})
+    assert "is 24x wider" in wide and "many rows" in wide
+    # before the loss settled, its own message says what to change
+    unsettled = {**settled, "elbo_problem": "not settled", "elbo_converged": False,
+                 "elbo_rel_change": 0.1, "elbo_window": 5}
+    only, = loss_problems({**unsettled, "guide_sd_ratio_min": 0.2, "guide_sd_ratio_max": 1.0})
+    assert "has not settled" in only
+
+
 def test_loss_window():
     assert [loss_window(n) for n in (1, 30, 100, 499, 500, 3000)] == [1, 30, 50, 50, 50, 300]
 

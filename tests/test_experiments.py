@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -78,6 +79,22 @@ def test_an_experiment_moves_the_svi_fit_to_the_truth(small):
     # the experiment enters the fit only: predictions and the posterior are as usual
     assert set(est.posterior_["posterior"].data_vars) == {
         "alpha", "beta", "noise", "coef", "intercept", "sigma"}
+
+
+@pytest.mark.slow
+def test_svi_too_narrow_along_a_ridge_says_so(small):
+    # T is nearly W: the data leave T's own coefficient loose along a ridge, and on 200
+    # rows SVI's 800 steps spread the guide along it to less than half its true width
+    X, y, _ = small
+    X, y = X.iloc[:200], y[:200]
+    design = np.column_stack([np.ones(len(X)), X])
+    resid = np.linalg.lstsq(design, y, rcond=None)[1]
+    exact_sd = np.sqrt(resid[0] / (len(y) - 3) * np.linalg.inv(design.T @ design)[1, 1])
+    with pytest.warns(ConvergenceWarning, match="narrower along some direction"):
+        est = _svi().fit(X, y)
+    assert _ate(est, X)["sd"] < 0.5 * exact_sd
+    assert est.diagnostics_["converged"] is False
+    assert est.diagnostics_["guide_sd_ratio_min"] < 0.5
 
 
 @pytest.mark.slow

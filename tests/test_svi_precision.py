@@ -43,3 +43,6 @@ def test_svi_resolves_a_posterior_narrower_than_its_step():
     # the exact posterior is the least-squares fit here (flat enough priors, 20,000 rows)
     assert np.all(np.abs(coef.mean(0) - ols[1:]) < 0.3 * sd)
     assert np.all((coef.std(0) > 0.85 * sd) & (coef.std(0) < 1.2 * sd))
+    # and the check of the guide's spread against the curvature agrees
+    diag = est.diagnostics_
+    assert 0.8 < diag["guide_sd_ratio_min"] <= diag["guide_sd_ratio_max"] < 1.25
