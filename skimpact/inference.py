@@ -465,7 +465,7 @@ def _tapered_adam(learning_rate, num_steps):
     during which the state also keeps the running mean of the parameters
     (:func:`_averaged_params`), the parameters a fit reports. ``num_steps`` may be traced,
     so one program serves every length."""
-    start = jnp.floor(num_steps * _TAPER_FROM)  # steps at the full rate
+    start = num_steps * _TAPER_FROM // 1  # steps at the full rate (no eager op for an int)
 
     def rate(i):  # step i + 1 of num_steps
         return learning_rate * _TAPER_TO ** jnp.clip((i + 1 - start) / (num_steps - start),
