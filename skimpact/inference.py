@@ -168,9 +168,10 @@ class SVIMethod(InferenceMethod):
     ``num_samples`` independent draws of the guide at its parameters averaged over the
     taper.
 
-    Its checks judge the loss trace (:func:`~skimpact.convergence.elbo_convergence`) and,
-    for a mean-field guide, the posterior correlation it ignores
-    (:func:`~skimpact.convergence.loss_problems`).
+    Its checks judge the loss trace (:func:`~skimpact.convergence.elbo_convergence`), for
+    a full-rank guide its spread against the Laplace approximation
+    (:func:`~skimpact.convergence.guide_spread_at`) and, for a mean-field guide, the
+    posterior correlation it ignores (:func:`~skimpact.convergence.loss_problems`).
     """
 
     name = "svi"
