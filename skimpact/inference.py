@@ -674,8 +674,8 @@ def _run_svi(
     diagnostics = {"loss": np.concatenate(losses), "fit_seconds": time.perf_counter() - start,
                    "guide": guide_type.__name__,
                    "full_rate_steps": math.floor(num_steps * _TAPER_FROM)}
-    if laplace is not None and len(laplace) == 3:
-        diagnostics.update(guide_spread_at(*laplace))
+    if issubclass(guide_type, autoguide.AutoMultivariateNormal):
+        diagnostics.update(guide_spread_at(*(laplace or (None, None, None))))
     elif laplace_model is not None:
         diagnostics.update(laplace_correlation_at(*(laplace or (None, None))))
     return InferenceResult(draws=draws, diagnostics=diagnostics)
