@@ -138,9 +138,9 @@ def test_defaults_fit_with_the_settings_the_model_declares(binary):
     est = ImpactRegressor(effect_model("T"), num_samples=300, random_state=0).fit(X, y)
     reason = est.diagnostics_["inference_choice"]["reason"]
     assert reason.startswith("EffectModel.fit_settings() declares inference='svi', "
-                             "num_steps=2000, used in place of the estimator's defaults.")
+                             "num_steps=4000, used in place of the estimator's defaults.")
     assert est.inference_ == "svi" and est.posterior_["posterior"].sizes["draw"] == 300
-    assert json.loads(est.posterior_.attrs["inference_settings"])["num_steps"] == 2000
+    assert json.loads(est.posterior_.attrs["inference_settings"])["num_steps"] == 4000
     assert est.get_params()["inference"] == "auto"  # the estimator's own setting is kept
     rows = summarize_effect(effect(est, X, {"T": 1.0}, {"T": 0.0}), per_row=True)
     assert np.corrcoef(rows["mean"], tau)[0, 1] > 0.9
