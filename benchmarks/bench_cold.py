@@ -13,6 +13,8 @@ Usage: ``python benchmarks/bench_cold.py N [pairs]``. Each round starts, in turn
 * ``numpyro-cache-1`` / ``numpyro-cache-2``: plain NumPyro with JAX's persistent cache in an
   empty directory (every program cached), twice: what any jit-compiled code pays in a
   second process, which still traces and lowers its programs;
+* ``numpyro-draws-cache-1`` / ``numpyro-draws-cache-2``: the same with the guide's 1000
+  posterior draws in NumPyro's program too, as a skimpact fit returns them;
 * ``numpyro-nuts`` / ``skimpact-nuts``: the NUTS pair, both without a cache.
 
 Each process reports its import time, its first fit, a second ("steady") fit of the
@@ -37,7 +39,7 @@ def child(impl, n):
     import jax
     from _common import cache_hits, compile_count, data, linear
 
-    if impl == "numpyro":
+    if impl in ("numpyro", "numpyro-draws"):
         from numpyro.infer import SVI, Trace_ELBO, init_to_median
         from numpyro.infer.autoguide import AutoNormal
         from numpyro.optim import Adam
@@ -49,17 +51,22 @@ def child(impl, n):
         from skimpact import ImpactRegressor, Model
     imported = time.perf_counter() - t0
     X, y = data(n)
-    if impl == "numpyro":
+    if impl in ("numpyro", "numpyro-draws"):
         model = linear()
-        svi = SVI(model, AutoNormal(model, init_loc_fn=init_to_median(num_samples=15)),
-                  Adam(0.01), Trace_ELBO())
+        guide = AutoNormal(model, init_loc_fn=init_to_median(num_samples=15))
+        svi = SVI(model, guide, Adam(0.01), Trace_ELBO())
 
         @jax.jit
         def run(key, X, y):
             state = svi.init(key, X, y)
             state, losses = jax.lax.scan(lambda s, _: svi.update(s, X, y), state, None,
                                          length=STEPS)
-            return svi.get_params(state), losses
+            params = svi.get_params(state)
+            if impl == "numpyro-draws":
+                draws = guide.sample_posterior(jax.random.fold_in(key, 1), params, X,
+                                               sample_shape=(1000,))
+                return draws, losses
+            return params, losses
 
         def fit():
             jax.block_until_ready(run(jax.random.PRNGKey(0), X, y))
@@ -87,7 +94,7 @@ def child(impl, n):
 
 
 def _spawn(impl, n, env):
-    child_impl = impl if impl.endswith("-nuts") else impl.split("-")[0]
+    child_impl = impl.split("-cache-")[0]
     cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--one", child_impl, str(n)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True,
                           cwd=os.path.dirname(os.path.abspath(__file__)))
@@ -116,6 +123,8 @@ def main(n, pairs=3):
             numpyro_cache = {"JAX_COMPILATION_CACHE_DIR": os.path.join(cache, "numpyro"),
                              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
                              "PYTHONHASHSEED": "0"}
+            draws_cache = {**numpyro_cache,
+                           "JAX_COMPILATION_CACHE_DIR": os.path.join(cache, "numpyro-draws")}
             envs = {
                 "numpyro": base,
                 "skimpact": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},
@@ -123,13 +132,16 @@ def main(n, pairs=3):
                 "skimpact-cache-2": {**base, "XDG_CACHE_HOME": cache},
                 "numpyro-cache-1": {**base, **numpyro_cache},
                 "numpyro-cache-2": {**base, **numpyro_cache},
+                "numpyro-draws-cache-1": {**base, **draws_cache},
+                "numpyro-draws-cache-2": {**base, **draws_cache},
                 "numpyro-nuts": base,
                 "skimpact-nuts": {**base, "SKIMPACT_COMPILATION_CACHE": "0"},
             }
             results += [_spawn(impl, n, env) for impl, env in envs.items()]
     rows = []
     impls = ("numpyro", "skimpact", "skimpact-cache-1", "skimpact-cache-2", "numpyro-cache-1",
-             "numpyro-cache-2", "numpyro-nuts", "skimpact-nuts")
+             "numpyro-cache-2", "numpyro-draws-cache-1", "numpyro-draws-cache-2",
+             "numpyro-nuts", "skimpact-nuts")
     for impl in impls:
         rs = [r for r in results if r["impl"] == impl]
         rows.append({
@@ -138,7 +150,8 @@ def main(n, pairs=3):
                for k in ("import_s", "first_fit_s", "steady_fit_s", "compiles", "cache_hits",
                          "process_wall_s", "process_peak_rss_MB")},
         })
-    baseline = {"svi": rows[0]["first_fit_s"], "nuts": rows[6]["first_fit_s"]}
+    first = {r["impl"]: r["first_fit_s"] for r in rows}
+    baseline = {"svi": first["numpyro"], "nuts": first["numpyro-nuts"]}
     for r in rows:
         r["first_fit_ratio"] = r["first_fit_s"] / baseline[
             "nuts" if r["impl"].endswith("nuts") else "svi"]
