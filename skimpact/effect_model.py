@@ -121,9 +121,9 @@ class EffectModel(Model):
         posterior: on IHDP, NUTS's warm-up took 190 to 290 leapfrog steps per iteration
         (many trees at the limit of 1023), against the 32 ``inference="auto"`` expects,
         and compiling NUTS alone took as long as the whole SVI fit. With 2000 steps a
-        quarter of the IHDP fits had not settled (and warned so), and their per-unit
-        effects were the worst of the benchmark; 4000 steps settle most of them and improve
-        those effects (``benchmarks/README.md``).
+        quarter of the IHDP fits had not settled (and warned so), two of the four with the
+        largest per-unit errors among them; 4000 steps settle most of them and bring all
+        four closer to the truth (``benchmarks/README.md``).
 
         Returns
         -------
